@@ -1,0 +1,28 @@
+"""Device profiles, the latency meter and latency models (predictors) per device and space."""
+
+from __future__ import annotations
+
+from latency_models.base import (
+    LATENCY_MODELS,
+    FitSample,
+    LatencyModel,
+    LatencyPrediction,
+    get_latency_model_class,
+    register_latency_model,
+)
+from latency_models.device import BUILTIN_DEVICES, DeviceProfile
+from latency_models.meter import LatencyMeter, LatencySample, MeterSettings
+
+__all__ = [
+    "BUILTIN_DEVICES",
+    "LATENCY_MODELS",
+    "DeviceProfile",
+    "FitSample",
+    "LatencyMeter",
+    "LatencyModel",
+    "LatencyPrediction",
+    "LatencySample",
+    "MeterSettings",
+    "get_latency_model_class",
+    "register_latency_model",
+]

@@ -1,0 +1,44 @@
+"""Device profiles: where and how latency is measured."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Backend = Literal["torch-cpu", "cuda", "onnxruntime-cpu"]
+
+
+class DeviceProfile(BaseModel):
+    """A measurement protocol's fixed part: backend, threads, batch, sequence length and dtype.
+
+    Every latency sample stores the profile it was measured under.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    backend: Backend = "torch-cpu"
+    threads: int = Field(default=1, ge=1, le=256)
+    batch_size: int = Field(default=1, ge=1, le=4096)
+    seq_len: int = Field(default=64, ge=1, le=65536)
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    builtin: bool = False
+
+    def describes_this_machine(self) -> bool:
+        """Whether this process can measure under this profile itself."""
+        if self.backend == "torch-cpu":
+            import os
+
+            return self.threads <= (os.cpu_count() or 1)
+        if self.backend == "cuda":
+            import torch
+
+            return bool(torch.cuda.is_available())
+        return False
+
+
+BUILTIN_DEVICES: dict[str, DeviceProfile] = {
+    "cpu-1t": DeviceProfile(name="cpu-1t", backend="torch-cpu", threads=1, batch_size=1, seq_len=64, builtin=True),
+    "cpu-2t": DeviceProfile(name="cpu-2t", backend="torch-cpu", threads=2, batch_size=1, seq_len=64, builtin=True),
+}

@@ -1,0 +1,158 @@
+"""The latency meter: how to time a model under a device profile (separate from how to predict)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import statistics
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from latency_models.device import DeviceProfile
+from search_spaces.errors import LatencyError
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+
+class MeterSettings(BaseModel):
+    """How many runs: warm-up runs, then `rounds` rounds of `repeats` timed runs each.
+
+    When several models are measured together, every round visits them in a freshly shuffled order,
+    so that slow drifts of the machine spread over all models instead of biasing one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    warmup: int = Field(default=3, ge=0, le=1000)
+    repeats: int = Field(default=5, ge=1, le=10000)
+    rounds: int = Field(default=3, ge=1, le=1000)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LatencySample:
+    """One measured latency with the full protocol it was measured under."""
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    runs: int
+    protocol: dict[str, Any]
+
+    @property
+    def spread_ms(self) -> float:
+        """Half the p10-p90 range: a robust stand-in for the standard deviation."""
+        return (self.p90_ms - self.p10_ms) / 2.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def pinned_threads(threads: int) -> Iterator[None]:
+    """Run the block with torch limited to `threads` intra-op threads, then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    if len(sorted_values) == 1:
+        return sorted_values[0]
+    position = q * (len(sorted_values) - 1)
+    low = int(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
+
+
+class LatencyMeter:
+    """Times forward passes of models under a `DeviceProfile` (torch on CPU here; CUDA events on GPUs)."""
+
+    def __init__(self, device: DeviceProfile, settings: MeterSettings | None = None) -> None:
+        if device.backend not in ("torch-cpu", "cuda"):
+            raise LatencyError(
+                f"device {device.name!r}: backend {device.backend!r} cannot be measured by this meter yet; "
+                "use torch-cpu or cuda"
+            )
+        self.device = device
+        self.settings = settings or MeterSettings()
+
+    def protocol(self) -> dict[str, Any]:
+        return {
+            "device": self.device.name,
+            "backend": self.device.backend,
+            "threads": self.device.threads,
+            "batch_size": self.device.batch_size,
+            "seq_len": self.device.seq_len,
+            "dtype": self.device.dtype,
+            "warmup": self.settings.warmup,
+            "repeats": self.settings.repeats,
+            "rounds": self.settings.rounds,
+            "statistic": "median",
+            "interleaved": True,
+        }
+
+    def measure(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> LatencySample:
+        return self.measure_many([(model, inputs)])[0]
+
+    def measure_many(self, models: Sequence[tuple[nn.Module, Mapping[str, Tensor]]]) -> list[LatencySample]:
+        """Measure several models interleaved: each round runs each model `repeats` times, order shuffled."""
+        import torch
+
+        if not models:
+            return []
+        s = self.settings
+        cuda = self.device.backend == "cuda"
+        dtype = getattr(torch, self.device.dtype)
+        target = torch.device("cuda" if cuda else "cpu")
+        prepared = []
+        for model, inputs in models:
+            model = model.eval().to(device=target, dtype=dtype if dtype != torch.float32 else None)
+            prepared.append((model, {k: v.to(target) for k, v in inputs.items()}))
+        timings: list[list[float]] = [[] for _ in prepared]
+        order = list(range(len(prepared)))
+        rng = random.Random(s.seed)
+        with pinned_threads(self.device.threads), torch.inference_mode():
+            for model, inputs in prepared:
+                for _ in range(s.warmup):
+                    model(**inputs)
+            for _ in range(s.rounds):
+                rng.shuffle(order)
+                for index in order:
+                    model, inputs = prepared[index]
+                    for _ in range(s.repeats):
+                        timings[index].append(self._time_once(model, inputs, cuda=cuda))
+        protocol = self.protocol()
+        samples = []
+        for values in timings:
+            values.sort()
+            samples.append(LatencySample(
+                median_ms=statistics.median(values), p10_ms=_quantile(values, 0.1), p90_ms=_quantile(values, 0.9),
+                runs=len(values), protocol=protocol,
+            ))
+        return samples
+
+    @staticmethod
+    def _time_once(model: nn.Module, inputs: Mapping[str, Tensor], *, cuda: bool) -> float:
+        import torch
+
+        if cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            model(**inputs)
+            end.record()
+            torch.cuda.synchronize()
+            return float(start.elapsed_time(end))
+        began = time.perf_counter()
+        model(**inputs)
+        return (time.perf_counter() - began) * 1000.0

@@ -1,0 +1,135 @@
+"""The search-space contract: sample, validate, encode, describe blocks, build and export."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel, ConfigDict
+from pydantic import ValidationError as PydanticValidationError
+
+from search_spaces.arch import Arch
+from search_spaces.errors import InvalidArchError, SpecError
+from search_spaces.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+
+class TrialLike(Protocol):
+    """What a space needs from an Optuna trial to sample (`optuna.trial.Trial` satisfies it)."""
+
+    def suggest_int(self, name: str, low: int, high: int) -> int: ...
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Block:
+    """One block of a network as a lookup-table latency predictor sees it: a kind and its sizes."""
+
+    kind: str
+    params: tuple[tuple[str, int], ...]
+
+    @property
+    def key(self) -> str:
+        return self.kind + "(" + ",".join(f"{k}={v}" for k, v in self.params) + ")"
+
+
+class SpaceOptions(BaseModel):
+    """Base of each space's options; unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SearchSpace(ABC):
+    """A family of networks that a strategy searches.
+
+    `sample` draws an `Arch` through an Optuna trial (so the same seed gives the same archs);
+    `validate` raises `InvalidArchError` naming what is wrong; `encode` gives fixed-length numeric
+    features (for learned latency models); `blocks` lists per-block descriptions a lookup-table
+    predictor sums; `build` gives a randomly initialised `torch.nn.Module` (seeded); `export` writes a
+    Hugging Face folder that plain `transformers` loads with `trust_remote_code=True`.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    options_model: ClassVar[type[SpaceOptions]] = SpaceOptions
+    task_kinds: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, options: Mapping[str, Any] | SpaceOptions | None = None) -> None:
+        self.options = self.parse_options(options)
+
+    @classmethod
+    def parse_options(cls, options: Mapping[str, Any] | SpaceOptions | None) -> Any:
+        if isinstance(options, cls.options_model):
+            return options
+        try:
+            return cls.options_model.model_validate(dict(options or {}))
+        except PydanticValidationError as exc:
+            problems = [
+                f"space_options.{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})"
+                for err in exc.errors()
+            ]
+            raise SpecError("; ".join(problems), problems=problems) from None
+
+    def check_arch_identity(self, arch: Arch) -> None:
+        if arch.space != self.name or arch.version != self.version:
+            raise InvalidArchError(
+                f"arch belongs to {arch.space} v{arch.version}, not {self.name} v{self.version}; "
+                "sample it from this space"
+            )
+
+    @abstractmethod
+    def sample(self, trial: TrialLike) -> Arch: ...
+
+    @abstractmethod
+    def validate(self, arch: Arch) -> None: ...
+
+    @abstractmethod
+    def feature_names(self) -> list[str]: ...
+
+    @abstractmethod
+    def encode(self, arch: Arch) -> list[float]: ...
+
+    @abstractmethod
+    def blocks(self, arch: Arch) -> list[Block]: ...
+
+    @abstractmethod
+    def build(self, arch: Arch, *, seed: int = 0) -> nn.Module: ...
+
+    @abstractmethod
+    def example_inputs(self, arch: Arch, *, batch_size: int, seq_len: int) -> dict[str, Tensor]:
+        """Inputs for one forward pass, used to measure latency and to compare exports."""
+
+    @abstractmethod
+    def export(self, model: nn.Module, arch: Arch, directory: Path, *, model_card: str) -> Path:
+        """Write `model` as a Hugging Face folder with its modelling code and a README model card."""
+
+    @abstractmethod
+    def load_exported(self, directory: Path) -> nn.Module:
+        """Load a folder written by `export` (through `transformers`, as a user would)."""
+
+
+SPACES: Registry[SearchSpace] = Registry("search space", SearchSpace)
+
+
+def register_space(name: str) -> Any:
+    """Class decorator: `@register_space("sparse-transformer")`."""
+    return SPACES.register(name)
+
+
+def get_space(name: str, options: Mapping[str, Any] | None = None) -> SearchSpace:
+    """An instance of the registered space `name` with validated `options`."""
+    import search_spaces.builtin  # noqa: F401  (registers the built-in spaces)
+
+    return SPACES.get(name)(options)
+
+
+def space_names() -> list[str]:
+    import search_spaces.builtin  # noqa: F401
+
+    return SPACES.names()

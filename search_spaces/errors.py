@@ -1,0 +1,52 @@
+"""The one exception hierarchy of hwnas.
+
+It lives in the lowest layer so that every package can raise it; `nas.errors` re-exports it, and the
+mapping to CLI exit codes (and later HTTP status codes) is done in one place each in `nas`.
+Messages name the field, the rule, the value received and the fix.
+"""
+
+from __future__ import annotations
+
+
+class HwnasError(Exception):
+    """Root of every error hwnas raises on purpose."""
+
+
+class SpecError(HwnasError):
+    """A user-supplied spec or option is invalid. Carries one message per offending field."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems: list[str] = list(problems) if problems else [message]
+
+
+class InvalidArchError(SpecError):
+    """An architecture does not belong to its search space."""
+
+
+class RegistryError(HwnasError):
+    """A plug-in name is unknown, duplicated, or a class is not of the registry's kind."""
+
+
+class NotFoundError(HwnasError):
+    """A job, trial, device profile or artifact does not exist."""
+
+
+class ConflictError(HwnasError):
+    """The operation does not fit the current state (a job leased elsewhere, already finished...)."""
+
+
+class StorageError(HwnasError):
+    """The database refused or failed an operation."""
+
+
+class ExecutionError(HwnasError):
+    """An executor could not run candidates (Ray unreachable, worker lost...)."""
+
+
+class DataError(HwnasError):
+    """Task data is missing, unreadable or too small."""
+
+
+class LatencyError(HwnasError):
+    """Latency could not be measured or predicted for the requested device."""

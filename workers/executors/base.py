@@ -1,0 +1,62 @@
+"""The executor contract: run `evaluate_candidate` somewhere and hand results back to the controller."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+from search_spaces.registry import Registry
+from workers.types import CandidateTask, EvalResult
+
+
+class Executor(ABC):
+    """Runs candidates, at most `slots` at a time, and returns their results as they finish.
+
+    Workers never touch the database: the controller that owns the executor writes every result.
+    A candidate whose worker dies comes back as a failed `EvalResult`, never as an exception.
+    """
+
+    name: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def slots(self) -> int:
+        """How many candidates may run at once."""
+
+    @property
+    @abstractmethod
+    def in_flight(self) -> int: ...
+
+    @abstractmethod
+    def submit(self, candidate: CandidateTask) -> None: ...
+
+    @abstractmethod
+    def wait(self, *, timeout_s: float | None = None) -> list[EvalResult]:
+        """Block until at least one candidate finishes (or `timeout_s` passes); return those finished."""
+
+    def cancel_all(self) -> list[int]:
+        """Stop candidates in flight; return their trial numbers."""
+        return []
+
+    def shutdown(self) -> None:  # noqa: B027  (optional)
+        """Release resources; the executor is not used afterwards."""
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.shutdown()
+
+
+EXECUTORS: Registry[Executor] = Registry("executor", Executor)
+
+
+def register_executor(name: str):  # type: ignore[no-untyped-def]
+    return EXECUTORS.register(name)
+
+
+def get_executor_class(name: str) -> type[Executor]:
+    import workers.executors.in_process  # noqa: F401
+    import workers.executors.ray_executor  # noqa: F401
+
+    return EXECUTORS.get(name)

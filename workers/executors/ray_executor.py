@@ -1,0 +1,87 @@
+"""`RayExecutor`: evaluates candidates as Ray tasks on a local or remote Ray cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from search_spaces.errors import ExecutionError
+from workers.evaluate import evaluate_candidate, worker_name
+from workers.executors.base import Executor, register_executor
+from workers.types import CandidateTask, EvalResult
+
+logger = logging.getLogger(__name__)
+
+
+def ensure_ray(*, address: str | None, num_cpus: int | None = None) -> None:
+    """Connect to the cluster at `address`, or start a local Ray bound to loopback."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # Local clusters listen on 127.0.0.1 only (the project's machines allow loopback traffic only).
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    try:
+        if address:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        else:
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                     _node_ip_address="127.0.0.1", logging_level=logging.WARNING, log_to_driver=False)
+    except Exception as exc:  # noqa: BLE001  (Ray raises many types; the user needs one message)
+        where = f"the Ray cluster at {address!r}" if address else "a local Ray"
+        raise ExecutionError(f"cannot start or reach {where}: {exc}; check HWNAS_RAY_ADDRESS") from exc
+
+
+@register_executor("ray")
+class RayExecutor(Executor):
+    """One Ray task per candidate, each asking for `cpus_per_trial` CPUs; at most `slots` in flight."""
+
+    def __init__(self, *, address: str | None = None, slots: int | None = None, cpus_per_trial: float = 1.0,
+                 local_cpus: int | None = None) -> None:
+        import ray
+
+        ensure_ray(address=address, num_cpus=local_cpus)
+        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
+        self._slots = slots or max(1, int(cluster_cpus // cpus_per_trial) - (0 if address else 1))
+        self._remote = ray.remote(num_cpus=cpus_per_trial, max_retries=0)(evaluate_candidate)
+        self._pending: dict[Any, CandidateTask] = {}
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def submit(self, candidate: CandidateTask) -> None:
+        ref = self._remote.remote(candidate)
+        self._pending[ref] = candidate
+
+    def wait(self, *, timeout_s: float | None = None) -> list[EvalResult]:
+        import ray
+
+        if not self._pending:
+            return []
+        done, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout_s)
+        results = []
+        for ref in done:
+            candidate = self._pending.pop(ref)
+            try:
+                results.append(ray.get(ref))
+            except Exception as exc:  # noqa: BLE001  (a lost worker is a failed trial)
+                results.append(EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number,
+                                          state="failed", worker=worker_name(),
+                                          error=f"worker lost: {type(exc).__name__}: {exc}"[:4000]))
+        return results
+
+    def cancel_all(self) -> list[int]:
+        import ray
+
+        numbers = []
+        for ref, candidate in list(self._pending.items()):
+            ray.cancel(ref, force=True)
+            numbers.append(candidate.trial_number)
+        self._pending.clear()
+        return numbers

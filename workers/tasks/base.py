@@ -1,0 +1,83 @@
+"""The task contract: data plus loss plus metric, with its own spec model and tokenizer export."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from search_spaces.registry import Registry
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+class TaskSpec(BaseModel):
+    """Base of each task's spec (the `task:` section of a job spec); unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+
+
+class Task(ABC):
+    """Trains a built candidate for a number of steps and scores it on held-out data.
+
+    `space_options()` gives the options a space must take from the task (vocabulary size, labels);
+    `worst_metric()` is the value told to the strategy for candidates never trained.
+    """
+
+    kind: ClassVar[str]
+    spec_model: ClassVar[type[TaskSpec]]
+    metric_name: ClassVar[str]
+    direction: ClassVar[Literal["minimize", "maximize"]]
+
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    def space_options(self) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def worst_metric(self) -> float: ...
+
+    @abstractmethod
+    def train(self, model: nn.Module, *, steps: int, seed: int) -> float:
+        """Train in place; return the mean training loss of the last steps."""
+
+    @abstractmethod
+    def evaluate(self, model: nn.Module) -> float:
+        """The task metric on the validation data."""
+
+    @abstractmethod
+    def save_tokenizer(self, directory: Path) -> None:
+        """Write tokenizer files that `transformers.AutoTokenizer` loads from `directory`."""
+
+    @abstractmethod
+    def describe_data(self) -> dict[str, Any]:
+        """Sizes and fingerprints of the data, for the model card and the job record."""
+
+
+TASKS: Registry[Task] = Registry("task", Task)
+
+
+def register_task(kind: str):  # type: ignore[no-untyped-def]
+    return TASKS.register(kind)
+
+
+def task_classes() -> dict[str, type[Task]]:
+    import workers.tasks.language_modeling  # noqa: F401  (registers the built-in tasks)
+
+    return {name: TASKS.get(name) for name in TASKS.names()}
+
+
+def make_task(spec: dict[str, Any] | TaskSpec) -> Task:
+    """A task from its spec (already validated, or a plain dict from a `CandidateTask`)."""
+    task_classes()
+    kind = spec.kind if isinstance(spec, TaskSpec) else spec.get("kind")
+    cls = TASKS.get(str(kind))
+    typed = spec if isinstance(spec, cls.spec_model) else cls.spec_model.model_validate(
+        spec.model_dump() if isinstance(spec, TaskSpec) else spec)
+    return cls(typed)

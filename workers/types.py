@@ -1,0 +1,44 @@
+"""Plain values that cross the controller/worker boundary (and Ray's serialisation)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class CandidateTask:
+    """Everything a worker needs to evaluate one candidate; no database handle, no shared state."""
+
+    job_id: int
+    trial_number: int
+    space: str
+    space_options: dict[str, Any]
+    arch: dict[str, Any]
+    task: dict[str, Any]
+    train_steps: int
+    seed: int
+    artifact_dir: str
+    threads: int = 1
+    attempt: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """What a worker returns: a metric and a parameter count, or a failure with its error text."""
+
+    job_id: int
+    trial_number: int
+    state: Literal["complete", "failed"]
+    metric: float | None = None
+    params: int | None = None
+    train_loss: float | None = None
+    train_s: float = 0.0
+    eval_s: float = 0.0
+    weights_path: str | None = None
+    worker: str = ""
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
