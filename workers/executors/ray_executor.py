@@ -14,14 +14,19 @@ from workers.types import CandidateTask, EvalResult
 logger = logging.getLogger(__name__)
 
 
-def ensure_ray(*, address: str | None, num_cpus: int | None = None) -> None:
-    """Connect to the cluster at `address`, or start a local Ray bound to loopback."""
+def import_ray() -> Any:
+    """Import Ray so that a local cluster listens on 127.0.0.1 only (read by Ray at import)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
+    return ray
+
+
+def ensure_ray(*, address: str | None, num_cpus: int | None = None) -> None:
+    """Connect to the cluster at `address`, or start a local Ray bound to loopback."""
+    ray = import_ray()
     if ray.is_initialized():
         return
-    # Local clusters listen on 127.0.0.1 only (the project's machines allow loopback traffic only).
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
@@ -39,8 +44,7 @@ class RayExecutor(Executor):
 
     def __init__(self, *, address: str | None = None, slots: int | None = None, cpus_per_trial: float = 1.0,
                  local_cpus: int | None = None) -> None:
-        import ray
-
+        ray = import_ray()
         ensure_ray(address=address, num_cpus=local_cpus)
         cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
         self._slots = slots or max(1, int(cluster_cpus // cpus_per_trial) - (0 if address else 1))
@@ -60,7 +64,7 @@ class RayExecutor(Executor):
         self._pending[ref] = candidate
 
     def wait(self, *, timeout_s: float | None = None) -> list[EvalResult]:
-        import ray
+        ray = import_ray()
 
         if not self._pending:
             return []
@@ -77,7 +81,7 @@ class RayExecutor(Executor):
         return results
 
     def cancel_all(self) -> list[int]:
-        import ray
+        ray = import_ray()
 
         numbers = []
         for ref, candidate in list(self._pending.items()):

@@ -36,13 +36,16 @@ class LanguageModelingSpec(TaskSpec):
     @classmethod
     def _source_exists(cls, value: str | None, info: Any) -> str | None:
         if value is not None:
-            check_source(value, field=f"task.{info.field_name}")
+            try:
+                check_source(value)
+            except DataError as exc:
+                raise ValueError(str(exc)) from None
         return value
 
     @model_validator(mode="after")
     def _validation_not_builtin_twice(self) -> LanguageModelingSpec:
         if self.validation is not None and self.validation == self.train:
-            raise ValueError("task.validation must differ from task.train; omit it to split train instead")
+            raise ValueError("validation must differ from train; omit it to split train instead")
         return self
 
 

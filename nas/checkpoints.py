@@ -1,0 +1,122 @@
+"""Export a trained trial as a Hugging Face folder plus a reproducible archive with its sha256."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas.db.models import JobRow, TrialRow
+from nas.spec import JobSpec
+from search_spaces.arch import Arch
+from search_spaces.errors import ConflictError
+
+
+@dataclass(frozen=True)
+class ExportedCheckpoint:
+    path: Path
+    archive_path: Path
+    sha256: str
+    size_bytes: int
+
+
+def model_card(*, job: JobRow, trial: TrialRow, spec: JobSpec, metric_name: str, latency_ms: float | None,
+               protocol: dict[str, Any] | None, data: dict[str, Any]) -> str:
+    arch = json.dumps(trial.arch["config"], indent=2, sort_keys=True)
+    latency = f"{latency_ms:.3f} ms" if latency_ms is not None else "not measured"
+    return f"""---
+library_name: transformers
+tags: [hwnas, neural-architecture-search, {spec.space}]
+---
+# hwnas checkpoint: job {job.id}, trial {trial.number}
+
+Found by hwnas (space `{spec.space}`, strategy `{spec.strategy}`, seed {spec.seed}) under a latency target of
+{spec.latency_target_ms} ms on device profile `{spec.device}`.
+
+| | |
+|---|---|
+| {metric_name} (validation) | {trial.metric:.4f} |
+| measured latency (median) | {latency} |
+| parameters | {trial.params} |
+| training steps | {spec.budget.train_steps} |
+| arch hash | `{trial.arch_hash}` |
+
+## Latency measurement protocol
+```json
+{json.dumps(protocol or {}, indent=2, sort_keys=True)}
+```
+
+## Architecture
+```json
+{arch}
+```
+
+## Data
+```json
+{json.dumps(data, indent=2, sort_keys=True)}
+```
+
+## Loading
+```python
+from transformers import AutoModelForCausalLM, AutoTokenizer
+model = AutoModelForCausalLM.from_pretrained(PATH, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(PATH)
+```
+"""
+
+
+def deterministic_archive(folder: Path, archive_path: Path) -> tuple[str, int]:
+    """A .tar.gz of `folder` whose bytes depend only on file names and contents; returns (sha256, size)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            info = tarfile.TarInfo(str(Path(folder.name) / path.relative_to(folder)))
+            info.size = path.stat().st_size
+            info.mtime = 0
+            info.mode = 0o644
+            with path.open("rb") as handle:
+                tar.addfile(info, handle)
+    archive_path.parent.mkdir(parents=True, exist_ok=True)
+    with archive_path.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
+        gz.write(buffer.getvalue())
+    data = archive_path.read_bytes()
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
+def export_trial(*, job: JobRow, trial: TrialRow, out_dir: Path, latency_ms: float | None,
+                 protocol: dict[str, Any] | None) -> ExportedCheckpoint:
+    """Rebuild the trial's network, load its trained weights, and write the checkpoint folder and archive."""
+    from safetensors.torch import load_file
+    from transformers.utils import logging as hf_logging
+
+    from search_spaces.base import get_space
+    from workers.tasks.base import make_task
+
+    if trial.state != "complete" or not trial.weights_path or not Path(trial.weights_path).is_file():
+        raise ConflictError(f"trial {trial.number} of job {job.id} has no trained weights (state {trial.state}); "
+                            "export a complete trial")
+    hf_logging.disable_progress_bar()
+    spec = JobSpec.model_validate(job.spec)
+    task = make_task(spec.task)
+    space = get_space(spec.space, {**spec.space_options, **task.space_options()})
+    arch = Arch.from_dict(trial.arch)
+    model = space.build(arch, seed=0)
+    model.load_state_dict(load_file(trial.weights_path), strict=True)
+    model.eval()
+    out_dir = Path(out_dir).resolve()
+    card = model_card(job=job, trial=trial, spec=spec, metric_name=task.metric_name, latency_ms=latency_ms,
+                      protocol=protocol, data=job.data_info or {})
+    space.export(model, arch, out_dir, model_card=card)
+    task.save_tokenizer(out_dir)
+    (out_dir / "hwnas.json").write_text(json.dumps({
+        "job_id": job.id, "trial": trial.number, "arch": trial.arch, "metric_name": task.metric_name,
+        "metric": trial.metric, "latency_ms": latency_ms, "protocol": protocol, "params": trial.params,
+    }, indent=2, sort_keys=True), encoding="utf-8")
+    archive = out_dir.parent / (out_dir.name + ".tar.gz")
+    sha256, size = deterministic_archive(out_dir, archive)
+    return ExportedCheckpoint(path=out_dir, archive_path=archive, sha256=sha256, size_bytes=size)

@@ -1,0 +1,219 @@
+"""The `hwnas` command line. Errors exit non-zero with a one-line reason (codes in `nas.errors`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from nas.errors import HwnasError, exit_code_for
+from nas.settings import Settings
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Hardware-aware neural architecture search.")
+
+
+def _storage() -> Any:
+    from nas.service import storage_for
+
+    return storage_for(Settings())
+
+
+def _emit_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _front_table(rows: list[dict[str, Any]], *, target_ms: float, metric_name: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=f"Pareto front ({metric_name} against latency; target {target_ms} ms)")
+    for column in ("trial", metric_name, "latency ms", "params", "under target", "arch"):
+        table.add_column(column)
+    for r in rows:
+        layers = " | ".join(_layer_text(layer) for layer in r["arch"].get("layers", []))
+        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['latency_ms']:.3f}", str(r["params"]),
+                      "yes" if r["latency_ms"] <= target_ms else "no", f"d={r['arch'].get('d_model')} {layers}")
+    return table
+
+
+def _layer_text(layer: dict[str, Any]) -> str:
+    ffn = layer["ffn"]
+    attn = f"attn{layer['attn_heads']}" if layer["attn_heads"] else "-"
+    if ffn["kind"] == "dense":
+        return f"{attn}+ffn{ffn['width']}"
+    if ffn["kind"] == "moe":
+        return f"{attn}+moe{ffn['experts']}x{ffn['width']}/top{ffn['top_k']}"
+    return attn
+
+
+def _run_and_report(job_id: int, *, as_json: bool) -> None:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nas.controller import Controller
+    from nas.service import executor_factory, front_rows, job_summary
+    from workers.tasks.base import make_task
+
+    settings = Settings()
+    storage = _storage()
+    job = storage.get_job(job_id)
+    console = Console(stderr=True)
+    with Progress(TextColumn("job {task.fields[job]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[last]}"), console=console, disable=as_json) as progress:
+        bar = progress.add_task("search", total=job.trials_budget, job=job_id, last="",
+                                completed=storage.count_trials(job_id))
+
+        def on_event(kind: str, data: dict[str, Any]) -> None:
+            if kind == "trial":
+                detail = f"metric {data['metric']:.3f}" if data.get("metric") is not None else data["state"]
+                progress.update(bar, advance=1, last=f"trial {data['number']}: {detail}")
+
+        Controller(storage, settings, executor_factory=executor_factory(settings), on_event=on_event).run_job(job_id)
+    summary = job_summary(storage, job_id)
+    front = front_rows(storage, job_id)
+    if as_json:
+        _emit_json({"job_id": job_id, "state": summary["state"], "trials": summary["trials"],
+                    "front": [{k: r[k] for k in ("trial", "metric", "latency_ms", "arch")} for r in front],
+                    "checkpoint": summary["checkpoint"], "message": summary["message"]})
+    else:
+        out = Console()
+        metric_name = make_task(storage.get_job(job_id).spec["task"]).metric_name
+        out.print(_front_table(front, target_ms=summary["latency_target_ms"], metric_name=metric_name))
+        out.print(f"job {job_id} {summary['state']}: {summary['message']}")
+        if summary["checkpoint"]:
+            c = summary["checkpoint"]
+            out.print(f"checkpoint: {c['path']}\narchive: {c['archive']} (sha256 {c['sha256']})")
+    if summary["state"] == "failed":
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def search(spec: Path = typer.Option(..., "--spec", help="job spec, YAML or JSON"),
+           as_json: bool = typer.Option(False, "--json", help="print one JSON object instead of tables")) -> None:
+    """Submit a job and run it in the foreground; print its Pareto front and export the best checkpoint."""
+    from nas.service import submit_job
+    from nas.spec import load_spec
+
+    parsed = load_spec(spec)
+    job_id = submit_job(_storage(), parsed)
+    _run_and_report(job_id, as_json=as_json)
+
+
+@app.command()
+def resume(job_id: int = typer.Argument(..., help="job id"),
+           as_json: bool = typer.Option(False, "--json")) -> None:
+    """Continue an interrupted job (its lease must have expired) until its budget is spent."""
+    _run_and_report(job_id, as_json=as_json)
+
+
+@app.command()
+def cancel(job_id: int = typer.Argument(...)) -> None:
+    """Cancel a queued job, or stop a running one after its current trial."""
+    state = _storage().request_cancel(job_id)
+    typer.echo(f"job {job_id}: {'cancelled' if state == 'cancelled' else 'cancel requested; stops after its current trial'}")
+
+
+@app.command()
+def jobs(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List jobs, newest first."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nas.service import job_summary
+
+    storage = _storage()
+    rows = [job_summary(storage, j.id) for j in storage.list_jobs()]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title="jobs")
+    for column in ("id", "name", "state", "space", "device", "target ms", "trials", "message"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(str(r["job_id"]), r["name"] or "", r["state"], r["space"], r["device"],
+                      str(r["latency_target_ms"]), f"{r['trials']}/{r['trials_budget']}", r["message"] or "")
+    Console().print(table)
+
+
+@app.command()
+def show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """A job's state, its trials and its checkpoint."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nas.service import job_summary, trial_rows
+
+    storage = _storage()
+    summary = job_summary(storage, job_id)
+    trials = trial_rows(storage, job_id)
+    if as_json:
+        _emit_json({**summary, "trial_list": trials})
+        return
+    console = Console()
+    for key in ("job_id", "name", "state", "space", "device", "latency_target_ms", "strategy", "message",
+                "hypervolume", "checkpoint"):
+        console.print(f"{key}: {summary[key]}")
+    table = Table(title="trials")
+    for column in ("trial", "state", "metric", "latency ms", "params", "error"):
+        table.add_column(column)
+    for t in trials:
+        table.add_row(str(t["trial"]), t["state"], f"{t['metric']:.4f}" if t["metric"] is not None else "",
+                      f"{t['latency_ms']:.3f}" if t["latency_ms"] is not None else "", str(t["params"] or ""),
+                      t["error"] or "")
+    console.print(table)
+
+
+@app.command()
+def pareto(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """A job's Pareto front (task metric against latency)."""
+    from rich.console import Console
+
+    from nas.service import front_rows
+    from workers.tasks.base import make_task
+
+    storage = _storage()
+    job = storage.get_job(job_id)
+    rows = front_rows(storage, job_id)
+    if as_json:
+        _emit_json({"job_id": job_id, "latency_target_ms": job.latency_target_ms, "front": rows})
+        return
+    Console().print(_front_table(rows, target_ms=job.latency_target_ms,
+                                 metric_name=make_task(job.spec["task"]).metric_name))
+
+
+@app.command()
+def export(job_id: int = typer.Argument(...),
+           trial: int | None = typer.Option(None, "--trial", help="trial number; default the best under target"),
+           out: Path = typer.Option(..., "--out", help="a new or empty folder")) -> None:
+    """Export a trial as a Hugging Face checkpoint folder (plus a .tar.gz beside it, with its sha256)."""
+    from nas.service import export_job_trial
+
+    result = export_job_trial(_storage(), Settings(), job_id, trial_number=trial, out_dir=out)
+    typer.echo(f"exported trial {result['trial']} of job {job_id} to {result['path']} (sha256 {result['sha256']})")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: the one place where hwnas errors become exit codes."""
+    import click
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app(args=argv, standalone_mode=False)
+    except HwnasError as exc:
+        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        sys.exit(exit_code_for(exc))
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        typer.echo("interrupted; the job can be continued with `hwnas resume JOB`", err=True)
+        sys.exit(130)

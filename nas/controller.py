@@ -1,0 +1,294 @@
+"""The controller: runs one job's search loop under a lease, as the single writer of its results.
+
+Flow: claim the job (a lease renewed by a heartbeat thread), reconcile what a dead process left
+(re-dispatch trials that were running, fail asked-but-unrecorded Optuna trials), then ask the
+strategy for candidates, predict their latency, mark those surely over the target infeasible
+without training, dispatch the rest to the executor, and record each result (trial row, Optuna
+tell, Pareto front, hypervolume). At the end the front is re-measured on the device and the best
+trial under the target is exported.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from latency_models.base import LatencyModel
+from latency_models.device import DeviceProfile
+from latency_models.measured import MeasuredLatencyModel
+from latency_models.meter import MeterSettings
+from nas.checkpoints import export_trial
+from nas.db.models import JobRow, TrialRow, utcnow
+from nas.db.storage import Storage
+from nas.pareto import Point, hypervolume, pareto_front
+from nas.settings import Settings
+from nas.spec import JobSpec
+from nas.strategies.base import Strategy, StrategyConfig, make_strategy
+from search_spaces.arch import Arch
+from search_spaces.base import SearchSpace, get_space
+from search_spaces.errors import ConflictError, HwnasError
+from workers.executors.base import Executor
+from workers.tasks.base import Task, make_task
+from workers.types import CandidateTask, EvalResult
+
+logger = logging.getLogger(__name__)
+EventHook = Callable[[str, dict[str, Any]], None]
+LatencyModelFactory = Callable[[SearchSpace, DeviceProfile, MeterSettings], LatencyModel]
+
+
+def measured_latency_model(space: SearchSpace, device: DeviceProfile, meter: MeterSettings) -> LatencyModel:
+    return MeasuredLatencyModel(space=space, device=device, meter=meter)
+
+
+@dataclass
+class _Heartbeat:
+    storage: Storage
+    job_id: int
+    owner: str
+    ttl_s: float
+    lost: threading.Event = field(default_factory=threading.Event)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.ttl_s / 4):
+            try:
+                if not self.storage.renew_lease(self.job_id, owner=self.owner, ttl_s=self.ttl_s):
+                    self.lost.set()
+                    return
+            except HwnasError as exc:  # a database hiccup: try again next beat, the lease has slack
+                logger.warning("lease renewal for job %s failed: %s", self.job_id, exc)
+
+
+@dataclass
+class JobContext:
+    job: JobRow
+    spec: JobSpec
+    task: Task
+    space: SearchSpace
+    device: DeviceProfile
+    latency_model: LatencyModel
+    strategy: Strategy
+
+
+class Controller:
+    """Runs jobs from the database. `executor_factory` is called once per job run."""
+
+    def __init__(self, storage: Storage, settings: Settings, *, executor_factory: Callable[[], Executor],
+                 latency_model_factory: LatencyModelFactory = measured_latency_model, owner: str | None = None,
+                 on_event: EventHook | None = None) -> None:
+        self.storage = storage
+        self.latency_model_factory = latency_model_factory
+        self.settings = settings
+        self.executor_factory = executor_factory
+        self.owner = owner or f"controller-{uuid.uuid4().hex[:12]}"
+        self.on_event = on_event or (lambda kind, data: None)
+
+    # ---- job lifecycle ---------------------------------------------------------------------------
+    def run_job(self, job_id: int) -> JobRow:
+        """Claim and run `job_id` to its end; return its final row. Raise `ConflictError` if leased elsewhere."""
+        ttl = self.settings.lease_ttl_s
+        if not self.storage.claim_job(job_id, owner=self.owner, ttl_s=ttl):
+            job = self.storage.get_job(job_id)
+            if job.state == "running":
+                left = (job.lease_expires_at or 0) - time.time()
+                raise ConflictError(f"job {job_id} is being run by {job.lease_owner} (lease valid {left:.0f} s more); "
+                                    "wait for it, or resume after its lease expires")
+            raise ConflictError(f"job {job_id} is {job.state}; only queued or interrupted jobs can run")
+        heartbeat = _Heartbeat(self.storage, job_id, self.owner, ttl)
+        thread = threading.Thread(target=heartbeat.run, name=f"hwnas-lease-{job_id}", daemon=True)
+        thread.start()
+        try:
+            state, message = self._run_claimed(job_id, heartbeat)
+        except KeyboardInterrupt:
+            self.storage.release_job(job_id, owner=self.owner, state="queued",
+                                     message=f"interrupted; continue with `hwnas resume {job_id}`")
+            raise
+        except Exception as exc:
+            logger.exception("job %s failed", job_id)
+            text = str(exc) if isinstance(exc, HwnasError) else f"{type(exc).__name__}: {exc}"
+            self.storage.release_job(job_id, owner=self.owner, state="failed", message=text)
+        else:
+            self.storage.release_job(job_id, owner=self.owner, state=state, message=message)
+        finally:
+            heartbeat.stop.set()
+            thread.join(timeout=5)
+        return self.storage.get_job(job_id)
+
+    def _context(self, job: JobRow) -> JobContext:
+        spec = JobSpec.model_validate(job.spec)
+        task = make_task(spec.task)
+        data_info = task.describe_data()
+        self.storage.set_job_fields(job.id, data_info=data_info)
+        job.data_info = data_info
+        space = get_space(spec.space, {**spec.space_options, **task.space_options()})
+        device = self.storage.device(spec.device)
+        meter = MeterSettings(warmup=self.settings.meter_warmup, repeats=self.settings.meter_repeats,
+                              rounds=self.settings.meter_rounds, seed=spec.seed)
+        latency_model = self.latency_model_factory(space, device, meter)
+        strategy = make_strategy(spec.strategy, StrategyConfig(
+            study_name=job.study_name, storage_url=self.storage.url, directions=(task.direction, "minimize"),
+            seed=spec.seed, trials_budget=spec.budget.trials))
+        return JobContext(job, spec, task, space, device, latency_model, strategy)
+
+    def _run_claimed(self, job_id: int, heartbeat: _Heartbeat) -> tuple[str, str]:
+        ctx = self._context(self.storage.get_job(job_id))
+        redo = self._reconcile(ctx)
+        deadline = time.monotonic() + ctx.spec.budget.max_minutes * 60
+        cancelled = False
+        with self.executor_factory() as executor:
+            slots = min(executor.slots, self.settings.max_parallel_trials or executor.slots)
+            while True:
+                if heartbeat.lost.is_set():
+                    raise ConflictError(f"job {job_id}: lease lost to another controller; stopping")
+                cancelled = cancelled or self.storage.cancel_requested(job_id)
+                while not cancelled and executor.in_flight < slots and time.monotonic() < deadline:
+                    trial = redo.pop(0) if redo else self._propose(ctx)
+                    if trial is None:
+                        break
+                    self._predict_and_dispatch(ctx, trial, executor)
+                if executor.in_flight == 0:
+                    break
+                for result in executor.wait(timeout_s=max(1.0, self.settings.lease_ttl_s / 4)):
+                    self._record(ctx, result)
+            if cancelled:
+                for number in executor.cancel_all():
+                    self._fail_trial(ctx, self.storage.trial(job_id, number), "cancelled with its job")
+        if cancelled:
+            return "cancelled", f"cancelled after {self.storage.count_trials(job_id)} trials"
+        return "completed", self._finish(ctx)
+
+    # ---- proposing and dispatching ---------------------------------------------------------------
+    def _reconcile(self, ctx: JobContext) -> list[TrialRow]:
+        """After a crash: trials dispatched but never recorded run again; orphan Optuna trials fail."""
+        known = {t.optuna_number for t in self.storage.trials(ctx.job.id)}
+        for number in ctx.strategy.open_numbers():
+            if number not in known:
+                ctx.strategy.tell_failed(number)
+        redo = self.storage.trials(ctx.job.id, states=("pending", "running"))
+        if redo:
+            logger.info("job %s: resuming %d unfinished trials", ctx.job.id, len(redo))
+        return redo
+
+    def _propose(self, ctx: JobContext) -> TrialRow | None:
+        number = self.storage.count_trials(ctx.job.id)
+        if number >= ctx.spec.budget.trials:
+            return None
+        optuna_number, sampling_trial = ctx.strategy.ask()
+        arch = ctx.space.sample(sampling_trial)
+        return self.storage.add_trial(job_id=ctx.job.id, number=number, optuna_number=optuna_number,
+                                      arch=arch.to_dict(), arch_hash=arch.hash)
+
+    def _predict_and_dispatch(self, ctx: JobContext, trial: TrialRow, executor: Executor) -> None:
+        arch = Arch.from_dict(trial.arch)
+        target = ctx.spec.latency_target_ms
+        prediction = ctx.latency_model.predict(arch)
+        sample = getattr(ctx.latency_model, "last_samples", {}).get(arch.hash)
+        if sample is not None:
+            self.storage.add_latency_sample(device=ctx.device.name, space=ctx.space.name,
+                                            space_version=ctx.space.version, arch_hash=arch.hash,
+                                            arch=trial.arch, sample=sample.to_dict(), purpose="search",
+                                            job_id=ctx.job.id, trial_id=trial.id)
+        fields: dict[str, Any] = {"predicted_latency_ms": prediction.mean_ms,
+                                  "predicted_latency_std_ms": prediction.std_ms}
+        if prediction.measured:
+            fields["measured_latency_ms"] = prediction.mean_ms
+        if prediction.mean_ms - prediction.std_ms > target:
+            self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), **fields,
+                                      error=f"predicted latency {prediction.mean_ms:.3f} ms is over the target "
+                                            f"{target} ms by more than its uncertainty ({prediction.std_ms:.3f} ms)")
+            ctx.strategy.tell(trial.optuna_number, [ctx.task.worst_metric(), prediction.mean_ms],
+                              constraint=prediction.mean_ms - target)
+            self.on_event("trial", {"number": trial.number, "state": "infeasible", "latency_ms": prediction.mean_ms})
+            return
+        attempts = trial.attempts + 1
+        self.storage.update_trial(trial.id, state="running", started_at=utcnow(), attempts=attempts, **fields)
+        artifact_dir = self.settings.artifacts_dir / f"job-{ctx.job.id}" / f"trial-{trial.number}"
+        executor.submit(CandidateTask(
+            job_id=ctx.job.id, trial_number=trial.number, space=ctx.space.name,
+            space_options=dict(ctx.spec.space_options), arch=trial.arch, task=ctx.spec.task.model_dump(),
+            train_steps=ctx.spec.budget.train_steps, seed=ctx.spec.seed, artifact_dir=str(artifact_dir),
+            threads=self.settings.training_threads, attempt=attempts))
+
+    # ---- recording -------------------------------------------------------------------------------
+    def _fail_trial(self, ctx: JobContext, trial: TrialRow, error: str) -> None:
+        self.storage.update_trial(trial.id, state="failed", error=error, finished_at=utcnow())
+        ctx.strategy.tell_failed(trial.optuna_number)
+
+    def _record(self, ctx: JobContext, result: EvalResult) -> None:
+        trial = self.storage.trial(ctx.job.id, result.trial_number)
+        if trial.state not in ("running", "pending"):
+            logger.warning("job %s trial %s: ignoring a second result", ctx.job.id, trial.number)
+            return
+        if result.state == "failed" or result.metric is None or not math.isfinite(result.metric):
+            self.storage.update_trial(trial.id, worker=result.worker)
+            self._fail_trial(ctx, trial, result.error or f"metric is {result.metric}; the candidate diverged")
+            self.on_event("trial", {"number": trial.number, "state": "failed", "error": result.error})
+            return
+        latency = trial.measured_latency_ms or trial.predicted_latency_ms or 0.0
+        self.storage.update_trial(trial.id, state="complete", metric=result.metric, params=result.params,
+                                  train_loss=result.train_loss, worker=result.worker,
+                                  weights_path=result.weights_path, finished_at=utcnow())
+        ctx.strategy.tell(trial.optuna_number, [result.metric, latency],
+                          constraint=latency - ctx.spec.latency_target_ms)
+        self.update_front(ctx)
+        self.on_event("trial", {"number": trial.number, "state": "complete", "metric": result.metric,
+                                "latency_ms": latency})
+
+    def update_front(self, ctx: JobContext) -> list[Point]:
+        complete = self.storage.trials(ctx.job.id, states=("complete",))
+        points = [Point(t.id, float(t.metric), float(t.measured_latency_ms or t.predicted_latency_ms or 0.0))
+                  for t in complete if t.metric is not None]
+        maximize = ctx.task.direction == "maximize"
+        front = pareto_front(points, maximize_metric=maximize)
+        volume = hypervolume(points, reference=(ctx.task.worst_metric(), ctx.spec.latency_target_ms),
+                             maximize_metric=maximize)
+        self.storage.replace_front(ctx.job.id, [(p.key, p.metric, p.latency_ms) for p in front],
+                                   trials_done=self.storage.count_trials(ctx.job.id), hypervolume=volume)
+        return front
+
+    # ---- the end of a job ------------------------------------------------------------------------
+    def _finish(self, ctx: JobContext) -> str:
+        """Re-measure the front on the device (interleaved), then export the best trial under the target."""
+        front = self.update_front(ctx)
+        trials = {t.id: t for t in self.storage.trials(ctx.job.id, states=("complete",))}
+        members = [trials[p.key] for p in front]
+        target = ctx.spec.latency_target_ms
+        if members and isinstance(ctx.latency_model, MeasuredLatencyModel):
+            archs = [Arch.from_dict(t.arch) for t in members]
+            for trial, arch, sample in zip(members, archs, ctx.latency_model.measure(archs)):
+                self.storage.add_latency_sample(device=ctx.device.name, space=ctx.space.name,
+                                                space_version=ctx.space.version, arch_hash=arch.hash, arch=trial.arch,
+                                                sample=sample.to_dict(), purpose="front-remeasure",
+                                                job_id=ctx.job.id, trial_id=trial.id)
+                self.storage.update_trial(trial.id, measured_latency_ms=sample.median_ms)
+            front = self.update_front(ctx)
+        feasible = [p for p in front if p.latency_ms <= target]
+        done = self.storage.count_trials(ctx.job.id)
+        if not feasible:
+            fastest = min((p.latency_ms for p in front), default=None)
+            detail = f"the fastest trained trial measured {fastest:.3f} ms" if fastest else "no trial was trained"
+            return (f"{done} trials; no trial met the latency target of {target} ms ({detail}); "
+                    "no checkpoint exported: raise latency_target_ms or allow smaller archs")
+        best_point = (max if ctx.task.direction == "maximize" else min)(feasible, key=lambda p: p.metric)
+        best = self.storage.trial(ctx.job.id, next(t.number for t in members if t.id == best_point.key))
+        self.export_best(ctx.job, best, latency_ms=best_point.latency_ms)
+        return (f"{done} trials; best under {target} ms: trial {best.number} with {ctx.task.metric_name} "
+                f"{best.metric:.4f} at {best_point.latency_ms:.3f} ms")
+
+    def export_best(self, job: JobRow, trial: TrialRow, *, latency_ms: float,
+                    out_dir: Path | None = None) -> int:
+        samples = [s for s in self.storage.latency_samples(job_id=job.id) if s.trial_id == trial.id]
+        protocol = samples[-1].protocol if samples else None
+        out = out_dir or self.settings.artifacts_dir / f"job-{job.id}" / f"checkpoint-trial-{trial.number}"
+        exported = export_trial(job=self.storage.get_job(job.id), trial=trial, out_dir=out,
+                                latency_ms=latency_ms, protocol=protocol)
+        return self.storage.add_checkpoint(job_id=job.id, trial_id=trial.id, path=str(exported.path),
+                                           archive_path=str(exported.archive_path), sha256=exported.sha256,
+                                           size_bytes=exported.size_bytes, measured_latency_ms=latency_ms)

@@ -1,0 +1,1 @@
+"""Database: SQLAlchemy models, Alembic migrations and the storage repository."""

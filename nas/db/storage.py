@@ -1,0 +1,252 @@
+"""Storage: every read and write of hwnas's tables goes through here (no SQL elsewhere)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from latency_models.device import BUILTIN_DEVICES, DeviceProfile
+from nas.db.models import (
+    CheckpointRow,
+    DeviceProfileRow,
+    FrontMemberRow,
+    HypervolumeRow,
+    JobRow,
+    LatencySampleRow,
+    TrialRow,
+    utcnow,
+)
+from search_spaces.errors import ConflictError, HwnasError, NotFoundError, StorageError
+
+JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
+FINISHED_JOB_STATES = ("completed", "failed", "cancelled")
+TRIAL_STATES = ("pending", "running", "complete", "infeasible", "failed")
+
+
+class Storage:
+    """Thin repository over one engine. Sessions commit or roll back as a unit."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @property
+    def url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=False)
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except HwnasError:
+            session.rollback()
+            raise
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+        finally:
+            session.close()
+
+    # ---- device profiles -------------------------------------------------------------------------
+    def ensure_builtin_devices(self) -> None:
+        with self.session() as s:
+            existing = set(s.scalars(select(DeviceProfileRow.name)))
+            for profile in BUILTIN_DEVICES.values():
+                if profile.name not in existing:
+                    s.add(DeviceProfileRow(**profile.model_dump()))
+
+    def device(self, name: str) -> DeviceProfile:
+        with self.session() as s:
+            row = s.get(DeviceProfileRow, name)
+            if row is None:
+                raise NotFoundError(f"device profile {name!r} does not exist; list them with `hwnas devices`")
+            return DeviceProfile(name=row.name, backend=row.backend, threads=row.threads,  # type: ignore[arg-type]
+                                 batch_size=row.batch_size, seq_len=row.seq_len, dtype=row.dtype,  # type: ignore[arg-type]
+                                 builtin=row.builtin)
+
+    # ---- jobs ------------------------------------------------------------------------------------
+    def create_job(self, *, spec: dict[str, Any], name: str | None, space: str, device: str,
+                   latency_target_ms: float, strategy: str, trials_budget: int) -> int:
+        with self.session() as s:
+            job = JobRow(name=name, state="queued", spec=spec, space=space, device=device,
+                         latency_target_ms=latency_target_ms, strategy=strategy, trials_budget=trials_budget,
+                         study_name="pending", cancel_requested=False)
+            s.add(job)
+            s.flush()
+            job.study_name = f"hwnas-job-{job.id}"
+            return job.id
+
+    def get_job(self, job_id: int) -> JobRow:
+        with self.session() as s:
+            job = s.get(JobRow, job_id)
+            if job is None:
+                raise NotFoundError(f"job {job_id} does not exist; list jobs with `hwnas jobs`")
+            return job
+
+    def list_jobs(self, *, limit: int = 100) -> list[JobRow]:
+        with self.session() as s:
+            return list(s.scalars(select(JobRow).order_by(JobRow.id.desc()).limit(limit)))
+
+    def claim_job(self, job_id: int, *, owner: str, ttl_s: float) -> bool:
+        """Take the job's lease if it is queued, or running under an expired lease. Atomic."""
+        now = time.time()
+        with self.session() as s:
+            result = s.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id)
+                .where((JobRow.state == "queued")
+                       | ((JobRow.state == "running") & ((JobRow.lease_expires_at.is_(None))
+                                                         | (JobRow.lease_expires_at < now))))
+                .values(state="running", lease_owner=owner, lease_expires_at=now + ttl_s,
+                        started_at=func.coalesce(JobRow.started_at, utcnow()))
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def renew_lease(self, job_id: int, *, owner: str, ttl_s: float) -> bool:
+        with self.session() as s:
+            result = s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == owner,
+                                                    JobRow.state == "running")
+                               .values(lease_expires_at=time.time() + ttl_s))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    def release_job(self, job_id: int, *, owner: str, state: str, message: str | None) -> None:
+        with self.session() as s:
+            values: dict[str, Any] = {"state": state, "message": message, "lease_owner": None,
+                                      "lease_expires_at": None}
+            if state in FINISHED_JOB_STATES:
+                values["finished_at"] = utcnow()
+            s.execute(update(JobRow).where(JobRow.id == job_id, JobRow.lease_owner == owner).values(**values))
+
+    def set_job_fields(self, job_id: int, **fields: Any) -> None:
+        with self.session() as s:
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(**fields))
+
+    def request_cancel(self, job_id: int) -> str:
+        """Cancel a queued job at once, or ask a running one to stop after its current trial."""
+        with self.session() as s:
+            job = s.get(JobRow, job_id, with_for_update=True)
+            if job is None:
+                raise NotFoundError(f"job {job_id} does not exist; list jobs with `hwnas jobs`")
+            if job.state in FINISHED_JOB_STATES:
+                raise ConflictError(f"job {job_id} is already {job.state}; nothing to cancel")
+            job.cancel_requested = True
+            if job.state == "queued":
+                job.state = "cancelled"
+                job.finished_at = utcnow()
+                job.message = "cancelled before it started"
+            return job.state
+
+    def cancel_requested(self, job_id: int) -> bool:
+        with self.session() as s:
+            return bool(s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id)))
+
+    # ---- trials ----------------------------------------------------------------------------------
+    def add_trial(self, *, job_id: int, number: int, optuna_number: int, arch: dict[str, Any],
+                  arch_hash: str) -> TrialRow:
+        with self.session() as s:
+            trial = TrialRow(job_id=job_id, number=number, optuna_number=optuna_number, arch=arch,
+                             arch_hash=arch_hash, state="pending", attempts=0)
+            s.add(trial)
+            s.flush()
+            return trial
+
+    def update_trial(self, trial_id: int, **fields: Any) -> None:
+        with self.session() as s:
+            s.execute(update(TrialRow).where(TrialRow.id == trial_id).values(**fields))
+
+    def trials(self, job_id: int, *, states: Sequence[str] | None = None) -> list[TrialRow]:
+        with self.session() as s:
+            query = select(TrialRow).where(TrialRow.job_id == job_id)
+            if states:
+                query = query.where(TrialRow.state.in_(states))
+            return list(s.scalars(query.order_by(TrialRow.number)))
+
+    def trial(self, job_id: int, number: int) -> TrialRow:
+        with self.session() as s:
+            row = s.scalar(select(TrialRow).where(TrialRow.job_id == job_id, TrialRow.number == number))
+            if row is None:
+                raise NotFoundError(f"job {job_id} has no trial {number}; see `hwnas show {job_id}`")
+            return row
+
+    def count_trials(self, job_id: int) -> int:
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(TrialRow).where(TrialRow.job_id == job_id)) or 0)
+
+    # ---- Pareto front ----------------------------------------------------------------------------
+    def replace_front(self, job_id: int, members: Sequence[tuple[int, float, float]], *, trials_done: int,
+                      hypervolume: float) -> None:
+        """Store the job's current front `(trial_id, metric, latency_ms)` and append to its HV history."""
+        with self.session() as s:
+            for old in s.scalars(select(FrontMemberRow).where(FrontMemberRow.job_id == job_id)):
+                s.delete(old)
+            for trial_id, metric, latency_ms in members:
+                s.add(FrontMemberRow(job_id=job_id, trial_id=trial_id, metric=metric, latency_ms=latency_ms))
+            s.add(HypervolumeRow(job_id=job_id, trials_done=trials_done, hypervolume=hypervolume))
+
+    def front(self, job_id: int) -> list[tuple[FrontMemberRow, TrialRow]]:
+        with self.session() as s:
+            rows = s.execute(select(FrontMemberRow, TrialRow).join(TrialRow, TrialRow.id == FrontMemberRow.trial_id)
+                             .where(FrontMemberRow.job_id == job_id).order_by(FrontMemberRow.latency_ms))
+            return [(m, t) for m, t in rows]
+
+    def hypervolume_history(self, job_id: int) -> list[HypervolumeRow]:
+        with self.session() as s:
+            return list(s.scalars(select(HypervolumeRow).where(HypervolumeRow.job_id == job_id)
+                                  .order_by(HypervolumeRow.id)))
+
+    # ---- latency samples and checkpoints ---------------------------------------------------------
+    def add_latency_sample(self, *, device: str, space: str, space_version: int, arch_hash: str,
+                           arch: dict[str, Any], sample: dict[str, Any], purpose: str, job_id: int | None,
+                           trial_id: int | None) -> None:
+        with self.session() as s:
+            s.add(LatencySampleRow(device=device, space=space, space_version=space_version, arch_hash=arch_hash,
+                                   arch=arch, median_ms=sample["median_ms"], p10_ms=sample["p10_ms"],
+                                   p90_ms=sample["p90_ms"], runs=sample["runs"], protocol=sample["protocol"],
+                                   purpose=purpose, job_id=job_id, trial_id=trial_id))
+
+    def latency_samples(self, *, job_id: int) -> list[LatencySampleRow]:
+        with self.session() as s:
+            return list(s.scalars(select(LatencySampleRow).where(LatencySampleRow.job_id == job_id)
+                                  .order_by(LatencySampleRow.id)))
+
+    def add_checkpoint(self, *, job_id: int, trial_id: int, path: str, archive_path: str, sha256: str,
+                       size_bytes: int, measured_latency_ms: float | None) -> int:
+        with self.session() as s:
+            row = CheckpointRow(job_id=job_id, trial_id=trial_id, path=path, archive_path=archive_path,
+                                sha256=sha256, size_bytes=size_bytes, measured_latency_ms=measured_latency_ms)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def checkpoints(self, job_id: int) -> list[CheckpointRow]:
+        with self.session() as s:
+            return list(s.scalars(select(CheckpointRow).where(CheckpointRow.job_id == job_id)
+                                  .order_by(CheckpointRow.id)))
+
+
+def open_storage(url: str) -> Storage:
+    """An engine for `url`, migrated to the newest schema, with the built-in device profiles."""
+    from nas.db.engine import make_engine, upgrade_database
+
+    engine = make_engine(url)
+    try:
+        upgrade_database(engine)
+    except SQLAlchemyError as exc:
+        raise StorageError(f"cannot open or migrate the database at {engine.url!r}: "
+                           f"{str(exc).splitlines()[0]}; check HWNAS_DATABASE_URL") from exc
+    storage = Storage(engine)
+    storage.ensure_builtin_devices()
+    return storage
+
+
+def isoformat(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None

@@ -1,0 +1,104 @@
+"""Use cases shared by the CLI (and later the API): submit, run, resume, cancel, inspect, export."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from nas.db.storage import Storage, isoformat, open_storage
+from nas.settings import Settings
+from nas.spec import JobSpec
+from search_spaces.errors import ConflictError, SpecError
+from workers.executors.base import Executor
+
+
+def storage_for(settings: Settings) -> Storage:
+    return open_storage(settings.resolved_database_url)
+
+
+def executor_factory(settings: Settings) -> Callable[[], Executor]:
+    """The executor named by the settings; Ray is started (or joined) on first use."""
+
+    def make() -> Executor:
+        if settings.executor == "in-process":
+            from workers.executors.in_process import InProcessExecutor
+
+            return InProcessExecutor()
+        from workers.executors.ray_executor import RayExecutor
+
+        return RayExecutor(address=settings.ray_address, slots=settings.max_parallel_trials,
+                           cpus_per_trial=float(settings.training_threads))
+
+    return make
+
+
+def submit_job(storage: Storage, spec: JobSpec) -> int:
+    """Store a validated spec as a queued job. The device profile must exist in the database."""
+    storage.device(spec.device)
+    return storage.create_job(spec=spec.model_dump(mode="json"), name=spec.name, space=spec.space,
+                              device=spec.device, latency_target_ms=spec.latency_target_ms,
+                              strategy=spec.strategy, trials_budget=spec.budget.trials)
+
+
+def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
+    job = storage.get_job(job_id)
+    trials = storage.trials(job_id)
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    checkpoints = storage.checkpoints(job_id)
+    history = storage.hypervolume_history(job_id)
+    return {
+        "job_id": job.id, "name": job.name, "state": job.state, "space": job.space, "device": job.device,
+        "latency_target_ms": job.latency_target_ms, "strategy": job.strategy, "trials_budget": job.trials_budget,
+        "trials": len(trials), "trial_states": counts, "message": job.message,
+        "created_at": isoformat(job.created_at), "started_at": isoformat(job.started_at),
+        "finished_at": isoformat(job.finished_at), "hypervolume": history[-1].hypervolume if history else None,
+        "checkpoint": checkpoint_dict(checkpoints[-1]) if checkpoints else None, "data": job.data_info,
+    }
+
+
+def checkpoint_dict(row: Any) -> dict[str, Any]:
+    return {"path": row.path, "archive": row.archive_path, "sha256": row.sha256, "size_bytes": row.size_bytes,
+            "measured_latency_ms": row.measured_latency_ms}
+
+
+def front_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
+    storage.get_job(job_id)
+    return [{"trial": t.number, "metric": m.metric, "latency_ms": m.latency_ms,
+             "predicted_latency_ms": t.predicted_latency_ms, "measured_latency_ms": t.measured_latency_ms,
+             "params": t.params, "arch": t.arch["config"], "arch_hash": t.arch_hash}
+            for m, t in storage.front(job_id)]
+
+
+def trial_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
+    return [{"trial": t.number, "state": t.state, "metric": t.metric,
+             "latency_ms": t.measured_latency_ms or t.predicted_latency_ms, "params": t.params,
+             "arch_hash": t.arch_hash, "error": (t.error or "").splitlines()[0] if t.error else None}
+            for t in storage.trials(job_id)]
+
+
+def export_job_trial(storage: Storage, settings: Settings, job_id: int, *, trial_number: int | None,
+                     out_dir: Path) -> dict[str, Any]:
+    """Export a trial (default: the best front member under the target) to `out_dir`."""
+    from nas.controller import Controller
+
+    job = storage.get_job(job_id)
+    if trial_number is None:
+        front = [r for r in front_rows(storage, job_id) if r["latency_ms"] <= job.latency_target_ms]
+        if not front:
+            raise ConflictError(f"job {job_id} has no trained trial under its target of {job.latency_target_ms} ms; "
+                                "pass --trial N to export another trial")
+        from workers.tasks.base import make_task
+
+        maximize = make_task(JobSpec.model_validate(job.spec).task).direction == "maximize"
+        trial_number = (max if maximize else min)(front, key=lambda r: r["metric"])["trial"]
+    trial = storage.trial(job_id, trial_number)
+    latency = trial.measured_latency_ms or trial.predicted_latency_ms or 0.0
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise SpecError(f"--out: {str(out_dir)!r} exists and is not empty; give a new or empty folder")
+    controller = Controller(storage, settings, executor_factory=executor_factory(settings))
+    checkpoint_id = controller.export_best(job, trial, latency_ms=latency, out_dir=out_dir)
+    row = next(c for c in storage.checkpoints(job_id) if c.id == checkpoint_id)
+    return {"job_id": job_id, "trial": trial_number, **checkpoint_dict(row)}

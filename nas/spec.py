@@ -1,0 +1,148 @@
+"""The job spec: what a user submits (YAML or JSON), validated once at the edge.
+
+Every problem is reported with its field, the rule, the value received and the fix, all at once.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from search_spaces.errors import SpecError
+
+STRATEGY_NAMES = ("nsga2", "tpe", "random")
+
+
+class Budget(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    trials: int = Field(ge=1, le=100_000, description="candidates proposed, infeasible and failed ones included")
+    train_steps: int = Field(default=50, ge=1, le=10_000_000, description="optimizer steps per candidate")
+    max_minutes: float = Field(default=60.0, gt=0, le=60 * 24 * 30, description="wall-time cap of the search")
+
+
+class JobSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(default=None, max_length=200)
+    space: str
+    space_options: dict[str, Any] = Field(default_factory=dict)
+    task: SerializeAsAny[Any]
+    device: str = "cpu-1t"
+    latency_target_ms: float = Field(gt=0, le=3_600_000)
+    strategy: str = "nsga2"
+    budget: Budget
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @field_validator("space")
+    @classmethod
+    def _known_space(cls, value: str) -> str:
+        from search_spaces.base import space_names
+
+        if value not in space_names():
+            raise ValueError(f"unknown space {value!r}; choose one of: {', '.join(space_names())}")
+        return value
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        if value not in STRATEGY_NAMES:
+            raise ValueError(f"unknown strategy {value!r}; choose one of: {', '.join(STRATEGY_NAMES)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device_name(cls, value: str) -> str:
+        from latency_models.device import BUILTIN_DEVICES
+
+        if value not in BUILTIN_DEVICES:
+            raise ValueError(f"unknown device profile {value!r}; choose one of: {', '.join(BUILTIN_DEVICES)}")
+        return value
+
+    @field_validator("task", mode="before")
+    @classmethod
+    def _typed_task(cls, value: Any) -> Any:
+        from workers.tasks.base import TaskSpec, task_classes
+
+        if isinstance(value, TaskSpec):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"must be a mapping with a 'kind', got {value!r}")
+        classes = task_classes()
+        kind = value.get("kind")
+        if kind not in classes:
+            raise ValueError(f"task.kind must be one of: {', '.join(classes)}; got {kind!r}")
+        try:
+            return classes[kind].spec_model.model_validate(value)
+        except PydanticValidationError as exc:
+            raise ValueError("; ".join(p.removeprefix("spec: ") for p in _format_errors(exc))) from None
+
+    @model_validator(mode="after")
+    def _space_fits(self) -> JobSpec:
+        from search_spaces.base import SPACES
+
+        space_cls = SPACES.get(self.space)
+        if space_cls.task_kinds and self.task.kind not in space_cls.task_kinds:
+            raise ValueError(f"space {self.space!r} takes tasks of kind {sorted(space_cls.task_kinds)}, "
+                             f"got task.kind={self.task.kind!r}")
+        space_cls.parse_options(self.space_options)
+        return self
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+def _format_errors(exc: PydanticValidationError) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        location = ".".join(str(p) for p in err["loc"]) or "spec"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        received = err.get("input")
+        if isinstance(received, dict):
+            problems.append(f"{location}: {message}")
+        else:
+            problems.append(f"{location}: {message} (got {json.dumps(received, default=str)[:120]})")
+    return problems
+
+
+def parse_spec(data: Any) -> JobSpec:
+    """Validate a decoded spec; raise `SpecError` listing every problem."""
+    if not isinstance(data, dict):
+        raise SpecError(f"spec: must be a mapping of fields, got {type(data).__name__}")
+    try:
+        return JobSpec.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = _format_errors(exc)
+        raise SpecError("invalid job spec: " + "; ".join(problems), problems=problems) from None
+    except SpecError as exc:
+        raise SpecError("invalid job spec: " + "; ".join(exc.problems), problems=exc.problems) from None
+
+
+def load_spec(path: Path | str) -> JobSpec:
+    """Read a YAML or JSON spec. Relative data paths are taken relative to the spec file's folder."""
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"--spec: cannot read {str(path)!r}: {exc.strerror}; give an existing YAML or JSON file")
+    try:
+        data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        raise SpecError(f"--spec: {str(path)!r} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("task"), dict):
+        task = dict(data["task"])
+        for key in ("train", "validation"):
+            value = task.get(key)
+            if isinstance(value, str) and not value.startswith("builtin:") and not Path(value).is_absolute():
+                task[key] = str((path.parent / value).resolve())
+        data = {**data, "task": task}
+    return parse_spec(data)

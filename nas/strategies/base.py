@@ -1,0 +1,66 @@
+"""The strategy contract: propose candidates (ask) and learn from results (tell), resumably."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from search_spaces.registry import Registry
+
+Direction = Literal["minimize", "maximize"]
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """What every strategy is built from; its state lives in the database under `study_name`."""
+
+    study_name: str
+    storage_url: str
+    directions: tuple[Direction, ...]
+    seed: int
+    trials_budget: int
+
+
+class Strategy(ABC):
+    """Proposes trials one at a time; `ask` returns the trial number and an object a space samples from.
+
+    State is kept in the database, so a new strategy object for the same study resumes the search.
+    `tell` takes objective values and the constraint violation (<= 0 feasible), or marks a failure.
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, config: StrategyConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def ask(self) -> tuple[int, Any]: ...
+
+    @abstractmethod
+    def tell(self, number: int, values: Sequence[float], *, constraint: float) -> None: ...
+
+    @abstractmethod
+    def tell_failed(self, number: int) -> None: ...
+
+    @abstractmethod
+    def open_numbers(self) -> list[int]:
+        """Trials asked but never told (left by a process that died)."""
+
+    def trial_for(self, number: int) -> Any:
+        """The sampling object of an open trial (to re-sample its arch on resume)."""
+        raise NotImplementedError
+
+
+STRATEGIES: Registry[Strategy] = Registry("strategy", Strategy)
+
+
+def register_strategy(name: str):  # type: ignore[no-untyped-def]
+    return STRATEGIES.register(name)
+
+
+def make_strategy(name: str, config: StrategyConfig) -> Strategy:
+    import nas.strategies.optuna_strategies  # noqa: F401  (registers the built-in strategies)
+
+    return STRATEGIES.get(name)(config)

@@ -1,0 +1,94 @@
+"""Strategies backed by Optuna samplers, with the study in the service's own database (ask/tell)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from nas.strategies.base import Strategy, StrategyConfig, register_strategy
+
+logger = logging.getLogger(__name__)
+
+
+class OptunaStrategy(Strategy):
+    """Wraps an Optuna study in RDB storage; subclasses choose the sampler."""
+
+    def __init__(self, config: StrategyConfig) -> None:
+        import optuna
+
+        super().__init__(config)
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        kwargs: dict[str, Any] = {}
+        if config.storage_url.startswith("sqlite"):
+            kwargs["engine_kwargs"] = {"connect_args": {"timeout": 30}}
+        self.storage = optuna.storages.RDBStorage(config.storage_url, **kwargs)
+        self.study = optuna.create_study(study_name=config.study_name, storage=self.storage,
+                                         directions=list(config.directions), sampler=self.make_sampler(),
+                                         load_if_exists=True)
+
+    def make_sampler(self) -> Any:
+        raise NotImplementedError
+
+    def ask(self) -> tuple[int, Any]:
+        trial = self.study.ask()
+        return trial.number, trial
+
+    def trial_for(self, number: int) -> Any:
+        import optuna
+
+        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+        return optuna.trial.Trial(self.study, trial_id)
+
+    def tell(self, number: int, values: Sequence[float], *, constraint: float) -> None:
+        """Record the latency constraint (latency minus target; <= 0 is feasible), then the values."""
+        trial = self.trial_for(number)
+        if self.storage.get_trial(trial._trial_id).state.is_finished():
+            return  # told before a crash: telling again would duplicate nothing, but skip the warning
+        trial.set_constraint("latency_ms", float(constraint))
+        self.study.tell(number, list(values), skip_if_finished=True)
+
+    def tell_failed(self, number: int) -> None:
+        import optuna
+
+        self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+
+    def open_numbers(self) -> list[int]:
+        import optuna
+
+        return [t.number for t in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+
+
+@register_strategy("nsga2")
+class NSGA2Strategy(OptunaStrategy):
+    """NSGA-II with constrained domination (feasible candidates dominate infeasible ones).
+
+    The constraint reaches the sampler through `Trial.set_constraint` (Optuna 5), set in `tell`.
+    """
+
+    def make_sampler(self) -> Any:
+        import optuna
+
+        population = max(4, min(50, self.config.trials_budget // 3))
+        return optuna.samplers.NSGAIISampler(population_size=population, seed=self.config.seed)
+
+
+@register_strategy("tpe")
+class TPEStrategy(OptunaStrategy):
+    """Multi-objective TPE with the latency constraint."""
+
+    def make_sampler(self) -> Any:
+        import optuna
+
+        return optuna.samplers.TPESampler(seed=self.config.seed,
+                                          n_startup_trials=max(2, min(10, self.config.trials_budget // 3)))
+
+
+@register_strategy("random")
+class RandomStrategy(OptunaStrategy):
+    """Uniform random sampling: the baseline every other strategy must beat."""
+
+    def make_sampler(self) -> Any:
+        import optuna
+
+        return optuna.samplers.RandomSampler(seed=self.config.seed)

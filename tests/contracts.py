@@ -1,0 +1,103 @@
+"""Reusable contract suites. Each implementation's test module subclasses one and provides fixtures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from search_spaces.arch import Arch
+from search_spaces.base import SearchSpace
+from search_spaces.errors import InvalidArchError
+
+
+def sample_hashes(space: SearchSpace, *, seed: int, count: int) -> list[str]:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    hashes = []
+    for _ in range(count):
+        trial = study.ask()
+        hashes.append(space.sample(trial).hash)
+        study.tell(trial, 0.0)
+    return hashes
+
+
+class SpaceContract:
+    """Every search space passes this suite. Provide `space` and `bad_archs` fixtures."""
+
+    @pytest.fixture()
+    def archs(self, space: SearchSpace) -> list[Arch]:
+        import optuna
+
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+        result = []
+        for _ in range(6):
+            trial = study.ask()
+            result.append(space.sample(trial))
+            study.tell(trial, 0.0)
+        return result
+
+    def test_same_seed_same_archs(self, space: SearchSpace) -> None:
+        assert sample_hashes(space, seed=7, count=8) == sample_hashes(space, seed=7, count=8)
+        assert sample_hashes(space, seed=7, count=8) != sample_hashes(space, seed=8, count=8)
+
+    def test_sampled_archs_validate_and_round_trip(self, space: SearchSpace, archs: list[Arch]) -> None:
+        for arch in archs:
+            space.validate(arch)
+            again = Arch.from_dict(arch.to_dict())
+            assert again == arch and again.hash == arch.hash
+
+    def test_validate_rejects_bad_archs(self, space: SearchSpace, bad_archs: list[Arch]) -> None:
+        assert bad_archs
+        for arch in bad_archs:
+            with pytest.raises(InvalidArchError):
+                space.validate(arch)
+
+    def test_rejects_arch_of_another_space(self, space: SearchSpace, archs: list[Arch]) -> None:
+        foreign = Arch(space="another-space", version=archs[0].version, config_json=archs[0].config_json)
+        with pytest.raises(InvalidArchError):
+            space.validate(foreign)
+
+    def test_encode_is_fixed_length_and_deterministic(self, space: SearchSpace, archs: list[Arch]) -> None:
+        names = space.feature_names()
+        for arch in archs:
+            features = space.encode(arch)
+            assert len(features) == len(names)
+            assert features == space.encode(arch)
+        assert len({tuple(space.encode(a)) for a in archs}) == len({a.hash for a in archs})
+
+    def test_blocks_describe_every_arch(self, space: SearchSpace, archs: list[Arch]) -> None:
+        for arch in archs:
+            blocks = space.blocks(arch)
+            assert blocks and all(isinstance(b.key, str) and b.key for b in blocks)
+
+    def test_build_gives_output_shapes(self, space: SearchSpace, archs: list[Arch]) -> None:
+        for arch in archs:
+            model = space.build(arch, seed=0)
+            inputs = space.example_inputs(arch, batch_size=2, seq_len=8)
+            out = model(**inputs)
+            assert out.logits.shape[:2] == inputs["input_ids"].shape
+            assert out.logits.shape[-1] == self.expected_outputs(arch)
+
+    def test_build_is_seeded(self, space: SearchSpace, archs: list[Arch]) -> None:
+        import torch
+
+        a, b = space.build(archs[0], seed=5), space.build(archs[0], seed=5)
+        for (name, p), (_, q) in zip(a.state_dict().items(), b.state_dict().items()):
+            assert torch.equal(p, q), name
+
+    def test_export_and_reload_give_equal_outputs(self, space: SearchSpace, archs: list[Arch], tmp_path: Path) -> None:
+        import torch
+
+        arch = archs[0]
+        model = space.build(arch, seed=1).eval()
+        inputs = space.example_inputs(arch, batch_size=2, seq_len=8)
+        folder = space.export(model, arch, tmp_path / "ckpt", model_card="# test")
+        reloaded = space.load_exported(folder).eval()
+        with torch.no_grad():
+            torch.testing.assert_close(reloaded(**inputs).logits, model(**inputs).logits, rtol=0, atol=1e-6)
+
+    def expected_outputs(self, arch: Arch) -> int:
+        raise NotImplementedError

@@ -1,0 +1,195 @@
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nas.controller import Controller
+from nas.db.storage import Storage, open_storage
+from nas.service import submit_job
+from nas.settings import Settings
+from nas.spec import parse_spec
+from search_spaces.arch import Arch
+from search_spaces.base import get_space
+from search_spaces.errors import ConflictError
+from tests.conftest import REPO_ROOT, TINY_SPACE_OPTIONS
+from tests.fakes import fake_latency_ms, feature_sum_factory, make_fake_evaluate
+from tests.nas.test_pareto import brute_force_front
+from nas.pareto import Point
+from workers.executors.in_process import InProcessExecutor
+
+
+def make_spec(corpus: Path, **changes: Any) -> Any:
+    data = {"space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS,
+            "task": {"kind": "language-modeling", "train": str(corpus), "seq_len": 16, "batch_size": 4},
+            "latency_target_ms": 0.3, "strategy": "nsga2", "budget": {"trials": 12, "train_steps": 2}, "seed": 0}
+    data.update(changes)
+    return parse_spec(data)
+
+
+def run(storage: Storage, tmp_path: Path, spec: Any, calls: list[int], **kwargs: Any) -> tuple[int, Any]:
+    settings = Settings(data_dir=tmp_path / "data", executor="in-process", lease_ttl_s=5)
+    evaluate = kwargs.pop("evaluate", None) or make_fake_evaluate(calls)
+    controller = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=evaluate),
+                            latency_model_factory=feature_sum_factory, **kwargs)
+    job_id = submit_job(storage, spec)
+    return job_id, controller.run_job(job_id)
+
+
+def test_front_constraint_and_export(database_url: str, tmp_path: Path, corpus_file: Path) -> None:
+    storage = open_storage(database_url)
+    calls: list[int] = []
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file), calls)
+    assert job.state == "completed", job.message
+    trials = storage.trials(job_id)
+    assert [t.number for t in trials] == list(range(12))
+    space = get_space("sparse-transformer", {**TINY_SPACE_OPTIONS, "vocab_size": 259})
+    infeasible = [t for t in trials if t.state == "infeasible"]
+    complete = [t for t in trials if t.state == "complete"]
+    assert infeasible and complete, "the target should split this space"
+    for t in infeasible:  # over the target: never trained
+        assert fake_latency_ms(space, Arch.from_dict(t.arch)) > 0.3 and t.number not in calls
+    assert sorted(calls) == sorted(t.number for t in complete)
+
+    stored = {t.number for _, t in storage.front(job_id)}
+    points = [Point(t.number, t.metric, t.predicted_latency_ms) for t in complete]
+    assert stored == brute_force_front(points, maximize=False)
+    assert len(storage.hypervolume_history(job_id)) >= len(complete)
+
+    (checkpoint,) = storage.checkpoints(job_id)
+    assert checkpoint.measured_latency_ms is not None and checkpoint.measured_latency_ms <= 0.3
+    best = min((t for t in complete if t.predicted_latency_ms <= 0.3), key=lambda t: t.metric)
+    assert Path(checkpoint.path).name == f"checkpoint-trial-{best.number}"
+    assert len(checkpoint.sha256) == 64 and Path(checkpoint.archive_path).is_file()
+
+    import optuna
+
+    study = optuna.load_study(study_name=job.study_name, storage=storage.url)
+    assert len(study.trials) == 12
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+
+
+def test_impossible_target_ends_clearly_without_training(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    calls: list[int] = []
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=0.001), calls)
+    assert job.state == "completed"
+    assert "no trial met the latency target of 0.001 ms" in job.message
+    assert calls == [] and storage.checkpoints(job_id) == []
+    assert {t.state for t in storage.trials(job_id)} == {"infeasible"}
+
+
+def test_failed_and_nan_candidates_never_kill_the_job(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    calls: list[int] = []
+    evaluate = make_fake_evaluate(calls, fail=lambda c: "RuntimeError: boom" if c.trial_number % 3 == 0 else None,
+                                  metric=lambda a: math.nan if a.hash < "4" else 1.0)
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0), calls, evaluate=evaluate)
+    assert job.state == "completed"
+    trials = storage.trials(job_id)
+    assert len(trials) == 12
+    failed = [t for t in trials if t.state == "failed"]
+    assert any("boom" in (t.error or "") for t in failed)
+    assert all(t.metric is None or math.isfinite(t.metric) for t in trials)
+
+
+def test_cancel_stops_within_one_trial(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    calls: list[int] = []
+    job_ids: list[int] = []
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if data["state"] == "complete" and not job_ids:
+            job_ids.append(1)
+            storage.request_cancel(storage.list_jobs()[0].id)
+
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0), calls, on_event=on_event)
+    assert job.state == "cancelled"
+    assert storage.count_trials(job_id) == 1
+    assert storage.checkpoints(job_id) == []
+
+
+def test_cancel_of_queued_and_finished_jobs(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    job_id = submit_job(storage, make_spec(corpus_file))
+    assert storage.request_cancel(job_id) == "cancelled"
+    with pytest.raises(ConflictError, match="already cancelled"):
+        storage.request_cancel(job_id)
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "random"])
+def test_same_seed_same_arch_sequence(strategy: str, tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    sequences = []
+    for seed in (4, 4, 5):
+        job_id, job = run(storage, tmp_path, make_spec(corpus_file, strategy=strategy, seed=seed,
+                                                       latency_target_ms=100.0), [])
+        assert job.state == "completed"
+        sequences.append([t.arch_hash for t in storage.trials(job_id)])
+    assert sequences[0] == sequences[1]
+    assert sequences[0] != sequences[2]
+
+
+def test_a_live_lease_is_respected_and_a_stale_one_taken_over(tmp_path: Path, corpus_file: Path,
+                                                               sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    job_id = submit_job(storage, make_spec(corpus_file))
+    assert storage.claim_job(job_id, owner="first", ttl_s=60)
+    assert not storage.claim_job(job_id, owner="second", ttl_s=60)
+    settings = Settings(data_dir=tmp_path / "data", executor="in-process")
+    with pytest.raises(ConflictError, match="being run by first"):
+        Controller(storage, settings, executor_factory=InProcessExecutor).run_job(job_id)
+    storage.set_job_fields(job_id, lease_expires_at=time.time() - 1)
+    assert storage.claim_job(job_id, owner="second", ttl_s=60)
+    assert not storage.renew_lease(job_id, owner="first", ttl_s=60)
+
+
+@pytest.mark.slow
+def test_resume_after_killed_process_runs_exactly_the_budget(tmp_path: Path, corpus_file: Path) -> None:
+    """A real `hwnas search` process is killed mid-job; resuming completes exactly the budget."""
+    import optuna
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"space: sparse-transformer\nspace_options: {dict(TINY_SPACE_OPTIONS)}\n"
+        f"task: {{kind: language-modeling, train: {corpus_file}, seq_len: 16, batch_size: 4}}\n"
+        "latency_target_ms: 50\nbudget: {trials: 8, train_steps: 40}\nseed: 0\n")
+    env = {**os.environ, "HWNAS_DATA_DIR": str(tmp_path / "data"), "HWNAS_EXECUTOR": "in-process",
+           "HWNAS_LEASE_TTL_S": "2", "HWNAS_METER_REPEATS": "2", "HWNAS_METER_ROUNDS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "--spec", str(spec)], env=env,
+                               cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    settings = Settings(data_dir=tmp_path / "data", executor="in-process", lease_ttl_s=2, meter_repeats=2,
+                        meter_rounds=1)
+    storage = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if process.poll() is not None:
+            pytest.fail(f"the search ended before it was killed: {process.stderr.read().decode()[-2000:]}")
+        if (tmp_path / "data" / "hwnas.db").exists():
+            storage = storage or open_storage(settings.resolved_database_url)
+            if len(storage.trials(1, states=("complete",))) >= 3:
+                break
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert storage is not None
+    killed_at = storage.count_trials(1)
+    assert 3 <= killed_at <= 8 and storage.get_job(1).state == "running"
+
+    time.sleep(2.5)  # let the dead process's lease expire
+    job = Controller(storage, settings, executor_factory=InProcessExecutor).run_job(1)
+    assert job.state == "completed", job.message
+    trials = storage.trials(1)
+    assert [t.number for t in trials] == list(range(8))
+    assert all(t.state in ("complete", "infeasible") for t in trials)
+    study = optuna.load_study(study_name=job.study_name, storage=storage.url)
+    told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.number for t in told) == sorted(t.optuna_number for t in trials)
+    assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]

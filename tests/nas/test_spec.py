@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nas.spec import load_spec, parse_spec
+from search_spaces.errors import SpecError
+
+
+def good_spec(corpus: Path) -> dict:  # type: ignore[type-arg]
+    return {"space": "sparse-transformer", "task": {"kind": "language-modeling", "train": str(corpus)},
+            "device": "cpu-1t", "latency_target_ms": 5.0, "strategy": "nsga2",
+            "budget": {"trials": 8, "train_steps": 50, "max_minutes": 10}, "seed": 0}
+
+
+@pytest.mark.parametrize(("change", "field", "words"), [
+    ({"space": "cnn"}, "space", "unknown space 'cnn'"),
+    ({"strategy": "grid"}, "strategy", "unknown strategy 'grid'"),
+    ({"latency_target_ms": 0}, "latency_target_ms", "greater than 0"),
+    ({"latency_target_ms": -3}, "latency_target_ms", "greater than 0"),
+    ({"budget": {"trials": 0}}, "budget.trials", "greater than or equal to 1"),
+    ({"budget": {"trials": 10**9}}, "budget.trials", "less than or equal to 100000"),
+    ({"budget": {"trials": 4, "train_steps": 0}}, "budget.train_steps", "greater than or equal to 1"),
+    ({"budget": {"trials": 4, "max_minutes": -1}}, "budget.max_minutes", "greater than 0"),
+    ({"bogus": 1}, "bogus", "unknown field"),
+    ({"budget": {"trials": 4, "epochs": 3}}, "budget.epochs", "unknown field"),
+    ({"device": "tpu-v9"}, "device", "unknown device profile"),
+    ({"task": {"kind": "language-modeling", "train": "/no/such/file.txt"}}, "task", "does not exist"),
+    ({"task": {"kind": "speech", "train": "x"}}, "task", "task.kind must be one of"),
+    ({"space_options": {"max_layers": 0}}, "space_options.max_layers", "greater than or equal to 1"),
+])
+def test_each_bad_field_is_refused_by_name(corpus_file: Path, change: dict, field: str, words: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(SpecError) as info:
+        parse_spec({**good_spec(corpus_file), **change})
+    assert any(p.startswith(field) and words in p for p in info.value.problems), info.value.problems
+
+
+def test_all_problems_are_reported_at_once(corpus_file: Path) -> None:
+    with pytest.raises(SpecError) as info:
+        parse_spec({**good_spec(corpus_file), "space": "cnn", "strategy": "grid", "latency_target_ms": 0})
+    assert len(info.value.problems) == 3
+
+
+def test_good_spec_round_trips(corpus_file: Path) -> None:
+    spec = parse_spec(good_spec(corpus_file))
+    assert parse_spec(json.loads(spec.to_json())) == spec
+    assert spec.task.validation_fraction == 0.05
+
+
+def test_yaml_spec_resolves_data_paths_relative_to_itself(tmp_path: Path, corpus_file: Path) -> None:
+    (tmp_path / "spec.yaml").write_text(
+        "space: sparse-transformer\ntask: {kind: language-modeling, train: corpus.txt}\n"
+        "latency_target_ms: 2\nbudget: {trials: 2}\n")
+    assert load_spec(tmp_path / "spec.yaml").task.train == str(corpus_file)
+
+
+def test_unreadable_and_malformed_spec_files(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("space: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML"):
+        load_spec(tmp_path / "bad.yaml")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(SpecError, match="not valid JSON"):
+        load_spec(tmp_path / "bad.json")
