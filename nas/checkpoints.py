@@ -65,7 +65,7 @@ Found by hwnas (space `{spec.space}`, strategy `{spec.strategy}`, seed {spec.see
 ```python
 from transformers import AutoModelForCausalLM, AutoTokenizer
 model = AutoModelForCausalLM.from_pretrained(PATH, trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained(PATH)
+tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)  # reads config.json first
 ```
 """
 

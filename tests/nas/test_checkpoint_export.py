@@ -1,0 +1,86 @@
+"""The exported checkpoint loads with plain transformers in a Python that cannot import hwnas."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import torch
+
+from nas.db.storage import open_storage
+from nas.service import export_job_trial
+from nas.settings import Settings
+from tests.nas.test_controller import make_spec, run
+
+CLEAN_LOAD = r"""
+import importlib.abc, json, sys
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("nas", "search_spaces", "workers", "latency_models"):
+            raise ImportError(f"hwnas package {name} must not be needed")
+sys.meta_path.insert(0, Block())
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+folder, ids_path, out_path = sys.argv[1:4]
+model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+ids = torch.tensor(json.load(open(ids_path)))
+with torch.no_grad():
+    torch.save(model(input_ids=ids).logits, out_path)
+print("RESULT " + json.dumps({"class": type(model).__name__, "tokens": tokenizer("hi", add_special_tokens=False)["input_ids"]}))
+"""
+
+
+def test_export_loads_in_clean_python_with_equal_logits(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0, budget={"trials": 3}), [])
+    (checkpoint,) = storage.checkpoints(job_id)
+    folder = Path(checkpoint.path)
+    assert {"config.json", "model.safetensors", "modeling_hwnas_sparse.py", "README.md",
+            "tokenizer_config.json"} <= {p.name for p in folder.iterdir()}
+    card = (folder / "README.md").read_text()
+    assert "bits_per_char" in card and "measured latency" in card and '"d_model"' in card
+
+    import hashlib
+
+    assert hashlib.sha256(Path(checkpoint.archive_path).read_bytes()).hexdigest() == checkpoint.sha256
+    with tarfile.open(checkpoint.archive_path) as tar:
+        assert f"{folder.name}/model.safetensors" in tar.getnames()
+
+    # Reference logits from the project's own model with the trial's weights.
+    from safetensors.torch import load_file
+
+    from search_spaces.arch import Arch
+    from search_spaces.base import get_space
+    from tests.conftest import TINY_SPACE_OPTIONS
+
+    trial_number = int(folder.name.rsplit("-", 1)[1])
+    trial = storage.trial(job_id, trial_number)
+    space = get_space("sparse-transformer", {**TINY_SPACE_OPTIONS, "vocab_size": 259})
+    model = space.build(Arch.from_dict(trial.arch))
+    model.load_state_dict(load_file(trial.weights_path))
+    ids = [[5, 80, 120, 3, 200, 7, 9, 11], [100, 101, 102, 103, 104, 105, 106, 107]]
+    with torch.no_grad():
+        expected = model.eval()(input_ids=torch.tensor(ids)).logits
+    (tmp_path / "ids.json").write_text(json.dumps(ids))
+    done = subprocess.run([sys.executable, "-I", "-c", CLEAN_LOAD, str(folder), str(tmp_path / "ids.json"),
+                           str(tmp_path / "out.pt")], capture_output=True, text=True, timeout=300,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith("RESULT ")]
+    info = json.loads(line.removeprefix("RESULT "))
+    assert info == {"class": "HwnasSparseForCausalLM", "tokens": [ord("h") + 3, ord("i") + 3]}
+    torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, rtol=0, atol=0)
+
+
+def test_archive_is_reproducible_and_export_picks_best(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0, budget={"trials": 3}), [])
+    settings = Settings(data_dir=tmp_path / "data", executor="in-process")
+    first = export_job_trial(storage, settings, job_id, trial_number=None, out_dir=tmp_path / "a" / "ckpt")
+    second = export_job_trial(storage, settings, job_id, trial_number=None, out_dir=tmp_path / "b" / "ckpt")
+    assert first["sha256"] == second["sha256"]
+    assert first["trial"] == int(Path(storage.checkpoints(job_id)[0].path).name.rsplit("-", 1)[1])

@@ -1,0 +1,85 @@
+"""The `hwnas` command line as a user runs it: a real subprocess, exit codes and output."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, TINY_SPACE_OPTIONS
+
+
+def hwnas(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HWNAS_DATA_DIR": str(tmp_path / "data"), "HWNAS_EXECUTOR": "in-process",
+           "HWNAS_METER_REPEATS": "2", "HWNAS_METER_ROUNDS": "1"}
+    return subprocess.run([sys.executable, "-m", "nas.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def write_spec(tmp_path: Path, corpus: Path, **changes: object) -> Path:
+    spec = {"space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS,
+            "task": {"kind": "language-modeling", "train": str(corpus), "seq_len": 16, "batch_size": 4},
+            "latency_target_ms": 50.0, "budget": {"trials": 3, "train_steps": 5}, "seed": 0, **changes}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+@pytest.mark.slow
+def test_search_json_then_browse_and_export(tmp_path: Path, corpus_file: Path) -> None:
+    done = hwnas(tmp_path, "search", "--spec", str(write_spec(tmp_path, corpus_file)), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert {"job_id", "state", "trials", "front", "checkpoint"} <= set(result)
+    assert result["state"] == "completed" and result["trials"] == 3
+    assert result["front"] and {"trial", "metric", "latency_ms", "arch"} == set(result["front"][0])
+    assert Path(result["checkpoint"]["path"]).is_dir() and len(result["checkpoint"]["sha256"]) == 64
+
+    job = str(result["job_id"])
+    pareto = json.loads(hwnas(tmp_path, "pareto", job, "--json").stdout)
+    assert [m["trial"] for m in pareto["front"]] == [m["trial"] for m in result["front"]]
+    shown = json.loads(hwnas(tmp_path, "show", job, "--json").stdout)
+    assert shown["state"] == "completed" and len(shown["trial_list"]) == 3
+    listing = hwnas(tmp_path, "jobs")
+    assert listing.returncode == 0 and "completed" in listing.stdout
+    table = hwnas(tmp_path, "pareto", job)
+    assert "bits_per_char" in table.stdout
+
+    out = tmp_path / "exported"
+    exported = hwnas(tmp_path, "export", job, "--out", str(out))
+    assert exported.returncode == 0, exported.stderr
+    assert (out / "config.json").is_file() and (out / "model.safetensors").is_file()
+    again = hwnas(tmp_path, "export", job, "--out", str(out))
+    assert again.returncode == 2 and "is not empty" in again.stderr
+
+    finished = hwnas(tmp_path, "cancel", job)
+    assert finished.returncode == 4 and "already completed" in finished.stderr
+    assert hwnas(tmp_path, "resume", job).returncode == 4
+
+
+def test_bad_spec_exits_2_with_one_line_per_run_and_stores_nothing(tmp_path: Path, corpus_file: Path) -> None:
+    spec = write_spec(tmp_path, corpus_file, strategy="grid", latency_target_ms=-1)
+    done = hwnas(tmp_path, "search", "--spec", str(spec))
+    assert done.returncode == 2
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert "strategy: unknown strategy 'grid'" in done.stderr and "latency_target_ms" in done.stderr
+    listing = hwnas(tmp_path, "jobs", "--json")
+    assert json.loads(listing.stdout) == []
+
+
+def test_unknown_job_exits_3(tmp_path: Path) -> None:
+    for command in (["show", "42"], ["pareto", "42"], ["cancel", "42"], ["resume", "42"]):
+        done = hwnas(tmp_path, *command)
+        assert done.returncode == 3, (command, done.stderr)
+        assert done.stderr.strip() == "error: job 42 does not exist; list jobs with `hwnas jobs`"
+
+
+def test_cli_import_loads_no_torch_ray_or_transformers() -> None:
+    code = ("import sys, nas, nas.cli.app, nas.service, nas.spec, nas.controller; "
+            "print(sorted(m for m in ('torch', 'ray', 'transformers') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert done.stdout.strip() == "[]", done.stderr
