@@ -14,8 +14,6 @@ from pydantic import ValidationError as PydanticValidationError
 
 from search_spaces.errors import SpecError
 
-STRATEGY_NAMES = ("nsga2", "tpe", "random")
-
 
 class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -50,8 +48,10 @@ class JobSpec(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        if value not in STRATEGY_NAMES:
-            raise ValueError(f"unknown strategy {value!r}; choose one of: {', '.join(STRATEGY_NAMES)}")
+        from nas.strategies.base import strategy_names
+
+        if value not in strategy_names():
+            raise ValueError(f"unknown strategy {value!r}; choose one of: {', '.join(strategy_names())}")
         return value
 
     @field_validator("device")

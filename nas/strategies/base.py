@@ -60,7 +60,12 @@ def register_strategy(name: str):  # type: ignore[no-untyped-def]
     return STRATEGIES.register(name)
 
 
-def make_strategy(name: str, config: StrategyConfig) -> Strategy:
+def strategy_names() -> list[str]:
     import nas.strategies.optuna_strategies  # noqa: F401  (registers the built-in strategies)
 
+    return STRATEGIES.names()
+
+
+def make_strategy(name: str, config: StrategyConfig) -> Strategy:
+    strategy_names()
     return STRATEGIES.get(name)(config)
