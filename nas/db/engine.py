@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,12 +41,39 @@ def alembic_config(url: str) -> Any:
     return config
 
 
+MIGRATION_LOCK_ID = 0x68776E6173  # "hwnas": the PostgreSQL advisory lock that serialises migrations
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl
+
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade_database(engine: Engine, revision: str = "head") -> None:
-    """Apply hwnas's migrations up to `revision` (idempotent)."""
+    """Apply hwnas's migrations up to `revision` (idempotent).
+
+    Processes that start at once (a search and a `hwnas cancel`, several controllers) would otherwise
+    race to create the same tables: SQLite files are migrated under a file lock, PostgreSQL under an
+    advisory lock held by the migrating transaction.
+    """
     from alembic import command
 
     config = alembic_config(engine.url.render_as_string(hide_password=False))
-    with engine.begin() as connection:
+    database = engine.url.database
+    if engine.dialect.name == "sqlite" and database and database != ":memory:":
+        lock: contextlib.AbstractContextManager[None] = _file_lock(Path(database + ".migrate.lock"))
+    else:
+        lock = contextlib.nullcontext()
+    with lock, engine.begin() as connection:
+        if engine.dialect.name == "postgresql":
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

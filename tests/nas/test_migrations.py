@@ -36,3 +36,21 @@ def test_migrations_from_empty_sqlite(sqlite_url: str) -> None:
 @pytest.mark.postgres
 def test_migrations_from_empty_postgres(postgres_url: str) -> None:
     _check_migrated(postgres_url)
+
+
+def _migrate(url: str) -> None:
+    engine = make_engine(url)
+    upgrade_database(engine)
+    engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_concurrent_first_migrations_do_not_race(backend: str, request: pytest.FixtureRequest) -> None:
+    """Several processes opening a new database at once all succeed (one migrates, the others wait)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
+    with ProcessPoolExecutor(max_workers=4) as pool:
+        for future in [pool.submit(_migrate, url) for _ in range(4)]:
+            future.result(timeout=120)
+    assert current_revision(make_engine(url)) == "0001"
