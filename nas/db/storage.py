@@ -58,11 +58,15 @@ class Storage:
 
     # ---- device profiles -------------------------------------------------------------------------
     def ensure_builtin_devices(self) -> None:
+        """Insert the built-in profiles unless present (safe when several processes start at once)."""
+        if self.engine.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
         with self.session() as s:
-            existing = set(s.scalars(select(DeviceProfileRow.name)))
             for profile in BUILTIN_DEVICES.values():
-                if profile.name not in existing:
-                    s.add(DeviceProfileRow(**profile.model_dump()))
+                s.execute(insert(DeviceProfileRow).values(**profile.model_dump(), created_at=utcnow())
+                          .on_conflict_do_nothing(index_elements=["name"]))
 
     def device(self, name: str) -> DeviceProfile:
         with self.session() as s:

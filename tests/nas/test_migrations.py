@@ -39,9 +39,9 @@ def test_migrations_from_empty_postgres(postgres_url: str) -> None:
 
 
 def _migrate(url: str) -> None:
-    engine = make_engine(url)
-    upgrade_database(engine)
-    engine.dispose()
+    from nas.db.storage import open_storage
+
+    open_storage(url).engine.dispose()  # migrates and seeds the built-in device profiles
 
 
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -54,3 +54,6 @@ def test_concurrent_first_migrations_do_not_race(backend: str, request: pytest.F
         for future in [pool.submit(_migrate, url) for _ in range(4)]:
             future.result(timeout=120)
     assert current_revision(make_engine(url)) == "0001"
+    from nas.db.storage import open_storage
+
+    assert open_storage(url).device("cpu-2t").threads == 2
