@@ -86,17 +86,21 @@ def test_impossible_target_ends_clearly_without_training(tmp_path: Path, corpus_
     assert {t.state for t in storage.trials(job_id)} == {"infeasible"}
 
 
-def test_failed_and_nan_candidates_never_kill_the_job(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+@pytest.mark.parametrize("strategy", ["nsga2", "tpe", "random"])
+def test_failed_nan_and_inf_candidates_never_kill_the_job(strategy: str, tmp_path: Path, corpus_file: Path,
+                                                          sqlite_url: str) -> None:
     storage = open_storage(sqlite_url)
     calls: list[int] = []
     evaluate = make_fake_evaluate(calls, fail=lambda c: "RuntimeError: boom" if c.trial_number % 3 == 0 else None,
-                                  metric=lambda a: math.nan if a.hash < "4" else 1.0)
-    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0), calls, evaluate=evaluate)
+                                  metric=lambda a: math.nan if a.hash < "4" else math.inf if a.hash < "8" else 1.0)
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0, strategy=strategy), calls,
+                      evaluate=evaluate)
     assert job.state == "completed"
     trials = storage.trials(job_id)
     assert len(trials) == 12
     failed = [t for t in trials if t.state == "failed"]
     assert any("boom" in (t.error or "") for t in failed)
+    assert any("metric is nan" in (t.error or "") for t in failed) or any("metric is inf" in (t.error or "") for t in failed)
     assert all(t.metric is None or math.isfinite(t.metric) for t in trials)
 
 
