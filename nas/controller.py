@@ -255,19 +255,27 @@ class Controller:
 
     # ---- the end of a job ------------------------------------------------------------------------
     def _finish(self, ctx: JobContext) -> str:
-        """Re-measure the front on the device (interleaved), then export the best trial under the target."""
-        front = self.update_front(ctx)
+        """Re-measure the front on the device (interleaved), then export the best trial under the target.
+
+        Re-measured latencies can move other trials onto the front; those are re-measured in turn, so
+        every member of the final front carries a fresh measurement.
+        """
         trials = {t.id: t for t in self.storage.trials(ctx.job.id, states=("complete",))}
-        members = [trials[p.key] for p in front]
         target = ctx.spec.latency_target_ms
-        if members and isinstance(ctx.latency_model, MeasuredLatencyModel):
-            archs = [Arch.from_dict(t.arch) for t in members]
-            for trial, arch, sample in zip(members, archs, ctx.latency_model.measure(archs)):
+        remeasured: set[int] = set()
+        front = self.update_front(ctx)
+        while isinstance(ctx.latency_model, MeasuredLatencyModel):
+            todo = [trials[p.key] for p in front if p.key not in remeasured]
+            if not todo:
+                break
+            archs = [Arch.from_dict(t.arch) for t in todo]
+            for trial, arch, sample in zip(todo, archs, ctx.latency_model.measure(archs)):
                 self.storage.add_latency_sample(device=ctx.device.name, space=ctx.space.name,
                                                 space_version=ctx.space.version, arch_hash=arch.hash, arch=trial.arch,
                                                 sample=sample.to_dict(), purpose="front-remeasure",
                                                 job_id=ctx.job.id, trial_id=trial.id)
                 self.storage.update_trial(trial.id, measured_latency_ms=sample.median_ms)
+                remeasured.add(trial.id)
             front = self.update_front(ctx)
         feasible = [p for p in front if p.latency_ms <= target]
         done = self.storage.count_trials(ctx.job.id)
@@ -277,7 +285,7 @@ class Controller:
             return (f"{done} trials; no trial met the latency target of {target} ms ({detail}); "
                     "no checkpoint exported: raise latency_target_ms or allow smaller archs")
         best_point = (max if ctx.task.direction == "maximize" else min)(feasible, key=lambda p: p.metric)
-        best = self.storage.trial(ctx.job.id, next(t.number for t in members if t.id == best_point.key))
+        best = self.storage.trial(ctx.job.id, trials[best_point.key].number)
         self.export_best(ctx.job, best, latency_ms=best_point.latency_ms)
         return (f"{done} trials; best under {target} ms: trial {best.number} with {ctx.task.metric_name} "
                 f"{best.metric:.4f} at {best_point.latency_ms:.3f} ms")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import signal
@@ -91,8 +92,15 @@ def test_failed_nan_and_inf_candidates_never_kill_the_job(strategy: str, tmp_pat
                                                           sqlite_url: str) -> None:
     storage = open_storage(sqlite_url)
     calls: list[int] = []
-    evaluate = make_fake_evaluate(calls, fail=lambda c: "RuntimeError: boom" if c.trial_number % 3 == 0 else None,
-                                  metric=lambda a: math.nan if a.hash < "4" else math.inf if a.hash < "8" else 1.0)
+    base = make_fake_evaluate(calls, fail=lambda c: "RuntimeError: boom" if c.trial_number % 3 == 0 else None)
+    diverged = {1: math.nan, 2: math.inf, 4: -math.inf}
+
+    def evaluate(candidate: Any) -> Any:
+        result = base(candidate)
+        if candidate.trial_number in diverged:
+            return dataclasses.replace(result, metric=diverged[candidate.trial_number])
+        return result
+
     job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0, strategy=strategy), calls,
                       evaluate=evaluate)
     assert job.state == "completed"
@@ -100,7 +108,9 @@ def test_failed_nan_and_inf_candidates_never_kill_the_job(strategy: str, tmp_pat
     assert len(trials) == 12
     failed = [t for t in trials if t.state == "failed"]
     assert any("boom" in (t.error or "") for t in failed)
-    assert any("metric is nan" in (t.error or "") for t in failed) or any("metric is inf" in (t.error or "") for t in failed)
+    errors = {t.number: t.error or "" for t in failed}
+    assert "metric is nan" in errors[1] and "metric is inf" in errors[2] and "metric is -inf" in errors[4]
+    assert [t.state for t in trials if t.number in (5, 7)] == ["complete", "complete"]
     assert all(t.metric is None or math.isfinite(t.metric) for t in trials)
 
 
@@ -197,3 +207,33 @@ def test_resume_after_killed_process_runs_exactly_the_budget(tmp_path: Path, cor
     told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(t.number for t in told) == sorted(t.optuna_number for t in trials)
     assert not [t for t in study.trials if t.state == optuna.trial.TrialState.RUNNING]
+
+
+def test_every_final_front_member_is_remeasured(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    """Re-measurement can move other trials onto the front; they are re-measured in turn before export."""
+    from latency_models.device import BUILTIN_DEVICES
+    from latency_models.measured import MeasuredLatencyModel
+    from latency_models.meter import LatencySample
+
+    class SlowerOnRemeasure(MeasuredLatencyModel):
+        def predict(self, arch: Arch) -> Any:
+            from latency_models.base import LatencyPrediction
+
+            return LatencyPrediction(mean_ms=fake_latency_ms(self.space, arch), std_ms=0.0, measured=True)
+
+        def measure(self, archs: Any) -> list[LatencySample]:
+            return [LatencySample(median_ms=10 * fake_latency_ms(self.space, a), p10_ms=0.0, p90_ms=0.0, runs=1,
+                                  protocol={"fake": True}) for a in archs]
+
+    storage = open_storage(sqlite_url)
+    settings = Settings(data_dir=tmp_path / "data", executor="in-process")
+    controller = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
+                            latency_model_factory=lambda space, device, meter: SlowerOnRemeasure(
+                                space=space, device=BUILTIN_DEVICES["cpu-1t"]))
+    job_id = submit_job(storage, make_spec(corpus_file, latency_target_ms=100.0))
+    job = controller.run_job(job_id)
+    assert job.state == "completed", job.message
+    remeasured = {s.trial_id for s in storage.latency_samples(job_id=job_id) if s.purpose == "front-remeasure"}
+    front = storage.front(job_id)
+    assert front and {t.id for _, t in front} <= remeasured
+    assert len(remeasured) > len(front)  # the first front was displaced and its successors re-measured too
