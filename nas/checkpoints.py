@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.db.models import JobRow, TrialRow
+from nas.db.storage import Storage
 from nas.spec import JobSpec
 from search_spaces.arch import Arch
 from search_spaces.errors import ConflictError
@@ -120,3 +121,14 @@ def export_trial(*, job: JobRow, trial: TrialRow, out_dir: Path, latency_ms: flo
     archive = out_dir.parent / (out_dir.name + ".tar.gz")
     sha256, size = deterministic_archive(out_dir, archive)
     return ExportedCheckpoint(path=out_dir, archive_path=archive, sha256=sha256, size_bytes=size)
+
+
+def export_and_record(storage: Storage, *, job_id: int, trial: TrialRow, latency_ms: float, out_dir: Path) -> int:
+    """Export `trial` with the protocol of its latest latency sample, and store the checkpoint's row."""
+    samples = [s for s in storage.latency_samples(job_id=job_id) if s.trial_id == trial.id]
+    protocol = samples[-1].protocol if samples else None
+    exported = export_trial(job=storage.get_job(job_id), trial=trial, out_dir=out_dir, latency_ms=latency_ms,
+                            protocol=protocol)
+    return storage.add_checkpoint(job_id=job_id, trial_id=trial.id, path=str(exported.path),
+                                  archive_path=str(exported.archive_path), sha256=exported.sha256,
+                                  size_bytes=exported.size_bytes, measured_latency_ms=latency_ms)

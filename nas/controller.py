@@ -17,17 +17,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from latency_models.base import LatencyModel
 from latency_models.device import DeviceProfile
 from latency_models.measured import MeasuredLatencyModel
-from latency_models.meter import MeterSettings
-from nas.checkpoints import export_trial
+from latency_models.meter import LatencySample, MeterSettings
+from nas.checkpoints import export_and_record
 from nas.db.models import JobRow, TrialRow, utcnow
 from nas.db.storage import Storage
-from nas.pareto import Point, hypervolume, pareto_front
+from nas.pareto import Point, best_under, hypervolume, pareto_front
 from nas.settings import Settings
 from nas.spec import JobSpec
 from nas.strategies.base import Strategy, StrategyConfig, make_strategy
@@ -189,12 +188,10 @@ class Controller:
         arch = Arch.from_dict(trial.arch)
         target = ctx.spec.latency_target_ms
         prediction = ctx.latency_model.predict(arch)
-        sample = getattr(ctx.latency_model, "last_samples", {}).get(arch.hash)
+        measured = isinstance(ctx.latency_model, MeasuredLatencyModel)
+        sample = ctx.latency_model.last_samples.get(arch.hash) if measured else None
         if sample is not None:
-            self.storage.add_latency_sample(device=ctx.device.name, space=ctx.space.name,
-                                            space_version=ctx.space.version, arch_hash=arch.hash,
-                                            arch=trial.arch, sample=sample.to_dict(), purpose="search",
-                                            job_id=ctx.job.id, trial_id=trial.id)
+            self._store_sample(ctx, trial, sample, purpose="search")
         fields: dict[str, Any] = {"predicted_latency_ms": prediction.mean_ms,
                                   "predicted_latency_std_ms": prediction.std_ms}
         if prediction.measured:
@@ -217,8 +214,13 @@ class Controller:
             threads=self.settings.training_threads, attempt=attempts))
 
     # ---- recording -------------------------------------------------------------------------------
-    def _fail_trial(self, ctx: JobContext, trial: TrialRow, error: str) -> None:
-        self.storage.update_trial(trial.id, state="failed", error=error, finished_at=utcnow())
+    def _store_sample(self, ctx: JobContext, trial: TrialRow, sample: LatencySample, *, purpose: str) -> None:
+        self.storage.add_latency_sample(device=ctx.device.name, space=ctx.space.name, space_version=ctx.space.version,
+                                        arch_hash=trial.arch_hash, arch=trial.arch, sample=sample.to_dict(),
+                                        purpose=purpose, job_id=ctx.job.id, trial_id=trial.id)
+
+    def _fail_trial(self, ctx: JobContext, trial: TrialRow, error: str, **fields: Any) -> None:
+        self.storage.update_trial(trial.id, state="failed", error=error, finished_at=utcnow(), **fields)
         ctx.strategy.tell_failed(trial.optuna_number)
 
     def _record(self, ctx: JobContext, result: EvalResult) -> None:
@@ -227,11 +229,11 @@ class Controller:
             logger.warning("job %s trial %s: ignoring a second result", ctx.job.id, trial.number)
             return
         if result.state == "failed" or result.metric is None or not math.isfinite(result.metric):
-            self.storage.update_trial(trial.id, worker=result.worker)
-            self._fail_trial(ctx, trial, result.error or f"metric is {result.metric}; the candidate diverged")
+            self._fail_trial(ctx, trial, result.error or f"metric is {result.metric}; the candidate diverged",
+                             worker=result.worker)
             self.on_event("trial", {"number": trial.number, "state": "failed", "error": result.error})
             return
-        latency = trial.measured_latency_ms or trial.predicted_latency_ms or 0.0
+        latency = trial.latency_ms or 0.0
         self.storage.update_trial(trial.id, state="complete", metric=result.metric, params=result.params,
                                   train_loss=result.train_loss, worker=result.worker,
                                   weights_path=result.weights_path, finished_at=utcnow())
@@ -243,7 +245,7 @@ class Controller:
 
     def update_front(self, ctx: JobContext) -> list[Point]:
         complete = self.storage.trials(ctx.job.id, states=("complete",))
-        points = [Point(t.id, float(t.metric), float(t.measured_latency_ms or t.predicted_latency_ms or 0.0))
+        points = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0))
                   for t in complete if t.metric is not None]
         maximize = ctx.task.direction == "maximize"
         front = pareto_front(points, maximize_metric=maximize)
@@ -268,35 +270,20 @@ class Controller:
             todo = [trials[p.key] for p in front if p.key not in remeasured]
             if not todo:
                 break
-            archs = [Arch.from_dict(t.arch) for t in todo]
-            for trial, arch, sample in zip(todo, archs, ctx.latency_model.measure(archs)):
-                self.storage.add_latency_sample(device=ctx.device.name, space=ctx.space.name,
-                                                space_version=ctx.space.version, arch_hash=arch.hash, arch=trial.arch,
-                                                sample=sample.to_dict(), purpose="front-remeasure",
-                                                job_id=ctx.job.id, trial_id=trial.id)
+            for trial, sample in zip(todo, ctx.latency_model.measure([Arch.from_dict(t.arch) for t in todo])):
+                self._store_sample(ctx, trial, sample, purpose="front-remeasure")
                 self.storage.update_trial(trial.id, measured_latency_ms=sample.median_ms)
                 remeasured.add(trial.id)
             front = self.update_front(ctx)
-        feasible = [p for p in front if p.latency_ms <= target]
+        best_point = best_under(front, max_latency_ms=target, maximize_metric=ctx.task.direction == "maximize")
         done = self.storage.count_trials(ctx.job.id)
-        if not feasible:
+        if best_point is None:
             fastest = min((p.latency_ms for p in front), default=None)
             detail = f"the fastest trained trial measured {fastest:.3f} ms" if fastest else "no trial was trained"
             return (f"{done} trials; no trial met the latency target of {target} ms ({detail}); "
                     "no checkpoint exported: raise latency_target_ms or allow smaller archs")
-        best_point = (max if ctx.task.direction == "maximize" else min)(feasible, key=lambda p: p.metric)
         best = self.storage.trial(ctx.job.id, trials[best_point.key].number)
-        self.export_best(ctx.job, best, latency_ms=best_point.latency_ms)
+        export_and_record(self.storage, job_id=ctx.job.id, trial=best, latency_ms=best_point.latency_ms,
+                          out_dir=self.settings.artifacts_dir / f"job-{ctx.job.id}" / f"checkpoint-trial-{best.number}")
         return (f"{done} trials; best under {target} ms: trial {best.number} with {ctx.task.metric_name} "
                 f"{best.metric:.4f} at {best_point.latency_ms:.3f} ms")
-
-    def export_best(self, job: JobRow, trial: TrialRow, *, latency_ms: float,
-                    out_dir: Path | None = None) -> int:
-        samples = [s for s in self.storage.latency_samples(job_id=job.id) if s.trial_id == trial.id]
-        protocol = samples[-1].protocol if samples else None
-        out = out_dir or self.settings.artifacts_dir / f"job-{job.id}" / f"checkpoint-trial-{trial.number}"
-        exported = export_trial(job=self.storage.get_job(job.id), trial=trial, out_dir=out,
-                                latency_ms=latency_ms, protocol=protocol)
-        return self.storage.add_checkpoint(job_id=job.id, trial_id=trial.id, path=str(exported.path),
-                                           archive_path=str(exported.archive_path), sha256=exported.sha256,
-                                           size_bytes=exported.size_bytes, measured_latency_ms=latency_ms)

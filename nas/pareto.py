@@ -36,6 +36,14 @@ def pareto_front(points: Sequence[Point], *, maximize_metric: bool = False) -> l
     return front
 
 
+def best_under(points: Sequence[Point], *, max_latency_ms: float, maximize_metric: bool = False) -> Point | None:
+    """The point with the best metric among those with latency at most `max_latency_ms`, or None."""
+    feasible = [p for p in points if p.latency_ms <= max_latency_ms]
+    if not feasible:
+        return None
+    return (max if maximize_metric else min)(feasible, key=lambda p: p.metric)
+
+
 def hypervolume(points: Sequence[Point], *, reference: tuple[float, float], maximize_metric: bool = False) -> float:
     """Area dominated by `points` and bounded by `reference` = (metric, latency_ms) in loss space.
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.db.storage import Storage, isoformat, open_storage
+from nas.pareto import Point, best_under
 from nas.settings import Settings
 from nas.spec import JobSpec
 from search_spaces.errors import ConflictError, SpecError
@@ -74,31 +75,30 @@ def front_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
 
 def trial_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
     return [{"trial": t.number, "state": t.state, "metric": t.metric,
-             "latency_ms": t.measured_latency_ms or t.predicted_latency_ms, "params": t.params,
+             "latency_ms": t.latency_ms, "params": t.params,
              "arch_hash": t.arch_hash, "error": (t.error or "").splitlines()[0] if t.error else None}
             for t in storage.trials(job_id)]
 
 
-def export_job_trial(storage: Storage, settings: Settings, job_id: int, *, trial_number: int | None,
+def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None,
                      out_dir: Path) -> dict[str, Any]:
     """Export a trial (default: the best front member under the target) to `out_dir`."""
-    from nas.controller import Controller
+    from nas.checkpoints import export_and_record
+    from workers.tasks.base import make_task
 
     job = storage.get_job(job_id)
     if trial_number is None:
-        front = [r for r in front_rows(storage, job_id) if r["latency_ms"] <= job.latency_target_ms]
-        if not front:
+        maximize = make_task(JobSpec.model_validate(job.spec).task).direction == "maximize"
+        front = [Point(t.number, m.metric, m.latency_ms) for m, t in storage.front(job_id)]
+        best = best_under(front, max_latency_ms=job.latency_target_ms, maximize_metric=maximize)
+        if best is None:
             raise ConflictError(f"job {job_id} has no trained trial under its target of {job.latency_target_ms} ms; "
                                 "pass --trial N to export another trial")
-        from workers.tasks.base import make_task
-
-        maximize = make_task(JobSpec.model_validate(job.spec).task).direction == "maximize"
-        trial_number = (max if maximize else min)(front, key=lambda r: r["metric"])["trial"]
+        trial_number = best.key
     trial = storage.trial(job_id, trial_number)
-    latency = trial.measured_latency_ms or trial.predicted_latency_ms or 0.0
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SpecError(f"--out: {str(out_dir)!r} exists and is not empty; give a new or empty folder")
-    controller = Controller(storage, settings, executor_factory=executor_factory(settings))
-    checkpoint_id = controller.export_best(job, trial, latency_ms=latency, out_dir=out_dir)
+    checkpoint_id = export_and_record(storage, job_id=job_id, trial=trial, latency_ms=trial.latency_ms or 0.0,
+                                      out_dir=out_dir)
     row = next(c for c in storage.checkpoints(job_id) if c.id == checkpoint_id)
     return {"job_id": job_id, "trial": trial_number, **checkpoint_dict(row)}

@@ -15,6 +15,12 @@ from pydantic import ValidationError as PydanticValidationError
 from search_spaces.errors import SpecError
 
 
+def _one_of(what: str, value: str, names: list[str]) -> str:
+    if value not in names:
+        raise ValueError(f"unknown {what} {value!r}; choose one of: {', '.join(names)}")
+    return value
+
+
 class Budget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -41,27 +47,21 @@ class JobSpec(BaseModel):
     def _known_space(cls, value: str) -> str:
         from search_spaces.base import space_names
 
-        if value not in space_names():
-            raise ValueError(f"unknown space {value!r}; choose one of: {', '.join(space_names())}")
-        return value
+        return _one_of("space", value, space_names())
 
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
         from nas.strategies.base import strategy_names
 
-        if value not in strategy_names():
-            raise ValueError(f"unknown strategy {value!r}; choose one of: {', '.join(strategy_names())}")
-        return value
+        return _one_of("strategy", value, strategy_names())
 
     @field_validator("device")
     @classmethod
     def _device_name(cls, value: str) -> str:
         from latency_models.device import BUILTIN_DEVICES
 
-        if value not in BUILTIN_DEVICES:
-            raise ValueError(f"unknown device profile {value!r}; choose one of: {', '.join(BUILTIN_DEVICES)}")
-        return value
+        return _one_of("device profile", value, list(BUILTIN_DEVICES))
 
     @field_validator("task", mode="before")
     @classmethod

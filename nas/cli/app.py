@@ -192,7 +192,7 @@ def export(job_id: int = typer.Argument(...),
     """Export a trial as a Hugging Face checkpoint folder (plus a .tar.gz beside it, with its sha256)."""
     from nas.service import export_job_trial
 
-    result = export_job_trial(_storage(), Settings(), job_id, trial_number=trial, out_dir=out)
+    result = export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out)
     typer.echo(f"exported trial {result['trial']} of job {job_id} to {result['path']} (sha256 {result['sha256']})")
 
 

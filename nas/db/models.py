@@ -66,6 +66,11 @@ class TrialRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
+    @property
+    def latency_ms(self) -> float | None:
+        """The trial's best-known latency: measured when it was, else predicted."""
+        return self.measured_latency_ms or self.predicted_latency_ms
+
 
 class FrontMemberRow(Base):
     __tablename__ = "nas_front_members"

@@ -48,10 +48,6 @@ class Strategy(ABC):
     def open_numbers(self) -> list[int]:
         """Trials asked but never told (left by a process that died)."""
 
-    def trial_for(self, number: int) -> Any:
-        """The sampling object of an open trial (to re-sample its arch on resume)."""
-        raise NotImplementedError
-
 
 STRATEGIES: Registry[Strategy] = Registry("strategy", Strategy)
 

@@ -35,6 +35,7 @@ class OptunaStrategy(Strategy):
         return trial.number, trial
 
     def trial_for(self, number: int) -> Any:
+        """The Optuna `Trial` of an open trial number."""
         import optuna
 
         trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)

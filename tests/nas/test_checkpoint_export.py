@@ -12,7 +12,6 @@ import torch
 
 from nas.db.storage import open_storage
 from nas.service import export_job_trial
-from nas.settings import Settings
 from tests.nas.test_controller import make_spec, run
 
 CLEAN_LOAD = r"""
@@ -79,8 +78,7 @@ def test_export_loads_in_clean_python_with_equal_logits(tmp_path: Path, corpus_f
 def test_archive_is_reproducible_and_export_picks_best(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
     storage = open_storage(sqlite_url)
     job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0, budget={"trials": 3}), [])
-    settings = Settings(data_dir=tmp_path / "data", executor="in-process")
-    first = export_job_trial(storage, settings, job_id, trial_number=None, out_dir=tmp_path / "a" / "ckpt")
-    second = export_job_trial(storage, settings, job_id, trial_number=None, out_dir=tmp_path / "b" / "ckpt")
+    first = export_job_trial(storage, job_id, trial_number=None, out_dir=tmp_path / "a" / "ckpt")
+    second = export_job_trial(storage, job_id, trial_number=None, out_dir=tmp_path / "b" / "ckpt")
     assert first["sha256"] == second["sha256"]
     assert first["trial"] == int(Path(storage.checkpoints(job_id)[0].path).name.rsplit("-", 1)[1])

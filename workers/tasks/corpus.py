@@ -17,18 +17,17 @@ def is_builtin(source: str) -> bool:
     return source.startswith(BUILTIN_PREFIX)
 
 
-def check_source(source: str, *, field: str | None = None) -> None:
-    """Raise `DataError` (naming `field` when given) unless `source` is a file or a built-in corpus."""
-    prefix = f"{field}: " if field else ""
+def check_source(source: str) -> None:
+    """Raise `DataError` unless `source` is a readable file or a built-in corpus."""
     if is_builtin(source):
         name = source[len(BUILTIN_PREFIX):]
         if name not in BUILTIN_CORPORA:
-            raise DataError(f"{prefix}unknown built-in corpus {source!r}; use one of "
+            raise DataError(f"unknown built-in corpus {source!r}; use one of "
                             + ", ".join(BUILTIN_PREFIX + c for c in BUILTIN_CORPORA) + " or a file path")
         return
     path = Path(source).expanduser()
     if not path.is_file():
-        raise DataError(f"{prefix}data file {str(path)!r} does not exist or is not a file; "
+        raise DataError(f"data file {str(path)!r} does not exist or is not a file; "
                         "give the path of a UTF-8 text file")
 
 

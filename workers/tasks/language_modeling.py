@@ -34,7 +34,7 @@ class LanguageModelingSpec(TaskSpec):
 
     @field_validator("train", "validation")
     @classmethod
-    def _source_exists(cls, value: str | None, info: Any) -> str | None:
+    def _source_exists(cls, value: str | None) -> str | None:
         if value is not None:
             try:
                 check_source(value)
