@@ -165,11 +165,18 @@ class Controller:
 
     # ---- proposing and dispatching ---------------------------------------------------------------
     def _reconcile(self, ctx: JobContext) -> list[TrialRow]:
-        """After a crash: trials dispatched but never recorded run again; orphan Optuna trials fail."""
-        known = {t.optuna_number for t in self.storage.trials(ctx.job.id)}
+        """After a crash: trials dispatched but never recorded run again; orphan Optuna trials fail.
+
+        Our tables are the record: a trial they hold as finished whose tell never reached Optuna (the
+        process died between the two writes) is told now from the stored values.
+        """
+        known = {t.optuna_number: t for t in self.storage.trials(ctx.job.id)}
         for number in ctx.strategy.open_numbers():
-            if number not in known:
+            trial = known.get(number)
+            if trial is None:
                 ctx.strategy.tell_failed(number)
+            elif trial.state in ("complete", "infeasible", "failed"):
+                self._tell(ctx, trial.optuna_number, trial.state, metric=trial.metric, latency_ms=trial.latency_ms)
         redo = self.storage.trials(ctx.job.id, states=("pending", "running"))
         if redo:
             logger.info("job %s: resuming %d unfinished trials", ctx.job.id, len(redo))
@@ -200,8 +207,7 @@ class Controller:
             self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), **fields,
                                       error=f"predicted latency {prediction.mean_ms:.3f} ms is over the target "
                                             f"{target} ms by more than its uncertainty ({prediction.std_ms:.3f} ms)")
-            ctx.strategy.tell(trial.optuna_number, [ctx.task.worst_metric(), prediction.mean_ms],
-                              constraint=prediction.mean_ms - target)
+            self._tell(ctx, trial.optuna_number, "infeasible", metric=None, latency_ms=prediction.mean_ms)
             self.on_event("trial", {"number": trial.number, "state": "infeasible", "latency_ms": prediction.mean_ms})
             return
         attempts = trial.attempts + 1
@@ -219,9 +225,19 @@ class Controller:
                                         arch_hash=trial.arch_hash, arch=trial.arch, sample=sample.to_dict(),
                                         purpose=purpose, job_id=ctx.job.id, trial_id=trial.id)
 
+    def _tell(self, ctx: JobContext, optuna_number: int, state: str, *, metric: float | None,
+              latency_ms: float | None) -> None:
+        """Tell the strategy a finished trial: failures as failed; infeasible ones with the worst metric."""
+        if state == "failed":
+            ctx.strategy.tell_failed(optuna_number)
+            return
+        latency = latency_ms or 0.0
+        value = metric if state == "complete" and metric is not None else ctx.task.worst_metric()
+        ctx.strategy.tell(optuna_number, [value, latency], constraint=latency - ctx.spec.latency_target_ms)
+
     def _fail_trial(self, ctx: JobContext, trial: TrialRow, error: str, **fields: Any) -> None:
         self.storage.update_trial(trial.id, state="failed", error=error, finished_at=utcnow(), **fields)
-        ctx.strategy.tell_failed(trial.optuna_number)
+        self._tell(ctx, trial.optuna_number, "failed", metric=None, latency_ms=None)
 
     def _record(self, ctx: JobContext, result: EvalResult) -> None:
         trial = self.storage.trial(ctx.job.id, result.trial_number)
@@ -237,8 +253,7 @@ class Controller:
         self.storage.update_trial(trial.id, state="complete", metric=result.metric, params=result.params,
                                   train_loss=result.train_loss, worker=result.worker,
                                   weights_path=result.weights_path, finished_at=utcnow())
-        ctx.strategy.tell(trial.optuna_number, [result.metric, latency],
-                          constraint=latency - ctx.spec.latency_target_ms)
+        self._tell(ctx, trial.optuna_number, "complete", metric=result.metric, latency_ms=latency)
         self.update_front(ctx)
         self.on_event("trial", {"number": trial.number, "state": "complete", "metric": result.metric,
                                 "latency_ms": latency})

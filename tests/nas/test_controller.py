@@ -237,3 +237,40 @@ def test_every_final_front_member_is_remeasured(tmp_path: Path, corpus_file: Pat
     front = storage.front(job_id)
     assert front and {t.id for _, t in front} <= remeasured
     assert len(remeasured) > len(front)  # the first front was displaced and its successors re-measured too
+
+
+def test_a_tell_lost_in_a_crash_is_told_on_resume(tmp_path: Path, corpus_file: Path, sqlite_url: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The process dies after a trial is recorded in our tables but before Optuna hears of it."""
+    import optuna
+
+    from nas.strategies.optuna_strategies import OptunaStrategy
+
+    original = OptunaStrategy.tell
+    calls = {"n": 0}
+
+    def dies_on_third_tell(self: Any, number: int, values: Any, *, constraint: float) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # stands in for a kill between the two writes
+        original(self, number, values, constraint=constraint)
+
+    monkeypatch.setattr(OptunaStrategy, "tell", dies_on_third_tell)
+    storage = open_storage(sqlite_url)
+    with pytest.raises(KeyboardInterrupt):
+        run(storage, tmp_path, make_spec(corpus_file), [])
+    monkeypatch.setattr(OptunaStrategy, "tell", original)
+    lost = storage.trials(1)[-1]
+    assert lost.state in ("complete", "infeasible") and storage.get_job(1).state == "queued"
+
+    settings = Settings(data_dir=tmp_path / "data", executor="in-process", lease_ttl_s=5)
+    job = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
+                     latency_model_factory=feature_sum_factory).run_job(1)
+    assert job.state == "completed", job.message
+    trials = storage.trials(1)
+    assert [t.number for t in trials] == list(range(12))
+    study = optuna.load_study(study_name=job.study_name, storage=storage.url)
+    told = {t.number: t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE}
+    assert sorted(told) == sorted(t.optuna_number for t in trials)
+    if lost.state == "complete":
+        assert told[lost.optuna_number].values[0] == lost.metric
