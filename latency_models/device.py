@@ -41,4 +41,6 @@ class DeviceProfile(BaseModel):
 BUILTIN_DEVICES: dict[str, DeviceProfile] = {
     "cpu-1t": DeviceProfile(name="cpu-1t", backend="torch-cpu", threads=1, batch_size=1, seq_len=64, builtin=True),
     "cpu-2t": DeviceProfile(name="cpu-2t", backend="torch-cpu", threads=2, batch_size=1, seq_len=64, builtin=True),
+    "cpu-1t-seq128": DeviceProfile(name="cpu-1t-seq128", backend="torch-cpu", threads=1, batch_size=1, seq_len=128,
+                                   builtin=True),
 }

@@ -26,10 +26,22 @@ class ExportedCheckpoint:
     size_bytes: int
 
 
+def _baseline_rows(baseline: dict[str, Any] | None, metric_name: str) -> str:
+    if not baseline:
+        return ""
+    latency = baseline.get("latency_ms")
+    return (f"| baseline (unpruned teacher) {metric_name} | {baseline['metric']:.4f} |\n"
+            f"| baseline latency | {f'{latency:.3f} ms' if latency is not None else 'not measured'} |\n"
+            f"| baseline fine-tuning steps | {baseline.get('teacher_steps')} |\n")
+
+
 def model_card(*, job: JobRow, trial: TrialRow, spec: JobSpec, metric_name: str, latency_ms: float | None,
-               protocol: dict[str, Any] | None, data: dict[str, Any]) -> str:
+               protocol: dict[str, Any] | None, data: dict[str, Any], auto_class: str = "AutoModel") -> str:
     arch = json.dumps(trial.arch["config"], indent=2, sort_keys=True)
     latency = f"{latency_ms:.3f} ms" if latency_ms is not None else "not measured"
+    baseline = (job.preparation or {}).get("baseline")
+    others = "".join(f"| {name} (validation) | {value:.4f} |\n" for name, value in sorted((trial.metrics or {}).items())
+                     if name != metric_name)
     return f"""---
 library_name: transformers
 tags: [hwnas, neural-architecture-search, {spec.space}]
@@ -42,7 +54,7 @@ Found by hwnas (space `{spec.space}`, strategy `{spec.strategy}`, seed {spec.see
 | | |
 |---|---|
 | {metric_name} (validation) | {trial.metric:.4f} |
-| measured latency (median) | {latency} |
+{others}{_baseline_rows(baseline, metric_name)}| measured latency (median) | {latency} |
 | parameters | {trial.params} |
 | training steps | {spec.budget.train_steps} |
 | arch hash | `{trial.arch_hash}` |
@@ -64,9 +76,9 @@ Found by hwnas (space `{spec.space}`, strategy `{spec.strategy}`, seed {spec.see
 
 ## Loading
 ```python
-from transformers import AutoModelForCausalLM, AutoTokenizer
-model = AutoModelForCausalLM.from_pretrained(PATH, trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)  # reads config.json first
+from transformers import {auto_class}, AutoTokenizer
+model = {auto_class}.from_pretrained(PATH, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)
 ```
 """
 
@@ -95,28 +107,28 @@ def export_trial(*, job: JobRow, trial: TrialRow, out_dir: Path, latency_ms: flo
     from safetensors.torch import load_file
     from transformers.utils import logging as hf_logging
 
-    from search_spaces.base import get_space
-    from workers.tasks.base import make_task
+    from workers.evaluate import task_and_space
 
     if trial.state != "complete" or not trial.weights_path or not Path(trial.weights_path).is_file():
         raise ConflictError(f"trial {trial.number} of job {job.id} has no trained weights (state {trial.state}); "
                             "export a complete trial")
     hf_logging.disable_progress_bar()
     spec = JobSpec.model_validate(job.spec)
-    task = make_task(spec.task)
-    space = get_space(spec.space, {**spec.space_options, **task.space_options()})
+    prepared = (job.preparation or {}).get("options") or {}
+    task, space = task_and_space(spec.space, {**spec.space_options, **prepared}, spec.task)
     arch = Arch.from_dict(trial.arch)
     model = space.build(arch, seed=0)
     model.load_state_dict(load_file(trial.weights_path), strict=True)
     model.eval()
     out_dir = Path(out_dir).resolve()
     card = model_card(job=job, trial=trial, spec=spec, metric_name=task.metric_name, latency_ms=latency_ms,
-                      protocol=protocol, data=job.data_info or {})
+                      protocol=protocol, data=job.data_info or {}, auto_class=space.auto_class)
     space.export(model, arch, out_dir, model_card=card)
     task.save_tokenizer(out_dir)
     (out_dir / "hwnas.json").write_text(json.dumps({
         "job_id": job.id, "trial": trial.number, "arch": trial.arch, "metric_name": task.metric_name,
-        "metric": trial.metric, "latency_ms": latency_ms, "protocol": protocol, "params": trial.params,
+        "metric": trial.metric, "metrics": trial.metrics, "latency_ms": latency_ms, "protocol": protocol,
+        "params": trial.params, "baseline": (job.preparation or {}).get("baseline"),
     }, indent=2, sort_keys=True), encoding="utf-8")
     archive = out_dir.parent / (out_dir.name + ".tar.gz")
     sha256, size = deterministic_archive(out_dir, archive)

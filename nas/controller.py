@@ -22,7 +22,7 @@ from typing import Any
 from latency_models.base import LatencyModel
 from latency_models.device import DeviceProfile
 from latency_models.measured import MeasuredLatencyModel
-from latency_models.meter import LatencySample, MeterSettings
+from latency_models.meter import LatencySample, MeterSettings, pinned_threads
 from nas.checkpoints import export_and_record
 from nas.db.models import JobRow, TrialRow, utcnow
 from nas.db.storage import Storage
@@ -31,10 +31,11 @@ from nas.settings import Settings
 from nas.spec import JobSpec
 from nas.strategies.base import Strategy, StrategyConfig, make_strategy
 from search_spaces.arch import Arch
-from search_spaces.base import SearchSpace, get_space
+from search_spaces.base import Preparation, SearchSpace, get_space
 from search_spaces.errors import ConflictError, HwnasError
 from workers.executors.base import Executor
-from workers.tasks.base import Task, make_task
+from workers.evaluate import task_and_space
+from workers.tasks.base import Task
 from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,7 @@ class JobContext:
     spec: JobSpec
     task: Task
     space: SearchSpace
+    space_options: dict[str, Any]
     device: DeviceProfile
     latency_model: LatencyModel
     strategy: Strategy
@@ -122,19 +124,45 @@ class Controller:
 
     def _context(self, job: JobRow) -> JobContext:
         spec = JobSpec.model_validate(job.spec)
-        task = make_task(spec.task)
+        task, space = task_and_space(spec.space, spec.space_options, spec.task)
         data_info = task.describe_data()
         self.storage.set_job_fields(job.id, data_info=data_info)
         job.data_info = data_info
-        space = get_space(spec.space, {**spec.space_options, **task.space_options()})
         device = self.storage.device(spec.device)
         meter = MeterSettings(warmup=self.settings.meter_warmup, repeats=self.settings.meter_repeats,
                               rounds=self.settings.meter_rounds, seed=spec.seed)
+        with pinned_threads(self.settings.training_threads):
+            preparation = space.prepare(task, cache_dir=self.settings.artifacts_dir / "cache",
+                                        job_dir=self.settings.artifacts_dir / f"job-{job.id}", seed=spec.seed)
+        space_options = {**spec.space_options, **task.space_options(), **preparation.options}
+        if preparation.options:
+            space = get_space(spec.space, space_options)
         latency_model = self.latency_model_factory(space, device, meter)
         strategy = make_strategy(spec.strategy, StrategyConfig(
             study_name=job.study_name, storage_url=self.storage.url, directions=(task.direction, "minimize"),
             seed=spec.seed, trials_budget=spec.budget.trials))
-        return JobContext(job, spec, task, space, device, latency_model, strategy)
+        ctx = JobContext(job, spec, task, space, space_options, device, latency_model, strategy)
+        self._record_preparation(ctx, preparation)
+        return ctx
+
+    def _record_preparation(self, ctx: JobContext, preparation: Preparation) -> None:
+        """Store the prepared options, and the baseline with its latency measured on the job's device."""
+        stored = ctx.job.preparation or {}
+        baseline = preparation.baseline
+        if baseline is not None:
+            known = stored.get("baseline") or {}
+            if known.get("arch") == baseline["arch"] and known.get("latency_ms") is not None:
+                baseline = known  # a resumed job keeps the latency it measured first
+            else:
+                arch = Arch.from_dict(baseline["arch"])
+                prediction = ctx.latency_model.predict(arch)
+                baseline = {**baseline, "latency_ms": prediction.mean_ms, "latency_measured": prediction.measured}
+                logger.info("job %s baseline: %s %.4f at %.3f ms", ctx.job.id, baseline.get("metric_name"),
+                            baseline.get("metric", float("nan")), prediction.mean_ms)
+        record = {"options": preparation.options, "baseline": baseline}
+        if record != stored:
+            self.storage.set_job_fields(ctx.job.id, preparation=record)
+            ctx.job.preparation = record
 
     def _run_claimed(self, job_id: int, heartbeat: _Heartbeat) -> tuple[str, str]:
         ctx = self._context(self.storage.get_job(job_id))
@@ -215,7 +243,7 @@ class Controller:
         artifact_dir = self.settings.artifacts_dir / f"job-{ctx.job.id}" / f"trial-{trial.number}"
         executor.submit(CandidateTask(
             job_id=ctx.job.id, trial_number=trial.number, space=ctx.space.name,
-            space_options=dict(ctx.spec.space_options), arch=trial.arch, task=ctx.spec.task.model_dump(),
+            space_options=dict(ctx.space_options), arch=trial.arch, task=ctx.spec.task.model_dump(),
             train_steps=ctx.spec.budget.train_steps, seed=ctx.spec.seed, artifact_dir=str(artifact_dir),
             threads=self.settings.training_threads, attempt=attempts))
 
@@ -252,6 +280,7 @@ class Controller:
         latency = trial.latency_ms or 0.0
         self.storage.update_trial(trial.id, state="complete", metric=result.metric, params=result.params,
                                   train_loss=result.train_loss, worker=result.worker,
+                                  metrics=result.extra.get("metrics"),
                                   weights_path=result.weights_path, finished_at=utcnow())
         self._tell(ctx, trial.optuna_number, "complete", metric=result.metric, latency_ms=latency)
         self.update_front(ctx)

@@ -57,6 +57,7 @@ def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
         "created_at": isoformat(job.created_at), "started_at": isoformat(job.started_at),
         "finished_at": isoformat(job.finished_at), "hypervolume": history[-1].hypervolume if history else None,
         "checkpoint": checkpoint_dict(checkpoints[-1]) if checkpoints else None, "data": job.data_info,
+        "baseline": (job.preparation or {}).get("baseline"),
     }
 
 
@@ -66,15 +67,17 @@ def checkpoint_dict(row: Any) -> dict[str, Any]:
 
 
 def front_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
-    storage.get_job(job_id)
-    return [{"trial": t.number, "metric": m.metric, "latency_ms": m.latency_ms,
+    from search_spaces.base import space_class
+
+    describe = space_class(storage.get_job(job_id).space).describe
+    return [{"trial": t.number, "metric": m.metric, "latency_ms": m.latency_ms, "arch_text": describe(t.arch["config"]),
              "predicted_latency_ms": t.predicted_latency_ms, "measured_latency_ms": t.measured_latency_ms,
-             "params": t.params, "arch": t.arch["config"], "arch_hash": t.arch_hash}
+             "params": t.params, "metrics": t.metrics, "arch": t.arch["config"], "arch_hash": t.arch_hash}
             for m, t in storage.front(job_id)]
 
 
 def trial_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
-    return [{"trial": t.number, "state": t.state, "metric": t.metric,
+    return [{"trial": t.number, "state": t.state, "metric": t.metric, "metrics": t.metrics,
              "latency_ms": t.latency_ms, "params": t.params,
              "arch_hash": t.arch_hash, "error": (t.error or "").splitlines()[0] if t.error else None}
             for t in storage.trials(job_id)]

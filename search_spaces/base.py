@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -39,6 +40,31 @@ class Block:
         return self.kind + "(" + ",".join(f"{k}={v}" for k, v in self.params) + ")"
 
 
+class TaskRunner(Protocol):
+    """What a space needs from a task to prepare itself (a `workers.tasks.Task` satisfies it)."""
+
+    @property
+    def metric_name(self) -> str: ...
+
+    def train(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None = None,
+              learning_rate: float | None = None) -> float: ...
+
+    def evaluate(self, model: nn.Module) -> float: ...
+
+    def sample_batches(self, *, count: int, seed: int) -> list[dict[str, Tensor]]: ...
+
+    def fingerprint(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Preparation:
+    """What `SearchSpace.prepare` made once per job: options every worker's copy of the space gets
+    (paths to cached artifacts) and the baseline the job is compared with (arch and metric)."""
+
+    options: dict[str, Any] = field(default_factory=dict)
+    baseline: dict[str, Any] | None = None
+
+
 class SpaceOptions(BaseModel):
     """Base of each space's options; unknown fields are refused."""
 
@@ -59,6 +85,7 @@ class SearchSpace(ABC):
     version: ClassVar[int] = 1
     options_model: ClassVar[type[SpaceOptions]] = SpaceOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset()
+    auto_class: ClassVar[str] = "AutoModel"
 
     def __init__(self, options: Mapping[str, Any] | SpaceOptions | None = None) -> None:
         self.options = self.parse_options(options)
@@ -82,6 +109,26 @@ class SearchSpace(ABC):
                 f"arch belongs to {arch.space} v{arch.version}, not {self.name} v{self.version}; "
                 "sample it from this space"
             )
+
+    @classmethod
+    def describe(cls, config: dict[str, Any]) -> str:
+        """A one-line human summary of an arch's config (for tables)."""
+        return json.dumps(config, sort_keys=True, separators=(",", ":"))
+
+    def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int) -> Preparation:
+        """Work done once per job before any candidate (fine-tune a teacher, score importance).
+
+        Must be idempotent and cached: a resumed job calls it again. The default has nothing to do.
+        """
+        return Preparation()
+
+    def tokenizer_dir(self) -> Path | None:
+        """A folder with the tokenizer the space's networks expect (a pretrained base's), or None."""
+        return None
+
+    def teacher(self) -> nn.Module | None:
+        """A network to distil candidates from during training, or None."""
+        return None
 
     @abstractmethod
     def sample(self, trial: TrialLike) -> Arch: ...
@@ -127,6 +174,12 @@ def get_space(name: str, options: Mapping[str, Any] | None = None) -> SearchSpac
     import search_spaces.builtin  # noqa: F401  (registers the built-in spaces)
 
     return SPACES.get(name)(options)
+
+
+def space_class(name: str) -> type[SearchSpace]:
+    import search_spaces.builtin  # noqa: F401
+
+    return SPACES.get(name)
 
 
 def space_names() -> list[str]:

@@ -87,3 +87,47 @@ TINY_SPACE_OPTIONS = {
     "moe_top_k_choices": [1, 2],
     "moe_width_choices": [16, 32],
 }
+
+
+TINY_WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "plot", "was", "a", "very", "and",
+              "acting", "music", "story", "not", "quite", "really", "film"]
+
+
+@pytest.fixture(scope="session")
+def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised 2-layer BERT (width 32, 4 heads, FFN 64) with a word-level vocabulary."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]
+    BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True).save_pretrained(str(folder))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
+def write_sentiment_tsv(path: Path, *, rows: int, seed: int, bom: bool = False) -> Path:
+    """Sentences whose label (0/1) is carried by their good or bad words: learnable by a tiny BERT."""
+    rng = random.Random(seed)
+    filler = TINY_WORDS[6:]
+    lines = ["sentence\tlabel"]
+    for _ in range(rows):
+        label = rng.randint(0, 1)
+        words = [rng.choice(filler) for _ in range(rng.randint(3, 8))]
+        words.insert(rng.randint(0, len(words)), rng.choice(TINY_WORDS[:3] if label else TINY_WORDS[3:6]))
+        lines.append(" ".join(words) + f"\t{label}")
+    path.write_text(("\ufeff" if bom else "") + "\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture()
+def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
+    return (write_sentiment_tsv(tmp_path / "train.tsv", rows=400, seed=1),
+            write_sentiment_tsv(tmp_path / "dev.tsv", rows=80, seed=2))
+
+
+def tiny_pruned_bert_options(folder: Path, **changes: object) -> dict[str, object]:
+    return {"base_model": str(folder), "ffn_step": 16, "teacher_steps": 0, "importance_batches": 2, **changes}

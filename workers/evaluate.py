@@ -14,14 +14,25 @@ import time
 import traceback
 from pathlib import Path
 
+from typing import Any
+
 from search_spaces.arch import Arch
-from search_spaces.base import get_space
-from workers.tasks.base import make_task
+from search_spaces.base import SearchSpace, get_space
+from workers.tasks.base import Task, TaskSpec, make_task
 from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "weights.safetensors"
+
+
+def task_and_space(space: str, space_options: dict[str, Any], task: dict[str, Any] | TaskSpec) -> tuple[Task, SearchSpace]:
+    """The task and the space of a job, bound together: the task gives the space its options (vocabulary,
+    labels), the space gives the task its tokenizer (a pretrained base's)."""
+    bound_task = make_task(task)
+    bound_space = get_space(space, {**space_options, **bound_task.space_options()})
+    bound_task.use_tokenizer(bound_space.tokenizer_dir())
+    return bound_task, bound_space
 
 
 def worker_name() -> str:
@@ -46,18 +57,18 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
 
     from latency_models.meter import pinned_threads
 
-    task = make_task(candidate.task)
-    space = get_space(candidate.space, {**candidate.space_options, **task.space_options()})
+    task, space = task_and_space(candidate.space, candidate.space_options, candidate.task)
     arch = Arch.from_dict(candidate.arch)
     space.validate(arch)
     with pinned_threads(candidate.threads):
         began = time.perf_counter()
         model = space.build(arch, seed=candidate.seed)
         params = sum(p.numel() for p in model.parameters())
-        train_loss = task.train(model, steps=candidate.train_steps, seed=candidate.seed)
+        train_loss = task.train(model, steps=candidate.train_steps, seed=candidate.seed, teacher=space.teacher())
         train_s = time.perf_counter() - began
         began = time.perf_counter()
-        metric = task.evaluate(model)
+        metrics = task.evaluate_all(model)
+        metric = metrics[task.metric_name]
         eval_s = time.perf_counter() - began
     if not torch.isfinite(torch.tensor(metric)):
         raise FloatingPointError(f"metric {task.metric_name} is {metric}; the candidate diverged")
@@ -69,4 +80,5 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
     tmp.replace(weights_path)
     return EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number, state="complete",
                       metric=float(metric), params=int(params), train_loss=train_loss, train_s=train_s,
-                      eval_s=eval_s, weights_path=str(weights_path), worker=worker_name())
+                      eval_s=eval_s, weights_path=str(weights_path), worker=worker_name(),
+                      extra={"metrics": metrics})

@@ -34,20 +34,15 @@ def _front_table(rows: list[dict[str, Any]], *, target_ms: float, metric_name: s
     for column in ("trial", metric_name, "latency ms", "params", "under target", "arch"):
         table.add_column(column)
     for r in rows:
-        layers = " | ".join(_layer_text(layer) for layer in r["arch"].get("layers", []))
         table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['latency_ms']:.3f}", str(r["params"]),
-                      "yes" if r["latency_ms"] <= target_ms else "no", f"d={r['arch'].get('d_model')} {layers}")
+                      "yes" if r["latency_ms"] <= target_ms else "no", r["arch_text"])
     return table
 
 
-def _layer_text(layer: dict[str, Any]) -> str:
-    ffn = layer["ffn"]
-    attn = f"attn{layer['attn_heads']}" if layer["attn_heads"] else "-"
-    if ffn["kind"] == "dense":
-        return f"{attn}+ffn{ffn['width']}"
-    if ffn["kind"] == "moe":
-        return f"{attn}+moe{ffn['experts']}x{ffn['width']}/top{ffn['top_k']}"
-    return attn
+def _baseline_brief(baseline: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not baseline:
+        return None
+    return {k: baseline.get(k) for k in ("metric_name", "metric", "latency_ms", "teacher_steps")}
 
 
 def _run_and_report(job_id: int, *, as_json: bool) -> None:
@@ -77,12 +72,16 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
     front = front_rows(storage, job_id)
     if as_json:
         _emit_json({"job_id": job_id, "state": summary["state"], "trials": summary["trials"],
-                    "front": [{k: r[k] for k in ("trial", "metric", "latency_ms", "arch")} for r in front],
+                    "front": [{k: r[k] for k in ("trial", "metric", "metrics", "latency_ms", "arch")} for r in front],
+                    "baseline": _baseline_brief(summary["baseline"]),
                     "checkpoint": summary["checkpoint"], "message": summary["message"]})
     else:
         out = Console()
         metric_name = make_task(storage.get_job(job_id).spec["task"]).metric_name
         out.print(_front_table(front, target_ms=summary["latency_target_ms"], metric_name=metric_name))
+        if summary["baseline"]:
+            b = summary["baseline"]
+            out.print(f"baseline (unpruned teacher): {b['metric_name']} {b['metric']:.4f} at {b['latency_ms']:.3f} ms")
         out.print(f"job {job_id} {summary['state']}: {summary['message']}")
         if summary["checkpoint"]:
             c = summary["checkpoint"]
@@ -157,6 +156,8 @@ def show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, 
     for key in ("job_id", "name", "state", "space", "device", "latency_target_ms", "strategy", "message",
                 "hypervolume", "checkpoint"):
         console.print(f"{key}: {summary[key]}")
+    if summary["baseline"]:
+        console.print(f"baseline: {_baseline_brief(summary['baseline'])}")
     table = Table(title="trials")
     for column in ("trial", "state", "metric", "latency ms", "params", "error"):
         table.add_column(column)

@@ -39,6 +39,8 @@ class JobRow(Base):
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     message: Mapped[str | None] = mapped_column(Text)
     data_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # What the space prepared once for the job (teacher, importance) and the baseline it is compared with.
+    preparation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class TrialRow(Base):
@@ -58,6 +60,7 @@ class TrialRow(Base):
     metric: Mapped[float | None] = mapped_column(Float)
     params: Mapped[int | None] = mapped_column(Integer)
     train_loss: Mapped[float | None] = mapped_column(Float)
+    metrics: Mapped[dict[str, float] | None] = mapped_column(JSON)
     worker: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     weights_path: Mapped[str | None] = mapped_column(Text)

@@ -66,6 +66,7 @@ class SparseTransformerSpace(SearchSpace):
     version = 1
     options_model = SparseTransformerOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"language-modeling"})
+    auto_class: ClassVar[str] = "AutoModelForCausalLM"
     options: SparseTransformerOptions
 
     def sample(self, trial: TrialLike) -> Arch:
@@ -162,6 +163,20 @@ class SparseTransformerSpace(SearchSpace):
         elif set(ffn) != {"kind"}:
             problems.append(f"{where}.ffn of kind none takes no other key, got {ffn!r}")
         return problems
+
+    @classmethod
+    def describe(cls, config: dict[str, Any]) -> str:
+        parts = []
+        for layer in config.get("layers", []):
+            ffn = layer["ffn"]
+            attn = f"attn{layer['attn_heads']}" if layer["attn_heads"] else "-"
+            if ffn["kind"] == "dense":
+                parts.append(f"{attn}+ffn{ffn['width']}")
+            elif ffn["kind"] == "moe":
+                parts.append(f"{attn}+moe{ffn['experts']}x{ffn['width']}/top{ffn['top_k']}")
+            else:
+                parts.append(attn)
+        return f"d={config.get('d_model')} " + " | ".join(parts)
 
     def feature_names(self) -> list[str]:
         names = ["n_layers", "d_model"]

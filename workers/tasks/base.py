@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from search_spaces.registry import Registry
 
 if TYPE_CHECKING:
-    from torch import nn
+    from torch import Tensor, nn
 
 
 class TaskSpec(BaseModel):
@@ -44,12 +44,29 @@ class Task(ABC):
     def worst_metric(self) -> float: ...
 
     @abstractmethod
-    def train(self, model: nn.Module, *, steps: int, seed: int) -> float:
-        """Train in place; return the mean training loss of the last steps."""
+    def train(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None = None,
+              learning_rate: float | None = None) -> float:
+        """Train in place (distilling from `teacher` when given; `learning_rate` overrides the spec's);
+        return the mean training loss of the last steps."""
 
     @abstractmethod
     def evaluate(self, model: nn.Module) -> float:
         """The task metric on the validation data."""
+
+    def evaluate_all(self, model: nn.Module) -> dict[str, float]:
+        """Every metric the task reports; `metric_name`'s entry is the objective."""
+        return {self.metric_name: self.evaluate(model)}
+
+    @abstractmethod
+    def sample_batches(self, *, count: int, seed: int) -> list[dict[str, Tensor]]:
+        """`count` training batches (model inputs plus `labels`), for importance scores."""
+
+    @abstractmethod
+    def fingerprint(self) -> str:
+        """A digest of everything that changes what training sees (data, tokenizer, batch shape)."""
+
+    def use_tokenizer(self, directory: Path | None) -> None:  # noqa: B027  (optional)
+        """Take the space's tokenizer (a pretrained base's) unless the spec names one."""
 
     @abstractmethod
     def save_tokenizer(self, directory: Path) -> None:
@@ -68,7 +85,8 @@ def register_task(kind: str):  # type: ignore[no-untyped-def]
 
 
 def task_classes() -> dict[str, type[Task]]:
-    import workers.tasks.language_modeling  # noqa: F401  (registers the built-in tasks)
+    import workers.tasks.classification  # noqa: F401  (registers the built-in tasks)
+    import workers.tasks.language_modeling  # noqa: F401
 
     return {name: TASKS.get(name) for name in TASKS.names()}
 

@@ -15,6 +15,7 @@ from workers.tasks.corpus import check_source, fingerprint, read_corpus
 
 if TYPE_CHECKING:
     import numpy as np
+    import torch
     from torch import Tensor, nn
 
 BYTE_OFFSET = 3  # ByT5's id layout: 0 pad, 1 eos, 2 unk, then byte b at id b + 3
@@ -108,22 +109,22 @@ class LanguageModelingTask(Task):
 
         return torch.from_numpy(self.encode(self._texts[0])[0])
 
-    def train(self, model: nn.Module, *, steps: int, seed: int) -> float:
+    def train(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None = None,
+              learning_rate: float | None = None) -> float:
+        """Next-token cross-entropy; the sparse-transformer space has no teacher, so `teacher` is unused."""
         import torch
 
         s = self.spec
-        data = self._train_ids
         seq_len = min(s.seq_len, int(model.config.max_seq_len))  # type: ignore[union-attr]
         generator = torch.Generator().manual_seed(seed)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=s.learning_rate, weight_decay=0.01)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate or s.learning_rate, weight_decay=0.01)
         warmup = max(1, steps // 10)
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / max(1, steps))))
         model.train()
         recent: list[float] = []
         for step in range(steps):
-            starts = torch.randint(0, len(data) - seq_len - 1, (s.batch_size,), generator=generator)
-            batch = torch.stack([data[i:i + seq_len] for i in starts.tolist()])
+            batch = self._random_windows(generator, seq_len)
             loss = model(input_ids=batch, labels=batch).loss
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training diverged: loss {loss.item()} at step {step}; "
@@ -136,6 +137,27 @@ class LanguageModelingTask(Task):
             recent = (recent + [float(loss.item())])[-20:]
         model.eval()
         return sum(recent) / len(recent) if recent else float("nan")
+
+    def _random_windows(self, generator: torch.Generator, seq_len: int) -> Tensor:
+        import torch
+
+        data = self._train_ids
+        starts = torch.randint(0, len(data) - seq_len - 1, (self.spec.batch_size,), generator=generator)
+        return torch.stack([data[i:i + seq_len] for i in starts.tolist()])
+
+    def sample_batches(self, *, count: int, seed: int) -> list[dict[str, Tensor]]:
+        import torch
+
+        generator = torch.Generator().manual_seed(seed + 1)
+        batches = [self._random_windows(generator, self.spec.seq_len) for _ in range(count)]
+        return [{"input_ids": b, "labels": b} for b in batches]
+
+    def fingerprint(self) -> str:
+        import hashlib
+        import json
+
+        data = {**self.describe_data(), "seq_len": self.spec.seq_len, "batch_size": self.spec.batch_size}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]
 
     def evaluate(self, model: nn.Module) -> float:
         """Validation bits per character over up to `eval_tokens` tokens, in non-overlapping windows.

@@ -1,0 +1,105 @@
+"""End to end on a tiny random-initialised BERT: search, teacher cache, export, reload in a clean Python."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.controller import Controller
+from nas.db.storage import open_storage
+from nas.service import front_rows, job_summary, submit_job
+from nas.settings import Settings
+from nas.spec import parse_spec
+from tests.conftest import tiny_pruned_bert_options
+from tests.nas.test_checkpoint_export import CLEAN_LOAD
+from workers.executors.in_process import InProcessExecutor
+
+CLEAN_CLASSIFY = CLEAN_LOAD.split("import torch\n", 1)[0] + r"""
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+folder, texts_path, out_path = sys.argv[1:4]
+model = AutoModelForSequenceClassification.from_pretrained(folder, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder)
+texts = json.load(open(texts_path))
+with torch.no_grad():
+    batch = tokenizer(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    predictions = model(**batch).logits.argmax(-1).tolist()
+json.dump({"predictions": predictions, "id2label": {str(k): v for k, v in model.config.id2label.items()},
+           "class": type(model).__name__}, open(out_path, "w"))
+"""
+
+
+def spec_for(files: tuple[Path, Path], tiny_bert_dir: Path, **changes: object):  # type: ignore[no-untyped-def]
+    data = {"name": "tiny-sentiment", "space": "pruned-bert",
+            "space_options": tiny_pruned_bert_options(tiny_bert_dir, teacher_steps=40),
+            "task": {"kind": "classification", "train": str(files[0]), "validation": str(files[1]),
+                     "text_column": "sentence", "label_column": "label", "label_names": ["negative", "positive"],
+                     "max_seq_len": 16, "batch_size": 16, "learning_rate": 3e-3},
+            "device": "cpu-1t", "latency_target_ms": 1000.0, "strategy": "nsga2",
+            "budget": {"trials": 4, "train_steps": 15}, "seed": 0, **changes}
+    return parse_spec(data)
+
+
+@pytest.mark.slow
+def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny_bert_dir: Path,
+                                        tmp_path: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    settings = Settings(data_dir=tmp_path / "data", executor="in-process", meter_rounds=2, meter_repeats=2)
+    controller = Controller(storage, settings, executor_factory=InProcessExecutor)
+    job_id = submit_job(storage, spec_for(sentiment_files, tiny_bert_dir))
+    job = controller.run_job(job_id)
+    assert job.state == "completed", job.message
+
+    summary = job_summary(storage, job_id)
+    baseline = summary["baseline"]
+    assert baseline["metric_name"] == "accuracy" and baseline["teacher_steps"] == 40
+    assert baseline["metric"] > 0.7 and baseline["latency_ms"] > 0  # the fine-tuned teacher learned the task
+    options = job.preparation["options"]
+    assert Path(options["teacher_dir"], "teacher.safetensors").is_file()
+    assert Path(options["importance_file"]).is_file()
+    trials = storage.trials(job_id, states=("complete",))
+    assert trials and all(set(t.metrics) == {"accuracy", "f1"} for t in trials)
+    assert all(r["arch_text"].startswith("L") for r in front_rows(storage, job_id))
+
+    # A second job on the same base, data and teacher budget reuses the cached teacher.
+    second = controller.run_job(submit_job(storage, spec_for(sentiment_files, tiny_bert_dir,
+                                                             budget={"trials": 1, "train_steps": 1})))
+    assert second.preparation["options"]["teacher_dir"] == options["teacher_dir"]
+    assert second.preparation["baseline"]["metric"] == baseline["metric"]
+
+    (checkpoint,) = storage.checkpoints(job_id)
+    folder = Path(checkpoint.path)
+    assert "modeling_hwnas_pruned_bert.py" in {p.name for p in folder.iterdir()}
+    card = (folder / "README.md").read_text()
+    assert "baseline (unpruned teacher) accuracy" in card and "AutoModelForSequenceClassification" in card
+
+    # The project's own predictions on the dev set, from the trial's weights.
+    from safetensors.torch import load_file
+
+    from nas.spec import JobSpec
+    from search_spaces.arch import Arch
+    from workers.evaluate import task_and_space
+
+    trial = storage.trial(job_id, int(folder.name.rsplit("-", 1)[1]))
+    spec = JobSpec.model_validate(job.spec)
+    task, space = task_and_space(spec.space, {**spec.space_options, **options}, spec.task)
+    model = space.build(Arch.from_dict(trial.arch))
+    model.load_state_dict(load_file(trial.weights_path))
+    expected = task.predict(model)
+    assert sum(p == g for p, g in zip(expected, task._validation[2].tolist())) / len(expected) == \
+        pytest.approx(trial.metric)
+
+    texts = [line.rsplit("\t", 1)[0] for line in sentiment_files[1].read_text().splitlines()[1:]]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    done = subprocess.run([sys.executable, "-I", "-c", CLEAN_CLASSIFY, str(folder), str(tmp_path / "texts.json"),
+                           str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["class"] == "HwnasPrunedBertForSequenceClassification"
+    assert result["id2label"] == {"0": "negative", "1": "positive"}
+    assert result["predictions"] == expected
