@@ -161,6 +161,9 @@ def markdown(r: dict[str, Any]) -> str:
     t = r["teacher"]
     names = sorted(t["metrics"])
 
+    def arch(text: str) -> str:
+        return text.replace(" | ", "; ")  # table-safe
+
     def fmt(metrics: dict[str, float] | None) -> str:
         return " | ".join(f"{metrics[n]:.4f}" if metrics else "-" for n in names)
 
@@ -174,9 +177,9 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| best under {row['ratio']}x | {' | '.join('none' for _ in names)} | - | - | - |")
             continue
         lines.append(f"| best under {row['ratio']}x (trial {row['trial']}) | {fmt(row['metrics'])} | "
-                     f"{row['latency_ms']:.2f} | {row['latency_ms'] / t['latency_ms']:.2f} | {row['arch']} |")
+                     f"{row['latency_ms']:.2f} | {row['latency_ms'] / t['latency_ms']:.2f} | {arch(row['arch'])} |")
     c = r["importance_vs_random"]
-    lines += ["", f"Slicing at one arch (trial {c['trial']}, {c['latency_ms']:.2f} ms: {c['arch']}), "
+    lines += ["", f"Slicing at one arch (trial {c['trial']}, {c['latency_ms']:.2f} ms: {arch(c['arch'])}), "
               f"{r['train_steps']} distillation steps each:", "",
               f"| slicing | {' | '.join(n + ' before recovery' for n in names)} | "
               f"{' | '.join(n + ' after' for n in names)} |", f"|---|{'---|' * 2 * len(names)}"]

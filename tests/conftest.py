@@ -130,4 +130,5 @@ def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def tiny_pruned_bert_options(folder: Path, **changes: object) -> dict[str, object]:
-    return {"base_model": str(folder), "ffn_step": 16, "teacher_steps": 0, "importance_batches": 2, **changes}
+    return {"base_model": str(folder), "ffn_step": 16, "teacher_steps": 0, "teacher_learning_rate": 3e-3,
+            "importance_batches": 2, **changes}

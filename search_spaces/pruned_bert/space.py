@@ -158,7 +158,7 @@ class PrunedBertSpace(SearchSpace):
 
     @classmethod
     def describe(cls, config: dict[str, Any]) -> str:
-        return " | ".join(f"L{layer['source']}:h{layer['heads']}/f{layer['ffn']}" for layer in config["layers"])
+        return "; ".join(f"L{layer['source']}:h{layer['heads']}/f{layer['ffn']}" for layer in config["layers"])
 
     def feature_names(self) -> list[str]:
         names = ["n_layers", "total_heads", "total_ffn"]

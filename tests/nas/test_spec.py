@@ -65,3 +65,14 @@ def test_unreadable_and_malformed_spec_files(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(SpecError, match="not valid JSON"):
         load_spec(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "sst2-pruned-bert.yaml"])
+def test_example_specs_parse(name: str) -> None:
+    from nas.spec import load_spec
+    from tests.conftest import REPO_ROOT, SHARED_DATA
+
+    if name.startswith("sst2") and not (SHARED_DATA / "sst2").is_dir():
+        pytest.skip("needs ../shared/data/sst2 (see its README)")
+    spec = load_spec(REPO_ROOT / "nas" / "examples" / name)
+    assert spec.budget.trials > 0
