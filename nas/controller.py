@@ -1,6 +1,8 @@
 """The controller: runs one job's search loop under a lease, as the single writer of its results.
 
-Flow: claim the job (a lease renewed by a heartbeat thread), reconcile what a dead process left
+Flow: claim the job (a lease renewed by a heartbeat thread), let the space prepare once per job (the
+pruned-bert space fine-tunes or reuses its cached teacher and scores importance; the baseline's
+latency is measured and stored with the job), reconcile what a dead process left
 (re-dispatch trials that were running, fail asked-but-unrecorded Optuna trials), then ask the
 strategy for candidates, predict their latency, mark those surely over the target infeasible
 without training, dispatch the rest to the executor, and record each result (trial row, Optuna
