@@ -36,7 +36,7 @@ def test_search_json_then_browse_and_export(tmp_path: Path, corpus_file: Path) -
     result = json.loads(done.stdout)
     assert {"job_id", "state", "trials", "front", "checkpoint"} <= set(result)
     assert result["state"] == "completed" and result["trials"] == 3
-    assert result["front"] and {"trial", "metric", "latency_ms", "arch"} == set(result["front"][0])
+    assert result["front"] and {"trial", "metric", "metrics", "latency_ms", "arch"} == set(result["front"][0])
     assert Path(result["checkpoint"]["path"]).is_dir() and len(result["checkpoint"]["sha256"]) == 64
 
     job = str(result["job_id"])
