@@ -160,6 +160,27 @@ class SearchSpace(ABC):
     def load_exported(self, directory: Path) -> nn.Module:
         """Load a folder written by `export` (through `transformers`, as a user would)."""
 
+    def save_hf_folder(self, model: nn.Module, arch: Arch, directory: Path, *, model_card: str) -> Path:
+        """Write a `transformers` model whose classes live in one modelling file, registered for
+        `trust_remote_code` under `auto_class`, with the arch in its config and a README model card."""
+        import shutil
+
+        directory = Path(directory)
+        if directory.exists():
+            shutil.rmtree(directory)
+        directory.mkdir(parents=True)
+        type(model).config_class.register_for_auto_class()  # type: ignore[attr-defined]
+        type(model).register_for_auto_class(self.auto_class)  # type: ignore[attr-defined]
+        model.config.hwnas_arch = arch.to_dict()  # type: ignore[union-attr]
+        model.save_pretrained(directory, safe_serialization=True)  # type: ignore[operator]
+        (directory / "README.md").write_text(model_card, encoding="utf-8")
+        return directory
+
+    def load_hf_folder(self, directory: Path) -> nn.Module:
+        import transformers
+
+        return getattr(transformers, self.auto_class).from_pretrained(str(directory), trust_remote_code=True)
+
 
 SPACES: Registry[SearchSpace] = Registry("search space", SearchSpace)
 

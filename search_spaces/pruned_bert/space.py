@@ -323,26 +323,10 @@ class PrunedBertSpace(SearchSpace):
 
     # ---- export --------------------------------------------------------------------------------
     def export(self, model: nn.Module, arch: Arch, directory: Path, *, model_card: str) -> Path:
-        from search_spaces.pruned_bert.modeling_hwnas_pruned_bert import (
-            HwnasPrunedBertConfig,
-            HwnasPrunedBertForSequenceClassification,
-        )
-
-        directory = Path(directory)
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
-        HwnasPrunedBertConfig.register_for_auto_class()
-        HwnasPrunedBertForSequenceClassification.register_for_auto_class("AutoModelForSequenceClassification")
-        model.config.hwnas_arch = arch.to_dict()  # type: ignore[union-attr]
-        model.save_pretrained(directory, safe_serialization=True)  # type: ignore[operator]
-        (directory / "README.md").write_text(model_card, encoding="utf-8")
-        return directory
+        return self.save_hf_folder(model, arch, directory, model_card=model_card)
 
     def load_exported(self, directory: Path) -> nn.Module:
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification.from_pretrained(str(directory), trust_remote_code=True)
+        return self.load_hf_folder(directory)
 
 
 def _save_atomic(tensors: dict[str, Tensor], path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -241,20 +240,7 @@ class SparseTransformerSpace(SearchSpace):
         return {"input_ids": torch.randint(0, c["vocab_size"], (batch_size, seq_len), generator=generator)}
 
     def export(self, model: nn.Module, arch: Arch, directory: Path, *, model_card: str) -> Path:
-        from search_spaces.sparse_transformer.modeling_hwnas_sparse import HwnasSparseConfig, HwnasSparseForCausalLM
-
-        directory = Path(directory)
-        if directory.exists():
-            shutil.rmtree(directory)
-        directory.mkdir(parents=True)
-        HwnasSparseConfig.register_for_auto_class()
-        HwnasSparseForCausalLM.register_for_auto_class("AutoModelForCausalLM")
-        model.config.hwnas_arch = arch.to_dict()  # type: ignore[union-attr]
-        model.save_pretrained(directory, safe_serialization=True)  # type: ignore[operator]
-        (directory / "README.md").write_text(model_card, encoding="utf-8")
-        return directory
+        return self.save_hf_folder(model, arch, directory, model_card=model_card)
 
     def load_exported(self, directory: Path) -> nn.Module:
-        from transformers import AutoModelForCausalLM
-
-        return AutoModelForCausalLM.from_pretrained(str(directory), trust_remote_code=True)
+        return self.load_hf_folder(directory)
