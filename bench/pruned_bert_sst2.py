@@ -83,7 +83,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
                           rounds=settings.meter_rounds, seed=args.seed)
     teacher_ms = MeasuredLatencyModel(space=space, device=device, meter=meter).predict(space.full_arch()).mean_ms
     task = {"kind": "classification", "train": str(data / "train.tsv"), "validation": str(data / "dev.tsv"),
-            **{k: v for k, v in options.items()}}
+            **options}
     spec = JobSpec.model_validate({
         "name": f"bench-{args.dataset}", "space": "pruned-bert",
         "space_options": {"base_model": "minilm-l6", "teacher_steps": args.teacher_steps, "importance": "taylor"},
@@ -120,13 +120,11 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
 def teacher_scores(storage: Any, job_id: int) -> dict[str, float]:
     """Every metric of the cached teacher (the job stores only its objective)."""
-    from nas.spec import JobSpec
+    from nas.service import job_task_and_space
     from search_spaces.arch import Arch
-    from workers.evaluate import task_and_space
 
     job = storage.get_job(job_id)
-    spec = JobSpec.model_validate(job.spec)
-    task, space = task_and_space(spec.space, {**spec.space_options, **job.preparation["options"]}, spec.task)
+    task, space = job_task_and_space(job)
     return task.evaluate_all(space.build(Arch.from_dict(job.preparation["baseline"]["arch"])))
 
 

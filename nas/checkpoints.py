@@ -107,15 +107,14 @@ def export_trial(*, job: JobRow, trial: TrialRow, out_dir: Path, latency_ms: flo
     from safetensors.torch import load_file
     from transformers.utils import logging as hf_logging
 
-    from workers.evaluate import task_and_space
+    from nas.service import job_task_and_space
 
     if trial.state != "complete" or not trial.weights_path or not Path(trial.weights_path).is_file():
         raise ConflictError(f"trial {trial.number} of job {job.id} has no trained weights (state {trial.state}); "
                             "export a complete trial")
     hf_logging.disable_progress_bar()
     spec = JobSpec.model_validate(job.spec)
-    prepared = (job.preparation or {}).get("options") or {}
-    task, space = task_and_space(spec.space, {**spec.space_options, **prepared}, spec.task)
+    task, space = job_task_and_space(job)
     arch = Arch.from_dict(trial.arch)
     model = space.build(arch, seed=0)
     model.load_state_dict(load_file(trial.weights_path), strict=True)

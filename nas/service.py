@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas.db.storage import Storage, isoformat, open_storage
 from nas.pareto import Point, best_under
@@ -12,6 +12,11 @@ from nas.settings import Settings
 from nas.spec import JobSpec
 from search_spaces.errors import ConflictError, SpecError
 from workers.executors.base import Executor
+
+if TYPE_CHECKING:
+    from nas.db.models import JobRow
+    from search_spaces.base import SearchSpace
+    from workers.tasks.base import Task
 
 
 def storage_for(settings: Settings) -> Storage:
@@ -59,6 +64,15 @@ def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
         "checkpoint": checkpoint_dict(checkpoints[-1]) if checkpoints else None, "data": job.data_info,
         "baseline": (job.preparation or {}).get("baseline"),
     }
+
+
+def job_task_and_space(job: JobRow) -> tuple[Task, SearchSpace]:
+    """A stored job's task and space, with what its preparation made (the pruned-bert teacher, importance)."""
+    from workers.evaluate import task_and_space
+
+    spec = JobSpec.model_validate(job.spec)
+    prepared = (job.preparation or {}).get("options") or {}
+    return task_and_space(spec.space, {**spec.space_options, **prepared}, spec.task)
 
 
 def checkpoint_dict(row: Any) -> dict[str, Any]:

@@ -192,13 +192,11 @@ def register_space(name: str) -> Any:
 
 def get_space(name: str, options: Mapping[str, Any] | None = None) -> SearchSpace:
     """An instance of the registered space `name` with validated `options`."""
-    import search_spaces.builtin  # noqa: F401  (registers the built-in spaces)
-
-    return SPACES.get(name)(options)
+    return space_class(name)(options)
 
 
 def space_class(name: str) -> type[SearchSpace]:
-    import search_spaces.builtin  # noqa: F401
+    import search_spaces.builtin  # noqa: F401  (registers the built-in spaces)
 
     return SPACES.get(name)
 

@@ -13,7 +13,6 @@ import socket
 import time
 import traceback
 from pathlib import Path
-
 from typing import Any
 
 from search_spaces.arch import Arch

@@ -269,7 +269,6 @@ class PrunedBertSpace(SearchSpace):
         info = json.loads((teacher_dir / TEACHER_INFO).read_text(encoding="utf-8"))
         options: dict[str, Any] = {"teacher_dir": str(teacher_dir)}
         prepared = type(self)({**self.options.model_dump(), **options})
-        state = prepared.full_state()
         path = Path(job_dir) / f"importance-{self.options.importance}-{self.options.importance_batches}.safetensors"
         if not path.is_file():
             began = time.perf_counter()
@@ -277,7 +276,7 @@ class PrunedBertSpace(SearchSpace):
                 scores = taylor_importance(prepared.build(prepared.full_arch()),
                                            runner.sample_batches(count=self.options.importance_batches, seed=seed))
             else:
-                scores = prepared.importance(state, seed=seed)
+                scores = prepared.importance(prepared.full_state(), seed=seed)
             _save_atomic(scores.to_tensors(), path)
             logger.info("importance (%s) computed in %.1f s", self.options.importance, time.perf_counter() - began)
         options["importance_file"] = str(path)

@@ -80,13 +80,11 @@ def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny
     # The project's own predictions on the dev set, from the trial's weights.
     from safetensors.torch import load_file
 
-    from nas.spec import JobSpec
+    from nas.service import job_task_and_space
     from search_spaces.arch import Arch
-    from workers.evaluate import task_and_space
 
     trial = storage.trial(job_id, int(folder.name.rsplit("-", 1)[1]))
-    spec = JobSpec.model_validate(job.spec)
-    task, space = task_and_space(spec.space, {**spec.space_options, **options}, spec.task)
+    task, space = job_task_and_space(job)
     model = space.build(Arch.from_dict(trial.arch))
     model.load_state_dict(load_file(trial.weights_path))
     expected = task.predict(model)

@@ -77,6 +77,20 @@ class Task(ABC):
         """Sizes and fingerprints of the data, for the model card and the job record."""
 
 
+def optimizer_step(loss: Tensor, *, step: int, model: nn.Module, optimizer: Any, schedule: Any) -> float:
+    """One clipped optimiser step on `loss`; a non-finite loss stops training with the fix. Returns the loss."""
+    import torch
+
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"training diverged: loss {loss.item()} at step {step}; lower task.learning_rate")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    schedule.step()
+    return float(loss.item())
+
+
 TASKS: Registry[Task] = Registry("task", Task)
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from search_spaces.errors import DataError
-from workers.tasks.base import Task, TaskSpec, register_task
+from workers.tasks.base import Task, TaskSpec, optimizer_step, register_task
 from workers.tasks.table_files import Columns, Examples, FileFormat, read_file, read_hub_split
 
 if TYPE_CHECKING:
@@ -111,7 +111,8 @@ class ClassificationTask(Task):
         order = _label_order(set(train.labels))
         if len(order) < 2:
             raise DataError(f"task.train: {train.source} has a single label {order}; classification needs two or more")
-        unknown = [(line, v) for line, v in zip(validation.lines, validation.labels) if v not in set(order)]
+        known = set(order)
+        unknown = [(line, v) for line, v in zip(validation.lines, validation.labels) if v not in known]
         if unknown:
             line, value = unknown[0]
             raise DataError(f"{validation.source}:{line}: label {value!r} never occurs in the training data "
@@ -226,24 +227,18 @@ class ClassificationTask(Task):
         model.train()
         recent: list[float] = []
         for step in range(steps):
-            batch = self._collate(self._train, torch.randint(0, n, (s.batch_size,), generator=generator).tolist())
-            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
-            loss = F.cross_entropy(logits, batch["labels"])
+            inputs = self._collate(self._train, torch.randint(0, n, (s.batch_size,), generator=generator).tolist())
+            labels = inputs.pop("labels")
+            logits = model(**inputs).logits.float()
+            loss = F.cross_entropy(logits, labels)
             if teacher is not None and alpha > 0:
                 with torch.no_grad():
-                    soft = teacher(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
+                    soft = teacher(**inputs).logits.float()
                 kd = F.kl_div(F.log_softmax(logits / temperature, dim=-1), F.log_softmax(soft / temperature, dim=-1),
                               reduction="batchmean", log_target=True) * temperature ** 2
                 loss = (1 - alpha) * loss + alpha * kd
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged: loss {loss.item()} at step {step}; "
-                                         "lower task.learning_rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            recent = (recent + [float(loss.item())])[-20:]
+            value = optimizer_step(loss, step=step, model=model, optimizer=optimizer, schedule=schedule)
+            recent = (recent + [value])[-20:]
         model.eval()
         return sum(recent) / len(recent) if recent else float("nan")
 

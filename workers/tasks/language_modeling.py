@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from search_spaces.errors import DataError
-from workers.tasks.base import Task, TaskSpec, register_task
+from workers.tasks.base import Task, TaskSpec, optimizer_step, register_task
 from workers.tasks.corpus import check_source, fingerprint, read_corpus
 
 if TYPE_CHECKING:
@@ -126,15 +126,8 @@ class LanguageModelingTask(Task):
         for step in range(steps):
             batch = self._random_windows(generator, seq_len)
             loss = model(input_ids=batch, labels=batch).loss
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training diverged: loss {loss.item()} at step {step}; "
-                                         "lower task.learning_rate")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            recent = (recent + [float(loss.item())])[-20:]
+            value = optimizer_step(loss, step=step, model=model, optimizer=optimizer, schedule=schedule)
+            recent = (recent + [value])[-20:]
         model.eval()
         return sum(recent) / len(recent) if recent else float("nan")
 
