@@ -1,17 +1,26 @@
-"""The latency-model contract: predict an arch's latency on one device, for one space version."""
+"""The latency-model contract: predict an arch's latency on one device, for one space version.
+
+A model is fitted per (device profile, space name, space version, latency signature of the space's
+options). `save` gives bytes that the database stores; `load` refuses bytes fitted for another
+space, version, signature or device. Payloads are pickles of our own fitted state (scikit-learn's
+models have no other stable format); load only payloads this service wrote into its own database.
+"""
 
 from __future__ import annotations
 
+import pickle
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from latency_models.device import DeviceProfile
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace
 from search_spaces.errors import LatencyError
 from search_spaces.registry import Registry
+
+PAYLOAD_FORMAT = 1
 
 
 @dataclass(frozen=True)
@@ -20,7 +29,6 @@ class LatencyPrediction:
 
     mean_ms: float
     std_ms: float
-    measured: bool = False
 
 
 @dataclass(frozen=True)
@@ -32,10 +40,9 @@ class FitSample:
 
 
 class LatencyModel(ABC):
-    """Predicts latency for the archs of one space (name and version) on one device profile.
+    """Predicts latency for the archs of one space (name, version, latency signature) on one device.
 
-    It refuses archs of another space or version: a model fitted on one space says nothing of
-    another. `fit` is a no-op for models that need no training data.
+    It refuses archs of another space or version: a model fitted on one space says nothing of another.
     """
 
     name: ClassVar[str]
@@ -43,6 +50,7 @@ class LatencyModel(ABC):
     def __init__(self, *, space: SearchSpace, device: DeviceProfile) -> None:
         self.space = space
         self.device = device
+        self.fitted = False
 
     def check_arch(self, arch: Arch) -> None:
         if arch.space != self.space.name or arch.version != self.space.version:
@@ -50,15 +58,60 @@ class LatencyModel(ABC):
                 f"latency model {self.name!r} for {self.space.name} v{self.space.version} on {self.device.name!r} "
                 f"cannot predict an arch of {arch.space} v{arch.version}; fit one for that space"
             )
+        if not self.fitted:
+            raise LatencyError(f"latency model {self.name!r} is not fitted; fit it (or load a fitted one) first")
 
-    def fit(self, samples: Sequence[FitSample]) -> None:  # noqa: B027  (optional for measuring models)
-        """Fit to measured samples; models that measure directly ignore this."""
+    @abstractmethod
+    def fit(self, samples: Sequence[FitSample]) -> None:
+        """Fit to end-to-end measured samples (archs of this space)."""
 
     @abstractmethod
     def predict(self, arch: Arch) -> LatencyPrediction: ...
 
     def predict_many(self, archs: Sequence[Arch]) -> list[LatencyPrediction]:
         return [self.predict(arch) for arch in archs]
+
+    # ---- persistence ---------------------------------------------------------------------------
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """The fitted state, as plain values (and scikit-learn estimators)."""
+
+    @abstractmethod
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+    def header(self) -> dict[str, Any]:
+        return {"format": PAYLOAD_FORMAT, "kind": self.name, "space": self.space.name,
+                "space_version": self.space.version, "space_key": self.space.latency_key(),
+                "device": self.device.model_dump(exclude={"builtin"})}
+
+    def save(self) -> bytes:
+        if not self.fitted:
+            raise LatencyError(f"latency model {self.name!r} is not fitted; nothing to save")
+        return pickle.dumps({"header": self.header(), "state": self.state()}, protocol=pickle.HIGHEST_PROTOCOL)
+
+    @classmethod
+    def load(cls, payload: bytes, *, space: SearchSpace, device: DeviceProfile) -> LatencyModel:
+        """Rebuild a saved model for `space` on `device`; refuse one fitted for anything else."""
+        try:
+            data = pickle.loads(payload)  # noqa: S301  (our own payloads, from our own database)
+            header = data["header"]
+        except Exception as exc:  # a corrupt payload, whatever the unpickler raised
+            raise LatencyError(f"stored latency model cannot be read ({type(exc).__name__}); profile again") from None
+        kind = header.get("kind")
+        model_cls = cls if cls is not LatencyModel else get_latency_model_class(str(kind))
+        model = model_cls(space=space, device=device)
+        expected = model.header()
+        for key, what in (("format", "payload format"), ("kind", "kind"), ("space", "space"),
+                          ("space_version", "space version"), ("space_key", "space options (latency signature)"),
+                          ("device", "device profile")):
+            if header.get(key) != expected[key]:
+                raise LatencyError(
+                    f"stored latency model was fitted for {what} {header.get(key)!r}, not {expected[key]!r}; "
+                    f"run `hwnas profile --device {device.name} --space {space.name}` to fit one for this one"
+                )
+        model.load_state(data["state"])
+        model.fitted = True
+        return model
 
 
 LATENCY_MODELS: Registry[LatencyModel] = Registry("latency model", LatencyModel)
@@ -69,6 +122,12 @@ def register_latency_model(name: str):  # type: ignore[no-untyped-def]
 
 
 def get_latency_model_class(name: str) -> type[LatencyModel]:
-    import latency_models.measured  # noqa: F401  (registers the built-in models)
+    import latency_models.learned  # noqa: F401  (registers the built-in models)
+    import latency_models.lookup_table  # noqa: F401
 
     return LATENCY_MODELS.get(name)
+
+
+def latency_model_kinds() -> list[str]:
+    get_latency_model_class("lookup-table")
+    return LATENCY_MODELS.names()

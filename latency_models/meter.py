@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from latency_models.device import DeviceProfile
 from search_spaces.errors import LatencyError
@@ -20,18 +20,29 @@ if TYPE_CHECKING:
 
 
 class MeterSettings(BaseModel):
-    """How many runs: warm-up runs, then `rounds` rounds of `repeats` timed runs each.
+    """How many runs: `warmup` untimed runs, then rounds of `repeats` timed runs per model.
 
     When several models are measured together, every round visits them in a freshly shuffled order,
-    so that slow drifts of the machine spread over all models instead of biasing one.
+    so that slow drifts of the machine spread over all models instead of biasing one. After
+    `min_rounds`, measuring stops as soon as one more round moved no model's median by more than
+    `tolerance` (relative), or at `max_rounds` (the cap); the protocol records which.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     warmup: int = Field(default=3, ge=0, le=1000)
     repeats: int = Field(default=5, ge=1, le=10000)
-    rounds: int = Field(default=3, ge=1, le=1000)
+    min_rounds: int = Field(default=3, ge=1, le=1000)
+    max_rounds: int = Field(default=8, ge=1, le=1000)
+    tolerance: float = Field(default=0.02, ge=0.0, le=1.0, description="relative change of a median that counts as stable")
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _rounds_ordered(self) -> MeterSettings:
+        if self.min_rounds > self.max_rounds:
+            raise ValueError(f"min_rounds ({self.min_rounds}) must not exceed max_rounds ({self.max_rounds}); "
+                             "raise max_rounds")
+        return self
 
 
 @dataclass(frozen=True)
@@ -87,7 +98,7 @@ class LatencyMeter:
         self.device = device
         self.settings = settings or MeterSettings()
 
-    def protocol(self) -> dict[str, Any]:
+    def protocol(self, *, rounds_run: int, stable: bool) -> dict[str, Any]:
         return {
             "device": self.device.name,
             "backend": self.device.backend,
@@ -97,7 +108,11 @@ class LatencyMeter:
             "dtype": self.device.dtype,
             "warmup": self.settings.warmup,
             "repeats": self.settings.repeats,
-            "rounds": self.settings.rounds,
+            "min_rounds": self.settings.min_rounds,
+            "max_rounds": self.settings.max_rounds,
+            "tolerance": self.settings.tolerance,
+            "rounds": rounds_run,
+            "stable": stable,
             "statistic": "median",
             "interleaved": True,
         }
@@ -106,7 +121,10 @@ class LatencyMeter:
         return self.measure_many([(model, inputs)])[0]
 
     def measure_many(self, models: Sequence[tuple[nn.Module, Mapping[str, Tensor]]]) -> list[LatencySample]:
-        """Measure several models interleaved: each round runs each model `repeats` times, order shuffled."""
+        """Measure several models interleaved: each round runs each model `repeats` times, order shuffled.
+
+        Rounds continue until every model's median is stable (see `MeterSettings`) or the cap is hit.
+        """
         import torch
 
         if not models:
@@ -122,17 +140,27 @@ class LatencyMeter:
         timings: list[list[float]] = [[] for _ in prepared]
         order = list(range(len(prepared)))
         rng = random.Random(s.seed)
+        medians: list[float] | None = None
+        stable = False
+        rounds_run = 0
         with pinned_threads(self.device.threads), torch.inference_mode():
             for model, inputs in prepared:
                 for _ in range(s.warmup):
                     model(**inputs)
-            for _ in range(s.rounds):
+            while rounds_run < s.max_rounds:
                 rng.shuffle(order)
                 for index in order:
                     model, inputs = prepared[index]
                     for _ in range(s.repeats):
                         timings[index].append(self._time_once(model, inputs, cuda=cuda))
-        protocol = self.protocol()
+                rounds_run += 1
+                current = [statistics.median(values) for values in timings]
+                if rounds_run >= s.min_rounds and medians is not None:
+                    stable = all(abs(now - before) <= s.tolerance * before for now, before in zip(current, medians))
+                    if stable:
+                        break
+                medians = current
+        protocol = self.protocol(rounds_run=rounds_run, stable=stable)
         samples = []
         for values in timings:
             values.sort()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -145,8 +146,43 @@ class SearchSpace(ABC):
     @abstractmethod
     def blocks(self, arch: Arch) -> list[Block]: ...
 
+    def build_for_timing(self, arch: Arch) -> nn.Module:
+        """A network of this arch's shapes for latency measurement only; weights need not be meaningful.
+
+        The default is `build(arch, seed=0)`. Spaces whose `build` is slow (slicing a pretrained
+        model) override it, as long as the timing is the same (dense networks: values do not matter;
+        MoE networks: routing does, so they keep `build`).
+        """
+        return self.build(arch, seed=0)
+
+    @abstractmethod
+    def block_catalogue(self) -> list[Block]:
+        """Every distinct block any arch of this space can contain (what a lookup table times)."""
+
     @abstractmethod
     def build(self, arch: Arch, *, seed: int = 0) -> nn.Module: ...
+
+    @abstractmethod
+    def build_block(self, block: Block, *, batch_size: int, seq_len: int,
+                    seed: int = 0) -> tuple[nn.Module, dict[str, Tensor]]:
+        """One block of `blocks(arch)` as a module on its own, with inputs for one forward pass.
+
+        A lookup-table latency predictor times these in isolation and sums them.
+        """
+
+    def latency_signature(self) -> dict[str, Any]:
+        """The options that change how fast this space's networks run.
+
+        A latency predictor fitted under one signature refuses archs of a space with another. The
+        default is every option; spaces whose options include paths or training settings narrow it.
+        """
+        return self.options.model_dump(mode="json")
+
+    def latency_key(self) -> str:
+        """A short stable digest of name, version and `latency_signature()`."""
+        text = json.dumps({"space": self.name, "version": self.version, "signature": self.latency_signature()},
+                          sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
     @abstractmethod
     def example_inputs(self, arch: Arch, *, batch_size: int, seq_len: int) -> dict[str, Tensor]:
@@ -183,6 +219,29 @@ class SearchSpace(ABC):
 
 
 SPACES: Registry[SearchSpace] = Registry("search space", SearchSpace)
+
+
+def random_archs(space: SearchSpace, *, count: int, seed: int, exclude: Iterable[str] = ()) -> list[Arch]:
+    """`count` distinct archs drawn uniformly by Optuna's random sampler (same seed, same archs).
+
+    Hashes in `exclude` are skipped, so held-out sets never overlap training sets.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=seed))
+    seen = set(exclude)
+    result: list[Arch] = []
+    for _ in range(count * 50):
+        if len(result) == count:
+            break
+        trial = study.ask()
+        arch = space.sample(trial)
+        study.tell(trial, 0.0)
+        if arch.hash not in seen:
+            seen.add(arch.hash)
+            result.append(arch)
+    return result
 
 
 def register_space(name: str) -> Any:

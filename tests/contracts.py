@@ -73,6 +73,32 @@ class SpaceContract:
             blocks = space.blocks(arch)
             assert blocks and all(isinstance(b.key, str) and b.key for b in blocks)
 
+    def test_blocks_build_alone_and_cover_the_network(self, space: SearchSpace, archs: list[Arch]) -> None:
+        """Each block runs in isolation, and the blocks' parameters add up to the network's."""
+        import torch
+
+        for arch in archs:
+            block_params = 0
+            for block in space.blocks(arch):
+                module, inputs = space.build_block(block, batch_size=1, seq_len=8)
+                with torch.inference_mode():
+                    out = module(**inputs)
+                assert out.shape[0] == 1 and torch.isfinite(out.float()).all(), block.key
+                block_params += sum(p.numel() for p in module.parameters())
+            assert block_params == sum(p.numel() for p in space.build(arch).parameters()), arch.config
+
+    def test_catalogue_holds_every_sampled_block(self, space: SearchSpace) -> None:
+        from search_spaces.base import random_archs
+
+        catalogue = {b.key for b in space.block_catalogue()}
+        assert len(catalogue) == len(space.block_catalogue())  # distinct
+        for arch in random_archs(space, count=40, seed=11):
+            assert {b.key for b in space.blocks(arch)} <= catalogue
+
+    def test_latency_key_is_stable(self, space: SearchSpace) -> None:
+        again = type(space)(space.options)
+        assert space.latency_key() == again.latency_key() and len(space.latency_key()) == 16
+
     def test_build_gives_output_shapes(self, space: SearchSpace, archs: list[Arch]) -> None:
         for arch in archs:
             model = space.build(arch, seed=0)

@@ -177,8 +177,12 @@ class SparseTransformerSpace(SearchSpace):
                 parts.append(attn)
         return f"d={config.get('d_model')} " + " | ".join(parts)
 
+    # Whole-network totals that track compute (per-layer features alone leave a tree model to learn sums).
+    TOTALS = ("attn_layers", "dense_layers", "moe_layers", "attn_d2", "dense_d_width", "moe_d_active_width",
+              "moe_experts", "moe_d_experts")
+
     def feature_names(self) -> list[str]:
-        names = ["n_layers", "d_model"]
+        names = ["n_layers", "d_model", *self.TOTALS]
         for i in range(self.options.max_layers):
             names += [f"l{i}.heads", f"l{i}.dense_width", f"l{i}.experts", f"l{i}.top_k", f"l{i}.moe_width",
                       f"l{i}.active_ffn_width"]
@@ -187,7 +191,13 @@ class SparseTransformerSpace(SearchSpace):
     def encode(self, arch: Arch) -> list[float]:
         self.validate(arch)
         c = arch.config
-        features = [float(len(c["layers"])), float(c["d_model"])]
+        d = c["d_model"]
+        moe = [layer["ffn"] for layer in c["layers"] if layer["ffn"]["kind"] == "moe"]
+        dense = [layer["ffn"]["width"] for layer in c["layers"] if layer["ffn"]["kind"] == "dense"]
+        attn = sum(1 for layer in c["layers"] if layer["attn_heads"])
+        features = [float(len(c["layers"])), float(d), float(attn), float(len(dense)), float(len(moe)),
+                    float(attn * d * d), float(d * sum(dense)), float(d * sum(f["top_k"] * f["width"] for f in moe)),
+                    float(sum(f["experts"] for f in moe)), float(d * sum(f["experts"] for f in moe))]
         for i in range(self.options.max_layers):
             if i >= len(c["layers"]):
                 features += [0.0] * 6
@@ -230,6 +240,28 @@ class SparseTransformerSpace(SearchSpace):
             torch.manual_seed(seed)
             model = HwnasSparseForCausalLM(config)
         return model
+
+    def block_catalogue(self) -> list[Block]:
+        o = self.options
+        result: list[Block] = []
+        for d in o.d_model_choices:
+            result.append(Block("embedding", (("d_model", d), ("vocab_size", o.vocab_size))))
+            result += [Block("attention", (("d_model", d), ("heads", h))) for h in o.heads_choices if h]
+            if "dense" in o.ffn_kinds:
+                result += [Block("ffn", (("d_model", d), ("width", w))) for w in o.dense_width_choices]
+            if "moe" in o.ffn_kinds:
+                result += [Block("moe", (("d_model", d), ("experts", e), ("top_k", k), ("width", w)))
+                           for e in o.moe_experts_choices for k in sorted({min(k, e) for k in o.moe_top_k_choices})
+                           for w in o.moe_width_choices]
+            result.append(Block("lm_head", (("d_model", d), ("vocab_size", o.vocab_size))))
+        return list(dict.fromkeys(result))
+
+    def build_block(self, block: Block, *, batch_size: int, seq_len: int,
+                    seed: int = 0) -> tuple[nn.Module, dict[str, Tensor]]:
+        from search_spaces.sparse_transformer.blocks import build_block
+
+        return build_block(block, max_seq_len=self.options.max_seq_len, batch_size=batch_size, seq_len=seq_len,
+                           seed=seed)
 
     def example_inputs(self, arch: Arch, *, batch_size: int, seq_len: int) -> dict[str, Tensor]:
         import torch

@@ -1,0 +1,84 @@
+"""The lookup-table predictor (HAT, PLANER): blocks timed in isolation, summed, plus a fitted overhead.
+
+Every distinct block of the space (`SearchSpace.blocks`) is timed alone on the device; an arch's
+latency is `scale * sum(block ms) + per_block_ms * blocks + constant_ms`, the three coefficients fitted
+by non-negative least squares on a few end-to-end samples. The overhead terms absorb what isolated
+timing cannot see (the Python call chain between blocks, caches warmed by the previous block). The
+uncertainty is the relative residual spread on those samples, scaled to the prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from latency_models.base import FitSample, LatencyModel, LatencyPrediction, register_latency_model
+from latency_models.device import DeviceProfile
+from search_spaces.arch import Arch
+from search_spaces.base import SearchSpace
+from search_spaces.errors import LatencyError
+
+MIN_FIT_SAMPLES = 3
+MIN_RELATIVE_STD = 0.01
+
+
+@register_latency_model("lookup-table")
+class LookupTableModel(LatencyModel):
+    def __init__(self, *, space: SearchSpace, device: DeviceProfile,
+                 block_ms: Mapping[str, float] | None = None) -> None:
+        super().__init__(space=space, device=device)
+        self.block_ms: dict[str, float] = dict(block_ms or {})
+        self.coef = (1.0, 0.0, 0.0)
+        self.relative_std = MIN_RELATIVE_STD
+
+    def block_features(self, arch: Arch) -> tuple[float, float]:
+        """(sum of the arch's blocks' isolated times in ms, number of blocks)."""
+        total = 0.0
+        blocks = self.space.blocks(arch)
+        for block in blocks:
+            ms = self.block_ms.get(block.key)
+            if ms is None:
+                raise LatencyError(f"lookup table for {self.space.name} on {self.device.name!r} has no entry for "
+                                   f"block {block.key}; profile the space again with these space options")
+            total += ms
+        return total, float(len(blocks))
+
+    def fit(self, samples: Sequence[FitSample]) -> None:
+        import numpy as np
+        from scipy.optimize import nnls
+
+        if not self.block_ms:
+            raise LatencyError("lookup table is empty: time the space's blocks before fitting the overhead")
+        if len(samples) < MIN_FIT_SAMPLES:
+            raise LatencyError(f"lookup-table overhead needs at least {MIN_FIT_SAMPLES} end-to-end samples, "
+                               f"got {len(samples)}; raise --samples")
+        for s in samples:
+            if s.arch.space != self.space.name or s.arch.version != self.space.version:
+                raise LatencyError(f"fit sample of {s.arch.space} v{s.arch.version} does not belong to "
+                                   f"{self.space.name} v{self.space.version}")
+        rows = [(*self.block_features(s.arch), 1.0) for s in samples]
+        target = np.array([s.latency_ms for s in samples])
+        # Weight rows by 1/latency so the fit minimises relative, not absolute, error.
+        design = np.array(rows) / target[:, None]
+        coef, _ = nnls(design, np.ones_like(target))
+        self.coef = (float(coef[0]), float(coef[1]), float(coef[2]))
+        predicted = np.array(rows) @ coef
+        relative = (predicted - target) / target
+        self.relative_std = max(MIN_RELATIVE_STD, float(math.sqrt(float(np.mean(relative ** 2)))))
+        self.fitted = True
+
+    def predict(self, arch: Arch) -> LatencyPrediction:
+        self.check_arch(arch)
+        total, count = self.block_features(arch)
+        scale, per_block, constant = self.coef
+        mean = scale * total + per_block * count + constant
+        return LatencyPrediction(mean_ms=mean, std_ms=self.relative_std * mean)
+
+    def state(self) -> dict[str, Any]:
+        return {"block_ms": self.block_ms, "coef": list(self.coef), "relative_std": self.relative_std}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.block_ms = dict(state["block_ms"])
+        self.coef = tuple(float(c) for c in state["coef"])  # type: ignore[assignment]
+        self.relative_std = float(state["relative_std"])

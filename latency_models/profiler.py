@@ -1,0 +1,173 @@
+"""Profiling a (device, space): time the blocks and sampled archs, fit both predictors, report accuracy.
+
+Runs on the machine that has the device (a Ray node with the device's custom resource, or this one;
+`workers.device_tasks` decides). Returns plain data (payload bytes, reports, samples) so that it
+travels back from a Ray worker and into the database unchanged.
+
+Steps, with their wall time kept apart:
+1. every block of `space.block_catalogue()` timed alone (the lookup table);
+2. `samples` random archs timed end to end; the first `overhead_samples` of them fit the lookup
+   table's overhead, all of them train the learned model;
+3. `holdout` other random archs timed twice, independently (other chunks, other order): the first
+   measurement judges the predictors, the second against the first gives the noise floor.
+`profiling_s` of a predictor counts only what it needed (1 and its share of 2, or 2), not the evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from latency_models.base import FitSample, LatencyModel, get_latency_model_class
+from latency_models.device import DeviceProfile
+from latency_models.lookup_table import LookupTableModel
+from latency_models.measure import measure_archs, measure_blocks
+from latency_models.meter import LatencyMeter, LatencySample, MeterSettings
+from latency_models.report import accuracy_report
+from search_spaces.arch import Arch
+from search_spaces.base import SearchSpace, random_archs
+
+logger = logging.getLogger(__name__)
+ProgressHook = Callable[[str, int, int], None]  # (stage, units done so far, units in all)
+PREDICTOR_KINDS = ("lookup-table", "learned")
+
+
+class ProfilePlan(BaseModel):
+    """How much to measure. The defaults give both predictors their accuracy report on 100 held-out archs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    samples: int = Field(default=120, ge=10, le=100_000, description="end-to-end archs to fit on")
+    overhead_samples: int = Field(default=20, ge=3, le=100_000, description="of those, for the lookup overhead")
+    holdout: int = Field(default=100, ge=2, le=100_000, description="held-out archs, measured twice")
+    chunk_size: int = Field(default=16, ge=1, le=1024, description="archs measured interleaved at once")
+    seed: int = Field(default=0, ge=0)
+    meter: MeterSettings = Field(default_factory=lambda: MeterSettings(warmup=3, repeats=5, min_rounds=4,
+                                                                          max_rounds=10, tolerance=0.01))
+    kinds: tuple[str, ...] = PREDICTOR_KINDS
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProfilePlan:
+        if self.overhead_samples > self.samples:
+            raise ValueError(f"overhead_samples ({self.overhead_samples}) must not exceed samples ({self.samples})")
+        unknown = [k for k in self.kinds if k not in PREDICTOR_KINDS]
+        if unknown or not self.kinds:
+            raise ValueError(f"kinds must name some of {', '.join(PREDICTOR_KINDS)}, got {list(self.kinds)}")
+        return self
+
+
+@dataclass
+class ProfileOutcome:
+    """Plain results: one entry per predictor, the raw samples, the wall times per stage."""
+
+    device: dict[str, Any]
+    space: str
+    space_version: int
+    space_key: str
+    space_signature: dict[str, Any]
+    predictors: list[dict[str, Any]] = field(default_factory=list)  # kind, payload (bytes), report (dict)
+    samples: list[dict[str, Any]] = field(default_factory=list)  # arch, arch_hash, sample, purpose
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _predict_timed(model: LatencyModel, archs: list[Arch]) -> tuple[list[float], list[float], float]:
+    """Predictions one arch at a time, as the controller asks; returns means, stds and ms per arch."""
+    began = time.perf_counter()
+    predictions = [model.predict(arch) for arch in archs]
+    per_arch_ms = (time.perf_counter() - began) * 1000.0 / max(1, len(archs))
+    return [p.mean_ms for p in predictions], [p.std_ms for p in predictions], per_arch_ms
+
+
+def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
+            on_progress: ProgressHook | None = None) -> ProfileOutcome:
+    meter = LatencyMeter(device, plan.meter)
+    blocks = space.block_catalogue()
+    train = random_archs(space, count=plan.samples, seed=plan.seed)
+    holdout = random_archs(space, count=plan.holdout, seed=plan.seed + 1, exclude=[a.hash for a in train])
+    total = len(blocks) + len(train) + 2 * len(holdout)
+    done = 0
+
+    def step(stage: str) -> Callable[[int], None]:
+        def advance(units: int) -> None:
+            nonlocal done
+            done += units
+            if on_progress:
+                on_progress(stage, done, total)
+        return advance
+
+    outcome = ProfileOutcome(device=device.model_dump(), space=space.name, space_version=space.version,
+                             space_key=space.latency_key(), space_signature=space.latency_signature())
+
+    def timed(stage: str, run: Callable[[], list[LatencySample]]) -> list[LatencySample]:
+        began = time.perf_counter()
+        result = run()
+        outcome.timings_s[stage] = time.perf_counter() - began
+        return result
+
+    needs_table = "lookup-table" in plan.kinds
+    block_samples = timed("blocks", lambda: measure_blocks(space, blocks, meter, on_progress=step("blocks"))) \
+        if needs_table else []
+    if not needs_table:
+        done += len(blocks)
+    k = plan.overhead_samples
+    first = timed("overhead_samples", lambda: measure_archs(space, train[:k], meter, chunk_size=plan.chunk_size,
+                                                            on_progress=step("samples")))
+    rest = timed("more_samples", lambda: measure_archs(space, train[k:], meter, chunk_size=plan.chunk_size,
+                                                       on_progress=step("samples")))
+    measured = timed("holdout", lambda: measure_archs(space, holdout, meter, chunk_size=plan.chunk_size,
+                                                      on_progress=step("holdout")))
+    # The second measurement: other chunks, other order, other shuffles.
+    order = list(range(len(holdout)))
+    random.Random(plan.seed + 7).shuffle(order)
+    repeat_meter = LatencyMeter(device, plan.meter.model_copy(update={"seed": plan.meter.seed + 1}))
+    shuffled = timed("holdout_repeat", lambda: measure_archs(space, [holdout[i] for i in order], repeat_meter,
+                                                             chunk_size=plan.chunk_size,
+                                                             on_progress=step("holdout again")))
+    repeat = [LatencySample(0, 0, 0, 0, {})] * len(holdout)
+    for position, index in enumerate(order):
+        repeat[index] = shuffled[position]
+
+    train_samples = first + rest
+    for purpose, archs, samples in (("profile-train", train, train_samples), ("profile-holdout", holdout, measured),
+                                    ("profile-holdout-repeat", holdout, repeat)):
+        outcome.samples += [{"arch": a.to_dict(), "arch_hash": a.hash, "sample": s.to_dict(), "purpose": purpose}
+                            for a, s in zip(archs, samples)]
+    fit_all = [FitSample(a, s.median_ms) for a, s in zip(train, train_samples)]
+    measured_ms = [s.median_ms for s in measured]
+    repeat_ms = [s.median_ms for s in repeat]
+    for kind in plan.kinds:
+        began = time.perf_counter()
+        model: LatencyModel
+        if kind == "lookup-table":
+            model = LookupTableModel(space=space, device=device,
+                                     block_ms={b.key: s.median_ms for b, s in zip(blocks, block_samples)})
+            model.fit(fit_all[:k])
+            spent = outcome.timings_s["blocks"] + outcome.timings_s["overhead_samples"]
+            n_train = k
+        else:
+            model = get_latency_model_class(kind)(space=space, device=device)
+            model.fit(fit_all)
+            spent = outcome.timings_s["overhead_samples"] + outcome.timings_s["more_samples"]
+            n_train = len(fit_all)
+        fit_s = time.perf_counter() - began
+        evaluation_began = time.perf_counter()
+        means, stds, predict_ms = _predict_timed(model, holdout)
+        report = accuracy_report(
+            kind=kind, device=device.name, space=space.name, space_version=space.version, n_train=n_train,
+            predicted_ms=means, predicted_std_ms=stds, measured_ms=measured_ms, remeasured_ms=repeat_ms,
+            profiling_s=spent + fit_s, predict_ms=predict_ms,
+            evaluation_s=outcome.timings_s["holdout"] + outcome.timings_s["holdout_repeat"]
+            + time.perf_counter() - evaluation_began)
+        logger.info("%s on %s/%s: MAPE %.2f%%, within 10%% %.1f%%, tau %.3f (noise floor: %.2f%%, %.1f%%, %.3f)",
+                    kind, device.name, space.name, report.mape, report.within_10pct, report.kendall_tau,
+                    report.noise_floor.mape, report.noise_floor.within_10pct, report.noise_floor.kendall_tau)
+        outcome.predictors.append({"kind": kind, "payload": model.save(), "report": report.summary()})
+    if block_samples:
+        outcome.timings_s["blocks_count"] = float(len(blocks))
+    return outcome
