@@ -64,8 +64,8 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    from latency_models.measured import MeasuredLatencyModel
-    from latency_models.meter import MeterSettings
+    from latency_models.measure import measure_archs
+    from latency_models.meter import LatencyMeter
     from nas.controller import Controller
     from nas.service import executor_factory, front_rows, job_summary, storage_for, submit_job
     from nas.settings import Settings
@@ -79,9 +79,8 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     storage = storage_for(settings)
     device = storage.device("cpu-1t-seq128")
     space = get_space("pruned-bert", {"base_model": "minilm-l6"})
-    meter = MeterSettings(warmup=settings.meter_warmup, repeats=settings.meter_repeats,
-                          rounds=settings.meter_rounds, seed=args.seed)
-    teacher_ms = MeasuredLatencyModel(space=space, device=device, meter=meter).predict(space.full_arch()).mean_ms
+    teacher_ms = measure_archs(space, [space.full_arch()],
+                               LatencyMeter(device, settings.meter(seed=args.seed)))[0].median_ms
     task = {"kind": "classification", "train": str(data / "train.tsv"), "validation": str(data / "dev.tsv"),
             **options}
     spec = JobSpec.model_validate({

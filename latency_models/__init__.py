@@ -1,4 +1,4 @@
-"""Device profiles, the latency meter and latency models (predictors) per device and space."""
+"""Device profiles, the latency meter, latency predictors per device and space, and accuracy reports."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from latency_models.base import (
     LatencyModel,
     LatencyPrediction,
     get_latency_model_class,
+    latency_model_kinds,
     register_latency_model,
 )
 from latency_models.device import BUILTIN_DEVICES, DeviceProfile
@@ -24,5 +25,6 @@ __all__ = [
     "LatencySample",
     "MeterSettings",
     "get_latency_model_class",
+    "latency_model_kinds",
     "register_latency_model",
 ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Backend = Literal["torch-cpu", "cuda", "onnxruntime-cpu"]
+# Ray's own resource names: a profile named like one would be scheduled on every node.
+RESERVED_NAMES = frozenset({"cpu", "gpu", "memory", "object_store_memory"})
 
 
 class DeviceProfile(BaseModel):
@@ -24,6 +26,19 @@ class DeviceProfile(BaseModel):
     seq_len: int = Field(default=64, ge=1, le=65536)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     builtin: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.lower() in RESERVED_NAMES:
+            raise ValueError(f"{value!r} is a resource name Ray reserves; Ray nodes advertise a device profile "
+                             "under its name, so pick another (for example 'cpu-4t')")
+        return value
+
+    @property
+    def ray_resource(self) -> str:
+        """The Ray custom resource a node carries when it has this device."""
+        return self.name
 
     def describes_this_machine(self) -> bool:
         """Whether this process can measure under this profile itself."""

@@ -20,7 +20,7 @@ from search_spaces.base import SearchSpace
 from search_spaces.errors import LatencyError
 
 MIN_FIT_SAMPLES = 3
-MIN_RELATIVE_STD = 0.01
+MIN_RELATIVE_STD = 0.02  # below this, the meter's own noise dominates (see the noise floor of the reports)
 
 
 @register_latency_model("lookup-table")
@@ -65,7 +65,8 @@ class LookupTableModel(LatencyModel):
         self.coef = (float(coef[0]), float(coef[1]), float(coef[2]))
         predicted = np.array(rows) @ coef
         relative = (predicted - target) / target
-        self.relative_std = max(MIN_RELATIVE_STD, float(math.sqrt(float(np.mean(relative ** 2)))))
+        dof = max(1, len(samples) - len(coef))  # in-sample residuals understate held-out error
+        self.relative_std = max(MIN_RELATIVE_STD, float(math.sqrt(float(np.sum(relative ** 2)) / dof)))
         self.fitted = True
 
     def predict(self, arch: Arch) -> LatencyPrediction:

@@ -32,9 +32,9 @@ class MeterSettings(BaseModel):
 
     warmup: int = Field(default=3, ge=0, le=1000)
     repeats: int = Field(default=5, ge=1, le=10000)
-    min_rounds: int = Field(default=3, ge=1, le=1000)
-    max_rounds: int = Field(default=8, ge=1, le=1000)
-    tolerance: float = Field(default=0.02, ge=0.0, le=1.0, description="relative change of a median that counts as stable")
+    min_rounds: int = Field(default=4, ge=1, le=1000)
+    max_rounds: int = Field(default=10, ge=1, le=1000)
+    tolerance: float = Field(default=0.01, ge=0.0, le=1.0, description="relative change of a median that counts as stable")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -48,8 +48,7 @@ class ProfilePlan(BaseModel):
     holdout: int = Field(default=100, ge=2, le=100_000, description="held-out archs, measured twice")
     chunk_size: int = Field(default=16, ge=1, le=1024, description="archs measured interleaved at once")
     seed: int = Field(default=0, ge=0)
-    meter: MeterSettings = Field(default_factory=lambda: MeterSettings(warmup=3, repeats=5, min_rounds=4,
-                                                                          max_rounds=10, tolerance=0.01))
+    meter: MeterSettings = Field(default_factory=MeterSettings)
     kinds: tuple[str, ...] = PREDICTOR_KINDS
 
     @model_validator(mode="after")

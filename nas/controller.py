@@ -4,10 +4,11 @@ Flow: claim the job (a lease renewed by a heartbeat thread), let the space prepa
 pruned-bert space fine-tunes or reuses its cached teacher and scores importance; the baseline's
 latency is measured and stored with the job), reconcile what a dead process left
 (re-dispatch trials that were running, fail asked-but-unrecorded Optuna trials), then ask the
-strategy for candidates, predict their latency, mark those surely over the target infeasible
-without training, dispatch the rest to the executor, and record each result (trial row, Optuna
-tell, Pareto front, hypervolume). At the end the front is re-measured on the device and the best
-trial under the target is exported.
+strategy for candidates, predict their latency with the device's stored predictor (profiling the
+device first when there is none), mark those predicted over the target by more than their
+uncertainty infeasible without training, dispatch the rest to the executor, and record each result
+(trial row, Optuna tell, Pareto front, hypervolume). At the end every front member is re-measured on
+the device, and the best trial whose measured latency meets the target is exported.
 """
 
 from __future__ import annotations
@@ -23,11 +24,11 @@ from typing import Any
 
 from latency_models.base import LatencyModel
 from latency_models.device import DeviceProfile
-from latency_models.measured import MeasuredLatencyModel
 from latency_models.meter import LatencySample, MeterSettings, pinned_threads
 from nas.checkpoints import export_and_record
 from nas.db.models import JobRow, TrialRow, utcnow
 from nas.db.storage import Storage
+from nas.latency import job_latency_model
 from nas.pareto import Point, best_under, hypervolume, pareto_front
 from nas.settings import Settings
 from nas.spec import JobSpec
@@ -36,17 +37,14 @@ from search_spaces.arch import Arch
 from search_spaces.base import Preparation, SearchSpace, get_space
 from search_spaces.errors import ConflictError, HwnasError
 from workers.executors.base import Executor
+from workers.device_tasks import DeviceRunner
 from workers.evaluate import task_and_space
 from workers.tasks.base import Task
 from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
 EventHook = Callable[[str, dict[str, Any]], None]
-LatencyModelFactory = Callable[[SearchSpace, DeviceProfile, MeterSettings], LatencyModel]
-
-
-def measured_latency_model(space: SearchSpace, device: DeviceProfile, meter: MeterSettings) -> LatencyModel:
-    return MeasuredLatencyModel(space=space, device=device, meter=meter)
+LatencyModelFactory = Callable[[SearchSpace, DeviceProfile], LatencyModel]
 
 
 @dataclass
@@ -76,18 +74,25 @@ class JobContext:
     space: SearchSpace
     space_options: dict[str, Any]
     device: DeviceProfile
+    meter: MeterSettings
     latency_model: LatencyModel
     strategy: Strategy
 
 
 class Controller:
-    """Runs jobs from the database. `executor_factory` is called once per job run."""
+    """Runs jobs from the database. `executor_factory` is called once per job run.
+
+    `latency_model_factory` replaces the stored predictors (tests); `device_runner` decides where
+    measurements run (a Ray node with the device's resource, or here).
+    """
 
     def __init__(self, storage: Storage, settings: Settings, *, executor_factory: Callable[[], Executor],
-                 latency_model_factory: LatencyModelFactory = measured_latency_model, owner: str | None = None,
-                 on_event: EventHook | None = None) -> None:
+                 latency_model_factory: LatencyModelFactory | None = None, device_runner: DeviceRunner | None = None,
+                 owner: str | None = None, on_event: EventHook | None = None) -> None:
         self.storage = storage
         self.latency_model_factory = latency_model_factory
+        self.device_runner = device_runner or DeviceRunner(use_ray=settings.executor == "ray",
+                                                           ray_address=settings.ray_address)
         self.settings = settings
         self.executor_factory = executor_factory
         self.owner = owner or f"controller-{uuid.uuid4().hex[:12]}"
@@ -131,21 +136,36 @@ class Controller:
         self.storage.set_job_fields(job.id, data_info=data_info)
         job.data_info = data_info
         device = self.storage.device(spec.device)
-        meter = MeterSettings(warmup=self.settings.meter_warmup, repeats=self.settings.meter_repeats,
-                              rounds=self.settings.meter_rounds, seed=spec.seed)
+        meter = self.settings.meter(seed=spec.seed)
         with pinned_threads(self.settings.training_threads):
             preparation = space.prepare(task, cache_dir=self.settings.artifacts_dir / "cache",
                                         job_dir=self.settings.artifacts_dir / f"job-{job.id}", seed=spec.seed)
         space_options = {**spec.space_options, **task.space_options(), **preparation.options}
         if preparation.options:
             space = get_space(spec.space, space_options)
-        latency_model = self.latency_model_factory(space, device, meter)
+        latency_model = self._latency_model(job, spec, space, device)
         strategy = make_strategy(spec.strategy, StrategyConfig(
             study_name=job.study_name, storage_url=self.storage.url, directions=(task.direction, "minimize"),
             seed=spec.seed, trials_budget=spec.budget.trials))
-        ctx = JobContext(job, spec, task, space, space_options, device, latency_model, strategy)
+        ctx = JobContext(job, spec, task, space, space_options, device, meter, latency_model, strategy)
         self._record_preparation(ctx, preparation)
         return ctx
+
+    def _latency_model(self, job: JobRow, spec: JobSpec, space: SearchSpace, device: DeviceProfile) -> LatencyModel:
+        if self.latency_model_factory is not None:
+            return self.latency_model_factory(space, device)
+        model, info = job_latency_model(self.storage, self.device_runner, device=device, space=space,
+                                        kind=spec.latency_model, plan=self.settings.profile_plan(seed=spec.seed))
+        report = info["report"] or {}
+        logger.info("job %s predicts latency with %s model %s (held-out MAPE %.2f%%, within 10%%: %.1f%%)",
+                    job.id, info["kind"], info["id"], report.get("mape", float("nan")),
+                    report.get("within_10pct", float("nan")))
+        self.storage.set_job_fields(job.id, latency_model_id=info["id"])
+        return model
+
+    def measure(self, ctx: JobContext, archs: list[Arch]) -> list[LatencySample]:
+        """Measure archs on the job's device, interleaved (there or here: see `DeviceRunner`)."""
+        return self.device_runner.measure(ctx.device, ctx.space.name, ctx.space_options, archs, ctx.meter)
 
     def _record_preparation(self, ctx: JobContext, preparation: Preparation) -> None:
         """Store the prepared options, and the baseline with its latency measured on the job's device."""
@@ -157,10 +177,13 @@ class Controller:
                 baseline = known  # a resumed job keeps the latency it measured first
             else:
                 arch = Arch.from_dict(baseline["arch"])
+                sample = self.measure(ctx, [arch])[0]
                 prediction = ctx.latency_model.predict(arch)
-                baseline = {**baseline, "latency_ms": prediction.mean_ms, "latency_measured": prediction.measured}
-                logger.info("job %s baseline: %s %.4f at %.3f ms", ctx.job.id, baseline.get("metric_name"),
-                            baseline.get("metric", float("nan")), prediction.mean_ms)
+                baseline = {**baseline, "latency_ms": sample.median_ms, "latency_measured": True,
+                            "predicted_latency_ms": prediction.mean_ms}
+                logger.info("job %s baseline: %s %.4f at %.3f ms (predicted %.3f ms)", ctx.job.id,
+                            baseline.get("metric_name"), baseline.get("metric", float("nan")), sample.median_ms,
+                            prediction.mean_ms)
         record = {"options": preparation.options, "baseline": baseline}
         if record != stored:
             self.storage.set_job_fields(ctx.job.id, preparation=record)
@@ -225,14 +248,8 @@ class Controller:
         arch = Arch.from_dict(trial.arch)
         target = ctx.spec.latency_target_ms
         prediction = ctx.latency_model.predict(arch)
-        measured = isinstance(ctx.latency_model, MeasuredLatencyModel)
-        sample = ctx.latency_model.last_samples.get(arch.hash) if measured else None
-        if sample is not None:
-            self._store_sample(ctx, trial, sample, purpose="search")
         fields: dict[str, Any] = {"predicted_latency_ms": prediction.mean_ms,
                                   "predicted_latency_std_ms": prediction.std_ms}
-        if prediction.measured:
-            fields["measured_latency_ms"] = prediction.mean_ms
         if prediction.mean_ms - prediction.std_ms > target:
             self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), **fields,
                                       error=f"predicted latency {prediction.mean_ms:.3f} ms is over the target "
@@ -310,24 +327,24 @@ class Controller:
         """
         trials = {t.id: t for t in self.storage.trials(ctx.job.id, states=("complete",))}
         target = ctx.spec.latency_target_ms
-        remeasured: set[int] = set()
         front = self.update_front(ctx)
-        while isinstance(ctx.latency_model, MeasuredLatencyModel):
-            todo = [trials[p.key] for p in front if p.key not in remeasured]
+        while True:
+            todo = [trials[p.key] for p in front if trials[p.key].measured_latency_ms is None]
             if not todo:
                 break
-            for trial, sample in zip(todo, ctx.latency_model.measure([Arch.from_dict(t.arch) for t in todo])):
+            for trial, sample in zip(todo, self.measure(ctx, [Arch.from_dict(t.arch) for t in todo])):
                 self._store_sample(ctx, trial, sample, purpose="front-remeasure")
                 self.storage.update_trial(trial.id, measured_latency_ms=sample.median_ms)
-                remeasured.add(trial.id)
+                trial.measured_latency_ms = sample.median_ms
             front = self.update_front(ctx)
         best_point = best_under(front, max_latency_ms=target, maximize_metric=ctx.task.direction == "maximize")
         done = self.storage.count_trials(ctx.job.id)
         if best_point is None:
             fastest = min((p.latency_ms for p in front), default=None)
             detail = f"the fastest trained trial measured {fastest:.3f} ms" if fastest else "no trial was trained"
-            return (f"{done} trials; no trial met the latency target of {target} ms ({detail}); "
-                    "no checkpoint exported: raise latency_target_ms or allow smaller archs")
+            return (f"{done} trials; no trial met the latency target of {target} ms when measured on "
+                    f"{ctx.device.name!r} ({detail}); no checkpoint exported: raise latency_target_ms or allow "
+                    "smaller archs")
         best = self.storage.trial(ctx.job.id, trials[best_point.key].number)
         export_and_record(self.storage, job_id=ctx.job.id, trial=best, latency_ms=best_point.latency_ms,
                           out_dir=self.settings.artifacts_dir / f"job-{ctx.job.id}" / f"checkpoint-trial-{best.number}")

@@ -14,6 +14,7 @@ from search_spaces.errors import ConflictError, SpecError
 from workers.executors.base import Executor
 
 if TYPE_CHECKING:
+    from workers.device_tasks import DeviceRunner
     from nas.db.models import JobRow
     from search_spaces.base import SearchSpace
     from workers.tasks.base import Task
@@ -37,6 +38,37 @@ def executor_factory(settings: Settings) -> Callable[[], Executor]:
                            cpus_per_trial=float(settings.training_threads))
 
     return make
+
+
+def device_runner(settings: Settings) -> DeviceRunner:
+    """Where device measurements run: Ray nodes carrying the device's resource, else here."""
+    from workers.device_tasks import DeviceRunner
+
+    return DeviceRunner(use_ray=settings.executor == "ray", ray_address=settings.ray_address)
+
+
+def parse_space_options(space: str, options_json: str) -> SearchSpace:
+    """A space from a name and its options as JSON text (the CLI's `--space-options`)."""
+    import json
+
+    from search_spaces.base import get_space, space_names
+
+    if space not in space_names():
+        raise SpecError(f"--space: unknown space {space!r}; choose one of: {', '.join(space_names())}")
+    try:
+        options = json.loads(options_json)
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"--space-options: not valid JSON ({exc.msg} at column {exc.colno}); "
+                        "give an object such as '{\"max_layers\": 3}'") from None
+    if not isinstance(options, dict):
+        raise SpecError(f"--space-options: must be a JSON object, got {type(options).__name__}")
+    return get_space(space, options)
+
+
+def latency_model_dict(row: Any) -> dict[str, Any]:
+    return {"id": row.id, "device": row.device, "space": row.space, "space_version": row.space_version,
+            "space_key": row.space_key, "kind": row.kind, "report": row.report,
+            "created_at": isoformat(row.created_at)}
 
 
 def submit_job(storage: Storage, spec: JobSpec) -> int:
@@ -63,6 +95,8 @@ def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
         "finished_at": isoformat(job.finished_at), "hypervolume": history[-1].hypervolume if history else None,
         "checkpoint": checkpoint_dict(checkpoints[-1]) if checkpoints else None, "data": job.data_info,
         "baseline": (job.preparation or {}).get("baseline"),
+        "latency_model": latency_model_dict(storage.latency_model(job.latency_model_id))
+        if job.latency_model_id is not None else None,
     }
 
 
@@ -85,7 +119,8 @@ def front_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
 
     describe = space_class(storage.get_job(job_id).space).describe
     return [{"trial": t.number, "metric": m.metric, "latency_ms": m.latency_ms, "arch_text": describe(t.arch["config"]),
-             "predicted_latency_ms": t.predicted_latency_ms, "measured_latency_ms": t.measured_latency_ms,
+             "predicted_latency_ms": t.predicted_latency_ms, "predicted_latency_std_ms": t.predicted_latency_std_ms,
+             "measured_latency_ms": t.measured_latency_ms,
              "params": t.params, "metrics": t.metrics, "arch": t.arch["config"], "arch_hash": t.arch_hash}
             for m, t in storage.front(job_id)]
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from latency_models.meter import MeterSettings
+    from latency_models.profiler import ProfilePlan
 
 
 class Settings(BaseSettings):
@@ -20,8 +24,26 @@ class Settings(BaseSettings):
     training_threads: int = Field(default=1, ge=1, le=256)
     lease_ttl_s: float = Field(default=60.0, gt=0.5, le=86_400)
     meter_warmup: int = Field(default=3, ge=0, le=1000)
-    meter_repeats: int = Field(default=5, ge=1, le=10_000)
-    meter_rounds: int = Field(default=3, ge=1, le=1000)
+    meter_repeats: int = Field(default=5, ge=1, le=10_000, description="timed runs per model per round")
+    meter_min_rounds: int = Field(default=4, ge=1, le=1000)
+    meter_max_rounds: int = Field(default=10, ge=1, le=1000)
+    meter_tolerance: float = Field(default=0.01, ge=0.0, le=1.0, description="median change that counts as stable")
+    profile_samples: int = Field(default=120, ge=10, le=100_000, description="archs a job's profiling fits on")
+    profile_overhead_samples: int = Field(default=20, ge=3, le=100_000)
+    profile_holdout: int = Field(default=100, ge=2, le=100_000, description="held-out archs for the report")
+
+    def meter(self, *, seed: int = 0) -> MeterSettings:
+        from latency_models.meter import MeterSettings
+
+        return MeterSettings(warmup=self.meter_warmup, repeats=self.meter_repeats, min_rounds=self.meter_min_rounds,
+                             max_rounds=self.meter_max_rounds, tolerance=self.meter_tolerance, seed=seed)
+
+    def profile_plan(self, *, samples: int | None = None, holdout: int | None = None, seed: int = 0) -> ProfilePlan:
+        from latency_models.profiler import ProfilePlan
+
+        samples = samples or self.profile_samples
+        return ProfilePlan(samples=samples, overhead_samples=min(self.profile_overhead_samples, samples),
+                           holdout=holdout or self.profile_holdout, seed=seed, meter=self.meter(seed=seed))
 
     @property
     def resolved_database_url(self) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
@@ -36,7 +36,10 @@ class JobSpec(BaseModel):
     space: str
     space_options: dict[str, Any] = Field(default_factory=dict)
     task: SerializeAsAny[Any]
-    device: str = "cpu-1t"
+    device: str = Field(default="cpu-1t", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                        description="a device profile in the database (`hwnas devices list`)")
+    latency_model: Literal["auto", "lookup-table", "learned"] = Field(
+        default="auto", description="which stored predictor to use; auto: the lowest held-out MAPE")
     latency_target_ms: float = Field(gt=0, le=3_600_000)
     strategy: str = "nsga2"
     budget: Budget
@@ -56,13 +59,6 @@ class JobSpec(BaseModel):
 
         return _one_of("strategy", value, strategy_names())
 
-    @field_validator("device")
-    @classmethod
-    def _device_name(cls, value: str) -> str:
-        from latency_models.device import BUILTIN_DEVICES
-
-        return _one_of("device profile", value, list(BUILTIN_DEVICES))
-
     @field_validator("task", mode="before")
     @classmethod
     def _typed_task(cls, value: Any) -> Any:
@@ -79,7 +75,7 @@ class JobSpec(BaseModel):
         try:
             return classes[kind].spec_model.model_validate(value)
         except PydanticValidationError as exc:
-            raise ValueError("; ".join(p.removeprefix("spec: ") for p in _format_errors(exc))) from None
+            raise ValueError("; ".join(p.removeprefix("spec: ") for p in format_errors(exc))) from None
 
     @model_validator(mode="after")
     def _space_fits(self) -> JobSpec:
@@ -96,7 +92,7 @@ class JobSpec(BaseModel):
         return self.model_dump_json()
 
 
-def _format_errors(exc: PydanticValidationError) -> list[str]:
+def format_errors(exc: PydanticValidationError) -> list[str]:
     problems = []
     for err in exc.errors():
         location = ".".join(str(p) for p in err["loc"]) or "spec"
@@ -118,7 +114,7 @@ def parse_spec(data: Any) -> JobSpec:
     try:
         return JobSpec.model_validate(data)
     except PydanticValidationError as exc:
-        problems = _format_errors(exc)
+        problems = format_errors(exc)
         raise SpecError("invalid job spec: " + "; ".join(problems), problems=problems) from None
     except SpecError as exc:
         raise SpecError("invalid job spec: " + "; ".join(exc.problems), problems=exc.problems) from None

@@ -7,6 +7,7 @@ import random
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,20 @@ def corpus_file(tmp_path: Path) -> Path:
     path = tmp_path / "corpus.txt"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# Environment for `hwnas` subprocesses: quick measuring, and a small profiling run when a job needs one.
+FAST_MEASURING_ENV = {"HWNAS_METER_WARMUP": "1", "HWNAS_METER_REPEATS": "2", "HWNAS_METER_MIN_ROUNDS": "1",
+                      "HWNAS_METER_MAX_ROUNDS": "2", "HWNAS_PROFILE_SAMPLES": "12",
+                      "HWNAS_PROFILE_OVERHEAD_SAMPLES": "4", "HWNAS_PROFILE_HOLDOUT": "4"}
+
+
+def fast_settings(**changes: Any) -> Any:
+    """`Settings` with `FAST_MEASURING_ENV`'s values (for in-process controllers in tests)."""
+    from nas.settings import Settings
+
+    values = {k.removeprefix("HWNAS_").lower(): v for k, v in FAST_MEASURING_ENV.items()}
+    return Settings(**{**values, **changes})
 
 
 TINY_SPACE_OPTIONS = {

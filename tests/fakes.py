@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from latency_models.base import LatencyModel, LatencyPrediction
+from collections.abc import Sequence
+from typing import Any
+
+from latency_models.base import FitSample, LatencyModel, LatencyPrediction
 from latency_models.device import DeviceProfile
-from latency_models.meter import MeterSettings
+from latency_models.meter import LatencySample, MeterSettings
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, get_space
 from workers.types import CandidateTask, EvalResult
@@ -18,9 +21,38 @@ class FeatureSumLatencyModel(LatencyModel):
 
     name = "feature-sum"
 
+    def __init__(self, *, space: SearchSpace, device: DeviceProfile, std_ms: float = 0.0) -> None:
+        super().__init__(space=space, device=device)
+        self.fitted = True
+        self.std_ms = std_ms
+
+    def fit(self, samples: Sequence[FitSample]) -> None:
+        pass
+
     def predict(self, arch: Arch) -> LatencyPrediction:
         self.check_arch(arch)
-        return LatencyPrediction(mean_ms=fake_latency_ms(self.space, arch), std_ms=0.0)
+        return LatencyPrediction(mean_ms=fake_latency_ms(self.space, arch), std_ms=self.std_ms)
+
+    def state(self) -> dict[str, Any]:
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class FakeDeviceRunner:
+    """Measures an arch as `factor` times its fake latency, instantly; remembers what it measured."""
+
+    def __init__(self, factor: float = 1.0) -> None:
+        self.factor = factor
+        self.measured: list[str] = []
+
+    def measure(self, device: DeviceProfile, space: str, space_options: dict[str, Any], archs: Sequence[Arch],
+                meter: MeterSettings) -> list[LatencySample]:
+        space_obj = get_space(space, space_options)
+        self.measured += [a.hash for a in archs]
+        return [LatencySample(median_ms=self.factor * fake_latency_ms(space_obj, a), p10_ms=0.0, p90_ms=0.0, runs=1,
+                              protocol={"fake": True, "device": device.name}) for a in archs]
 
 
 def fake_latency_ms(space: SearchSpace, arch: Arch) -> float:
@@ -28,7 +60,7 @@ def fake_latency_ms(space: SearchSpace, arch: Arch) -> float:
     return 0.1 + sum(features) / 1000.0
 
 
-def feature_sum_factory(space: SearchSpace, device: DeviceProfile, meter: MeterSettings) -> LatencyModel:
+def feature_sum_factory(space: SearchSpace, device: DeviceProfile) -> LatencyModel:
     return FeatureSumLatencyModel(space=space, device=device)
 
 

@@ -31,10 +31,17 @@ def _front_table(rows: list[dict[str, Any]], *, target_ms: float, metric_name: s
     from rich.table import Table
 
     table = Table(title=f"Pareto front ({metric_name} against latency; target {target_ms} ms)")
-    for column in ("trial", metric_name, "latency ms", "params", "under target", "arch"):
+    for column in ("trial", metric_name, "predicted ms", "measured ms", "params", "under target", "arch"):
         table.add_column(column)
+
+    def ms(value: float | None, std: float | None = None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f} ± {std:.3f}" if std is not None else f"{value:.3f}"
+
     for r in rows:
-        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", f"{r['latency_ms']:.3f}", str(r["params"]),
+        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", ms(r["predicted_latency_ms"], r["predicted_latency_std_ms"]),
+                      ms(r["measured_latency_ms"]), str(r["params"]),
                       "yes" if r["latency_ms"] <= target_ms else "no", r["arch_text"])
     return table
 
@@ -72,7 +79,10 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
     front = front_rows(storage, job_id)
     if as_json:
         _emit_json({"job_id": job_id, "state": summary["state"], "trials": summary["trials"],
-                    "front": [{k: r[k] for k in ("trial", "metric", "metrics", "latency_ms", "arch")} for r in front],
+                    "front": [{k: r[k] for k in ("trial", "metric", "metrics", "latency_ms", "predicted_latency_ms",
+                                                 "predicted_latency_std_ms", "measured_latency_ms", "arch")}
+                              for r in front],
+                    "latency_model": summary["latency_model"],
                     "baseline": _baseline_brief(summary["baseline"]),
                     "checkpoint": summary["checkpoint"], "message": summary["message"]})
     else:
@@ -195,6 +205,130 @@ def export(job_id: int = typer.Argument(...),
 
     result = export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out)
     typer.echo(f"exported trial {result['trial']} of job {job_id} to {result['path']} (sha256 {result['sha256']})")
+
+
+devices_app = typer.Typer(no_args_is_help=True, help="Device profiles: where and how latency is measured.")
+app.add_typer(devices_app, name="devices")
+
+DEVICE_FIELDS = ("name", "backend", "threads", "batch_size", "seq_len", "dtype", "builtin")
+
+
+@devices_app.command("add")
+def devices_add(name: str = typer.Argument(..., help="profile name; also the Ray resource a device node carries"),
+                backend: str = typer.Option("torch-cpu", help="torch-cpu, cuda or onnxruntime-cpu"),
+                threads: int = typer.Option(1, help="intra-op threads (torch-cpu)"),
+                batch_size: int = typer.Option(1, "--batch-size"),
+                seq_len: int = typer.Option(64, "--seq-len", help="tokens per sequence"),
+                dtype: str = typer.Option("float32", help="float32, bfloat16 or float16")) -> None:
+    """Add a device profile."""
+    from pydantic import ValidationError
+
+    from latency_models.device import DeviceProfile
+    from nas.errors import SpecError
+    from nas.spec import format_errors
+
+    try:
+        profile = DeviceProfile(name=name, backend=backend, threads=threads, batch_size=batch_size,  # type: ignore[arg-type]
+                                seq_len=seq_len, dtype=dtype)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = format_errors(exc)
+        raise SpecError("invalid device profile: " + "; ".join(problems), problems=problems) from None
+    _storage().add_device(profile)
+    typer.echo(f"added device profile {name!r}; profile a space on it with "
+               f"`hwnas profile --device {name} --space SPACE`")
+
+
+@devices_app.command("list")
+def devices_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List device profiles."""
+    from rich.console import Console
+    from rich.table import Table
+
+    rows = [p.model_dump() for p in _storage().list_devices()]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title="device profiles")
+    for column in DEVICE_FIELDS:
+        table.add_column(column)
+    for r in rows:
+        table.add_row(*(str(r[c]) for c in DEVICE_FIELDS))
+    Console().print(table)
+
+
+@devices_app.command("show")
+def devices_show(name: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """A device profile and its latency models with their accuracy reports."""
+    from rich.console import Console
+
+    from nas.service import latency_model_dict
+
+    storage = _storage()
+    profile = storage.device(name).model_dump()
+    models = [latency_model_dict(r) for r in storage.latency_models(device=name)]
+    if as_json:
+        _emit_json({**profile, "latency_models": models})
+        return
+    console = Console()
+    for key in DEVICE_FIELDS:
+        console.print(f"{key}: {profile[key]}")
+    console.print(_reports_table(models, title=f"latency models on {name}"))
+
+
+def _reports_table(models: list[dict[str, Any]], *, title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("id", "kind", "space", "MAPE %", "within 5 %", "within 10 %", "Kendall tau",
+                   "noise floor (MAPE / w10 / tau)", "profiling s", "predict ms", "held out"):
+        table.add_column(column)
+    for m in models:
+        r, n = m["report"] or {}, (m["report"] or {}).get("noise_floor") or {}
+        table.add_row(str(m.get("id", "")), m["kind"], f"{m['space']} v{m['space_version']}", f"{r.get('mape', 0):.2f}",
+                      f"{r.get('within_5pct', 0):.1f}", f"{r.get('within_10pct', 0):.1f}",
+                      f"{r.get('kendall_tau', 0):.3f}",
+                      f"{n.get('mape', 0):.2f} / {n.get('within_10pct', 0):.1f} / {n.get('kendall_tau', 0):.3f}",
+                      f"{r.get('profiling_s', 0):.1f}", f"{r.get('predict_ms', 0):.3f}", str(r.get("n_holdout", "")))
+    return table
+
+
+@app.command()
+def profile(device: str = typer.Option(..., "--device", help="device profile name"),
+            space: str = typer.Option(..., "--space", help="search space name"),
+            space_options: str = typer.Option("{}", "--space-options", help="the space's options as JSON"),
+            samples: int | None = typer.Option(None, "--samples", help="end-to-end archs to fit on (default 120)"),
+            holdout: int | None = typer.Option(None, "--holdout", help="held-out archs for the report (default 100)"),
+            seed: int = typer.Option(0, "--seed"),
+            as_json: bool = typer.Option(False, "--json", help="one JSON object per predictor, one per line")) -> None:
+    """Build both latency predictors for a (device, space) on the device, store them, print their reports."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from nas.latency import profile_and_store
+    from nas.service import device_runner, parse_space_options
+
+    settings = Settings()
+    storage = _storage()
+    profile_obj = storage.device(device)
+    space_obj = parse_space_options(space, space_options)
+    plan = settings.profile_plan(samples=samples, holdout=holdout, seed=seed)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True), disable=as_json) as progress:
+        bar = progress.add_task(f"profiling {space} on {device}", total=None)
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            progress.update(bar, completed=done, total=total, description=f"{stage} ({space} on {device})")
+
+        outcome, ids = profile_and_store(storage, device_runner(settings), device=profile_obj, space=space_obj,
+                                         plan=plan, on_progress=on_progress)
+    models = [{"id": i, "space": outcome.space, "space_version": outcome.space_version, "kind": p["kind"],
+               "report": p["report"]} for i, p in zip(ids, outcome.predictors)]
+    if as_json:
+        for m in models:
+            typer.echo(json.dumps({"id": m["id"], **m["report"]}, default=str))
+        return
+    Console().print(_reports_table(models, title=f"latency predictors for {space} on {device} "
+                                                 f"(held-out archs; noise floor = two measurements)"))
 
 
 def main(argv: list[str] | None = None) -> None:

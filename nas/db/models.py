@@ -41,6 +41,9 @@ class JobRow(Base):
     data_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # What the space prepared once for the job (teacher, importance) and the baseline it is compared with.
     preparation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The stored latency predictor the job's search used.
+    latency_model_id: Mapped[int | None] = mapped_column(
+        ForeignKey("nas_latency_models.id", ondelete="SET NULL", name="fk_nas_jobs_latency_model_id"))
 
 
 class TrialRow(Base):
@@ -135,6 +138,8 @@ class LatencyModelRow(Base):
     device: Mapped[str] = mapped_column(ForeignKey("nas_device_profiles.name"), index=True)
     space: Mapped[str] = mapped_column(String(64))
     space_version: Mapped[int] = mapped_column(Integer)
+    space_key: Mapped[str] = mapped_column(String(16), index=True, server_default="")
+    space_signature: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     kind: Mapped[str] = mapped_column(String(32))
     payload: Mapped[bytes | None] = mapped_column(LargeBinary)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)

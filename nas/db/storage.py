@@ -19,6 +19,7 @@ from nas.db.models import (
     FrontMemberRow,
     HypervolumeRow,
     JobRow,
+    LatencyModelRow,
     LatencySampleRow,
     TrialRow,
     utcnow,
@@ -68,14 +69,30 @@ class Storage:
                 s.execute(insert(DeviceProfileRow).values(**profile.model_dump(), created_at=utcnow())
                           .on_conflict_do_nothing(index_elements=["name"]))
 
+    @staticmethod
+    def _profile(row: DeviceProfileRow) -> DeviceProfile:
+        return DeviceProfile(name=row.name, backend=row.backend, threads=row.threads,  # type: ignore[arg-type]
+                             batch_size=row.batch_size, seq_len=row.seq_len, dtype=row.dtype,  # type: ignore[arg-type]
+                             builtin=row.builtin)
+
     def device(self, name: str) -> DeviceProfile:
         with self.session() as s:
             row = s.get(DeviceProfileRow, name)
             if row is None:
-                raise NotFoundError(f"device profile {name!r} does not exist; list them with `hwnas devices`")
-            return DeviceProfile(name=row.name, backend=row.backend, threads=row.threads,  # type: ignore[arg-type]
-                                 batch_size=row.batch_size, seq_len=row.seq_len, dtype=row.dtype,  # type: ignore[arg-type]
-                                 builtin=row.builtin)
+                raise NotFoundError(f"device profile {name!r} does not exist; list them with `hwnas devices list` "
+                                    "or add it with `hwnas devices add`")
+            return self._profile(row)
+
+    def add_device(self, profile: DeviceProfile) -> None:
+        with self.session() as s:
+            if s.get(DeviceProfileRow, profile.name) is not None:
+                raise ConflictError(f"device profile {profile.name!r} already exists; pick another name "
+                                    f"(see `hwnas devices show {profile.name}`)")
+            s.add(DeviceProfileRow(**profile.model_dump(exclude={"builtin"}), builtin=False))
+
+    def list_devices(self) -> list[DeviceProfile]:
+        with self.session() as s:
+            return [self._profile(r) for r in s.scalars(select(DeviceProfileRow).order_by(DeviceProfileRow.name))]
 
     # ---- jobs ------------------------------------------------------------------------------------
     def create_job(self, *, spec: dict[str, Any], name: str | None, space: str, device: str,
@@ -216,6 +233,46 @@ class Storage:
                                    arch=arch, median_ms=sample["median_ms"], p10_ms=sample["p10_ms"],
                                    p90_ms=sample["p90_ms"], runs=sample["runs"], protocol=sample["protocol"],
                                    purpose=purpose, job_id=job_id, trial_id=trial_id))
+
+    def add_profile_samples(self, *, device: str, space: str, space_version: int,
+                            samples: Sequence[dict[str, Any]]) -> None:
+        """Store a profiling run's samples (`arch`, `arch_hash`, `sample`, `purpose` each) in one transaction."""
+        with self.session() as s:
+            s.add_all(LatencySampleRow(device=device, space=space, space_version=space_version,
+                                       arch_hash=item["arch_hash"], arch=item["arch"],
+                                       median_ms=item["sample"]["median_ms"], p10_ms=item["sample"]["p10_ms"],
+                                       p90_ms=item["sample"]["p90_ms"], runs=item["sample"]["runs"],
+                                       protocol=item["sample"]["protocol"], purpose=item["purpose"])
+                      for item in samples)
+
+    def add_latency_model(self, *, device: str, space: str, space_version: int, space_key: str,
+                          space_signature: dict[str, Any], kind: str, payload: bytes, report: dict[str, Any]) -> int:
+        with self.session() as s:
+            row = LatencyModelRow(device=device, space=space, space_version=space_version, space_key=space_key,
+                                  space_signature=space_signature, kind=kind, payload=payload, report=report)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def latency_models(self, *, device: str | None = None, space: str | None = None,
+                       space_key: str | None = None) -> list[LatencyModelRow]:
+        """Stored latency models, newest first."""
+        with self.session() as s:
+            query = select(LatencyModelRow)
+            if device is not None:
+                query = query.where(LatencyModelRow.device == device)
+            if space is not None:
+                query = query.where(LatencyModelRow.space == space)
+            if space_key is not None:
+                query = query.where(LatencyModelRow.space_key == space_key)
+            return list(s.scalars(query.order_by(LatencyModelRow.id.desc())))
+
+    def latency_model(self, model_id: int) -> LatencyModelRow:
+        with self.session() as s:
+            row = s.get(LatencyModelRow, model_id)
+            if row is None:
+                raise NotFoundError(f"latency model {model_id} does not exist; list them with `hwnas devices show`")
+            return row
 
     def latency_samples(self, *, job_id: int) -> list[LatencySampleRow]:
         with self.session() as s:

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
 from latency_models.device import BUILTIN_DEVICES, DeviceProfile
-from latency_models.measured import MeasuredLatencyModel
+from latency_models.measure import measure_archs
 from latency_models.meter import LatencyMeter, MeterSettings, _quantile
-from search_spaces.arch import Arch
-from search_spaces.base import get_space
+from search_spaces.base import get_space, random_archs
 from search_spaces.errors import LatencyError
 from tests.conftest import TINY_SPACE_OPTIONS
 
@@ -22,9 +23,23 @@ class Counting(torch.nn.Module):
         return x * 2
 
 
+class Sleeper(torch.nn.Module):
+    """A fixed workload (`sleep_s`), or one that slows down by `growth` on every call."""
+
+    def __init__(self, sleep_s: float, growth: float = 1.0) -> None:
+        super().__init__()
+        self.sleep_s, self.growth = sleep_s, growth
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.sleep_s)
+        self.sleep_s *= self.growth
+        return x
+
+
 def test_models_are_interleaved_and_runs_counted() -> None:
     log: list[str] = []
-    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=1, repeats=2, rounds=3))
+    settings = MeterSettings(warmup=1, repeats=2, min_rounds=3, max_rounds=3)
+    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], settings)
     inputs = {"x": torch.ones(1)}
     samples = meter.measure_many([(Counting(log, "a"), inputs), (Counting(log, "b"), inputs)])
     timed = log[2:]  # after one warm-up each
@@ -34,6 +49,28 @@ def test_models_are_interleaved_and_runs_counted() -> None:
     for s in samples:
         assert s.runs == 6 and s.p10_ms <= s.median_ms <= s.p90_ms
         assert s.protocol["threads"] == 1 and s.protocol["repeats"] == 2 and s.protocol["interleaved"]
+        assert s.protocol["rounds"] == 3
+
+
+def test_stops_once_the_median_is_stable() -> None:
+    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"],
+                         MeterSettings(warmup=1, repeats=3, min_rounds=2, max_rounds=20, tolerance=0.25))
+    sample = meter.measure(Sleeper(0.004), {"x": torch.ones(1)})
+    assert sample.protocol["stable"] and sample.protocol["rounds"] < 20
+    assert sample.runs == 3 * sample.protocol["rounds"]
+    assert 3.0 <= sample.median_ms  # at least the sleep itself
+
+
+def test_a_drifting_workload_hits_the_cap_and_says_so() -> None:
+    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"],
+                         MeterSettings(warmup=0, repeats=2, min_rounds=2, max_rounds=5, tolerance=0.01))
+    sample = meter.measure(Sleeper(0.0005, growth=1.5), {"x": torch.ones(1)})
+    assert sample.protocol["rounds"] == 5 and not sample.protocol["stable"] and sample.runs == 10
+
+
+def test_rounds_must_be_ordered() -> None:
+    with pytest.raises(ValueError, match="min_rounds"):
+        MeterSettings(min_rounds=5, max_rounds=2)
 
 
 def test_threads_are_pinned_and_restored() -> None:
@@ -45,7 +82,7 @@ def test_threads_are_pinned_and_restored() -> None:
             seen.append(torch.get_num_threads())
             return x
 
-    LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=1, rounds=1)).measure(
+    LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=1, min_rounds=1, max_rounds=1)).measure(
         Probe(), {"x": torch.ones(1)})
     assert seen == [1] and torch.get_num_threads() == before
 
@@ -61,19 +98,21 @@ def test_quantiles_match_numpy() -> None:
 def test_median_of_a_fixed_workload_is_stable() -> None:
     """Two measurements of one matmul agree within a loose band (noise is real; no absolute limits)."""
     layer = torch.nn.Linear(256, 256)
-    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=5, repeats=20, rounds=3))
+    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=5, repeats=20, min_rounds=3, max_rounds=6))
     first, second = (meter.measure(layer, {"input": torch.randn(64, 256)}).median_ms for _ in range(2))
     assert 0.5 < first / second < 2.0
 
 
-def test_measured_model_refuses_other_spaces_and_foreign_devices() -> None:
+def test_bigger_archs_measure_slower_in_order_given() -> None:
     space = get_space("sparse-transformer", TINY_SPACE_OPTIONS)
-    model = MeasuredLatencyModel(space=space, device=BUILTIN_DEVICES["cpu-1t"],
-                                 meter=MeterSettings(warmup=0, repeats=1, rounds=1))
-    arch = space.make_arch(d_model=16, layers=[{"attn_heads": 2, "ffn": {"kind": "none"}}])
-    prediction = model.predict(arch)
-    assert prediction.measured and prediction.mean_ms > 0
-    with pytest.raises(LatencyError, match="cannot predict"):
-        model.predict(Arch(space="pruned-bert", version=1, config_json=arch.config_json))
-    with pytest.raises(LatencyError, match="not this machine"):
-        MeasuredLatencyModel(space=space, device=DeviceProfile(name="gpu", backend="onnxruntime-cpu"))
+    small = space.make_arch(d_model=16, layers=[{"attn_heads": 2, "ffn": {"kind": "none"}}])
+    big = space.make_arch(d_model=32, layers=[{"attn_heads": 2, "ffn": {"kind": "dense", "width": 64}}] * 2)
+    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=2, repeats=10, min_rounds=3, max_rounds=6))
+    samples = measure_archs(space, [small, big, small], meter, chunk_size=2)
+    assert len(samples) == 3 and samples[1].median_ms > max(samples[0].median_ms, samples[2].median_ms)
+    assert len(random_archs(space, count=5, seed=1)) == 5
+
+
+def test_meter_refuses_backends_it_cannot_time() -> None:
+    with pytest.raises(LatencyError, match="cannot be measured"):
+        LatencyMeter(DeviceProfile(name="ort", backend="onnxruntime-cpu"))

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, TINY_SPACE_OPTIONS
+from tests.conftest import FAST_MEASURING_ENV, REPO_ROOT, TINY_SPACE_OPTIONS
 
 
 def hwnas(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HWNAS_DATA_DIR": str(tmp_path / "data"), "HWNAS_EXECUTOR": "in-process",
-           "HWNAS_METER_REPEATS": "2", "HWNAS_METER_ROUNDS": "1"}
+           **FAST_MEASURING_ENV}
     return subprocess.run([sys.executable, "-m", "nas.cli", *args], env=env, cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=300)
 

@@ -20,8 +20,8 @@ from nas.spec import parse_spec
 from search_spaces.arch import Arch
 from search_spaces.base import get_space
 from search_spaces.errors import ConflictError
-from tests.conftest import REPO_ROOT, TINY_SPACE_OPTIONS
-from tests.fakes import fake_latency_ms, feature_sum_factory, make_fake_evaluate
+from tests.conftest import FAST_MEASURING_ENV, REPO_ROOT, TINY_SPACE_OPTIONS, fast_settings
+from tests.fakes import FakeDeviceRunner, FeatureSumLatencyModel, fake_latency_ms, feature_sum_factory, make_fake_evaluate
 from tests.nas.test_pareto import brute_force_front
 from nas.pareto import Point
 from workers.executors.in_process import InProcessExecutor
@@ -38,8 +38,9 @@ def make_spec(corpus: Path, **changes: Any) -> Any:
 def run(storage: Storage, tmp_path: Path, spec: Any, calls: list[int], **kwargs: Any) -> tuple[int, Any]:
     settings = Settings(data_dir=tmp_path / "data", executor="in-process", lease_ttl_s=5)
     evaluate = kwargs.pop("evaluate", None) or make_fake_evaluate(calls)
-    controller = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=evaluate),
-                            latency_model_factory=feature_sum_factory, **kwargs)
+    kwargs.setdefault("latency_model_factory", feature_sum_factory)
+    kwargs.setdefault("device_runner", FakeDeviceRunner())
+    controller = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=evaluate), **kwargs)
     job_id = submit_job(storage, spec)
     return job_id, controller.run_job(job_id)
 
@@ -176,11 +177,10 @@ def test_resume_after_killed_process_runs_exactly_the_budget(tmp_path: Path, cor
         f"task: {{kind: language-modeling, train: {corpus_file}, seq_len: 16, batch_size: 4}}\n"
         "latency_target_ms: 50\nbudget: {trials: 8, train_steps: 40}\nseed: 0\n")
     env = {**os.environ, "HWNAS_DATA_DIR": str(tmp_path / "data"), "HWNAS_EXECUTOR": "in-process",
-           "HWNAS_LEASE_TTL_S": "2", "HWNAS_METER_REPEATS": "2", "HWNAS_METER_ROUNDS": "1"}
+           "HWNAS_LEASE_TTL_S": "2", **FAST_MEASURING_ENV}
     process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "--spec", str(spec)], env=env,
                                cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    settings = Settings(data_dir=tmp_path / "data", executor="in-process", lease_ttl_s=2, meter_repeats=2,
-                        meter_rounds=1)
+    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process", lease_ttl_s=2)
     storage = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -211,32 +211,64 @@ def test_resume_after_killed_process_runs_exactly_the_budget(tmp_path: Path, cor
 
 def test_every_final_front_member_is_remeasured(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
     """Re-measurement can move other trials onto the front; they are re-measured in turn before export."""
-    from latency_models.device import BUILTIN_DEVICES
-    from latency_models.measured import MeasuredLatencyModel
-    from latency_models.meter import LatencySample
-
-    class SlowerOnRemeasure(MeasuredLatencyModel):
-        def predict(self, arch: Arch) -> Any:
-            from latency_models.base import LatencyPrediction
-
-            return LatencyPrediction(mean_ms=fake_latency_ms(self.space, arch), std_ms=0.0, measured=True)
-
-        def measure(self, archs: Any) -> list[LatencySample]:
-            return [LatencySample(median_ms=10 * fake_latency_ms(self.space, a), p10_ms=0.0, p90_ms=0.0, runs=1,
-                                  protocol={"fake": True}) for a in archs]
-
     storage = open_storage(sqlite_url)
-    settings = Settings(data_dir=tmp_path / "data", executor="in-process")
-    controller = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
-                            latency_model_factory=lambda space, device, meter: SlowerOnRemeasure(
-                                space=space, device=BUILTIN_DEVICES["cpu-1t"]))
-    job_id = submit_job(storage, make_spec(corpus_file, latency_target_ms=100.0))
-    job = controller.run_job(job_id)
+    runner = FakeDeviceRunner(factor=10.0)
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0), [], device_runner=runner)
     assert job.state == "completed", job.message
     remeasured = {s.trial_id for s in storage.latency_samples(job_id=job_id) if s.purpose == "front-remeasure"}
     front = storage.front(job_id)
     assert front and {t.id for _, t in front} <= remeasured
+    for member, trial in front:  # the stored front holds both figures; the front is ranked by the measured one
+        assert trial.measured_latency_ms == pytest.approx(10 * trial.predicted_latency_ms)
+        assert member.latency_ms == trial.measured_latency_ms
     assert len(remeasured) > len(front)  # the first front was displaced and its successors re-measured too
+
+
+def test_no_checkpoint_when_no_trial_measures_under_the_target(tmp_path: Path, corpus_file: Path,
+                                                                sqlite_url: str) -> None:
+    """Predicted under the target, measured over it: the job says so and exports nothing."""
+    storage = open_storage(sqlite_url)
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0), [],
+                      device_runner=FakeDeviceRunner(factor=1000.0))
+    assert job.state == "completed"
+    assert "no trial met the latency target of 100.0 ms when measured" in (job.message or "")
+    assert storage.checkpoints(job_id) == []
+    assert all(t.measured_latency_ms > 100.0 for _, t in storage.front(job_id))
+
+
+def test_export_uses_the_measured_latency_under_the_target(tmp_path: Path, corpus_file: Path,
+                                                           sqlite_url: str) -> None:
+    """Measured 2x slower than predicted: the exported trial is the best whose measured latency meets the target."""
+    storage = open_storage(sqlite_url)
+    spec = make_spec(corpus_file, latency_target_ms=0.3)
+    job_id, job = run(storage, tmp_path, spec, [], device_runner=FakeDeviceRunner(factor=2.0))
+    assert job.state == "completed", job.message
+    [checkpoint] = storage.checkpoints(job_id)
+    assert checkpoint.measured_latency_ms is not None and checkpoint.measured_latency_ms <= 0.3
+    exported = next(t for t in storage.trials(job_id) if t.id == checkpoint.trial_id)
+    under = [t for _, t in storage.front(job_id) if t.measured_latency_ms <= 0.3]
+    assert exported.metric == max(t.metric for t in under)
+
+
+def test_predicted_over_target_beyond_uncertainty_is_never_trained(tmp_path: Path, corpus_file: Path,
+                                                                   sqlite_url: str) -> None:
+    """Infeasible means `mean - std > target`: a candidate within its uncertainty above the target still trains."""
+    storage = open_storage(sqlite_url)
+    calls: list[int] = []
+    std_ms = 0.1
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=0.3), calls,
+                      latency_model_factory=lambda space, device: FeatureSumLatencyModel(
+                          space=space, device=device, std_ms=std_ms))
+    assert job.state == "completed", job.message
+    trials = storage.trials(job_id)
+    for t in trials:
+        assert t.predicted_latency_std_ms == std_ms
+        if t.predicted_latency_ms - 0.3 > std_ms:
+            assert t.state == "infeasible" and t.number not in calls and "uncertainty" in (t.error or "")
+        else:
+            assert t.state == "complete" and t.number in calls
+    assert any(0 < t.predicted_latency_ms - 0.3 <= std_ms for t in trials), "no borderline candidate was proposed"
+    assert any(t.state == "infeasible" for t in trials)
 
 
 def test_a_tell_lost_in_a_crash_is_told_on_resume(tmp_path: Path, corpus_file: Path, sqlite_url: str,
@@ -265,7 +297,7 @@ def test_a_tell_lost_in_a_crash_is_told_on_resume(tmp_path: Path, corpus_file: P
 
     settings = Settings(data_dir=tmp_path / "data", executor="in-process", lease_ttl_s=5)
     job = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
-                     latency_model_factory=feature_sum_factory).run_job(1)
+                     latency_model_factory=feature_sum_factory, device_runner=FakeDeviceRunner()).run_job(1)
     assert job.state == "completed", job.message
     trials = storage.trials(1)
     assert [t.number for t in trials] == list(range(12))

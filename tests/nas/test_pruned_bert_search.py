@@ -12,7 +12,7 @@ import pytest
 from nas.controller import Controller
 from nas.db.storage import open_storage
 from nas.service import front_rows, job_summary, submit_job
-from nas.settings import Settings
+from tests.conftest import fast_settings
 from nas.spec import parse_spec
 from tests.conftest import tiny_pruned_bert_options
 from tests.nas.test_checkpoint_export import CLEAN_LOAD
@@ -48,7 +48,7 @@ def spec_for(files: tuple[Path, Path], tiny_bert_dir: Path, **changes: object): 
 def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny_bert_dir: Path,
                                         tmp_path: Path, sqlite_url: str) -> None:
     storage = open_storage(sqlite_url)
-    settings = Settings(data_dir=tmp_path / "data", executor="in-process", meter_rounds=2, meter_repeats=2)
+    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
     controller = Controller(storage, settings, executor_factory=InProcessExecutor)
     job_id = submit_job(storage, spec_for(sentiment_files, tiny_bert_dir))
     job = controller.run_job(job_id)

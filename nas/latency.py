@@ -1,0 +1,64 @@
+"""The service's side of latency models: profile a (device, space), store the predictors, pick one.
+
+A job uses the stored predictor for its device and its space's latency signature (profiling first,
+on the device, when none exists); `auto` picks the lowest held-out MAPE among the newest of each kind.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from latency_models.base import LatencyModel
+from latency_models.device import DeviceProfile
+from latency_models.profiler import ProfileOutcome, ProfilePlan, ProgressHook
+from nas.db.models import LatencyModelRow
+from nas.db.storage import Storage
+from search_spaces.base import SearchSpace
+from search_spaces.errors import LatencyError
+from workers.device_tasks import DeviceRunner
+
+logger = logging.getLogger(__name__)
+
+
+def store_profile(storage: Storage, outcome: ProfileOutcome) -> list[int]:
+    """Store a profiling run's samples and predictors (with their reports); return the predictors' ids."""
+    device = outcome.device["name"]
+    storage.add_profile_samples(device=device, space=outcome.space, space_version=outcome.space_version,
+                                samples=outcome.samples)
+    return [storage.add_latency_model(device=device, space=outcome.space, space_version=outcome.space_version,
+                                      space_key=outcome.space_key, space_signature=outcome.space_signature,
+                                      kind=p["kind"], payload=p["payload"],
+                                      report={**p["report"], "timings_s": outcome.timings_s})
+            for p in outcome.predictors]
+
+
+def profile_and_store(storage: Storage, runner: DeviceRunner, *, device: DeviceProfile, space: SearchSpace,
+                      plan: ProfilePlan, on_progress: ProgressHook | None = None) -> tuple[ProfileOutcome, list[int]]:
+    outcome = runner.profile(device, space.name, space.options.model_dump(mode="json"), plan, on_progress=on_progress)
+    return outcome, store_profile(storage, outcome)
+
+
+def candidate_rows(storage: Storage, *, device: DeviceProfile, space: SearchSpace, kind: str) -> list[LatencyModelRow]:
+    """The newest stored predictor of each kind for this device and space signature (`kind` may be 'auto')."""
+    newest: dict[str, LatencyModelRow] = {}
+    for row in storage.latency_models(device=device.name, space=space.name, space_key=space.latency_key()):
+        if row.space_version == space.version and row.kind not in newest and kind in ("auto", row.kind):
+            newest[row.kind] = row
+    return sorted(newest.values(), key=lambda r: float((r.report or {}).get("mape", float("inf"))))
+
+
+def job_latency_model(storage: Storage, runner: DeviceRunner, *, device: DeviceProfile, space: SearchSpace,
+                      kind: str, plan: ProfilePlan) -> tuple[LatencyModel, dict[str, Any]]:
+    """Load the predictor a job uses, profiling the device first when none is stored. Returns it and its row info."""
+    rows = candidate_rows(storage, device=device, space=space, kind=kind)
+    if not rows:
+        logger.info("no %s latency model for %s on %r: profiling (%d samples, %d held out)", kind, space.name,
+                    device.name, plan.samples, plan.holdout)
+        profile_and_store(storage, runner, device=device, space=space, plan=plan)
+        rows = candidate_rows(storage, device=device, space=space, kind=kind)
+    if not rows:
+        raise LatencyError(f"no latency model of kind {kind!r} for {space.name} on {device.name!r} after profiling")
+    row = rows[0]
+    model = LatencyModel.load(row.payload or b"", space=space, device=device)
+    return model, {"id": row.id, "kind": row.kind, "report": row.report}

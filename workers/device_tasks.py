@@ -1,0 +1,105 @@
+"""Work that must run on the device itself: profiling a space, and measuring archs.
+
+A node that has a device carries a Ray custom resource named after its profile; these tasks ask for
+one unit of it, so Ray places them on that node. With no such node they run in this process, but
+only when the profile describes this machine (a torch-cpu profile with no more threads than it has,
+or cuda where CUDA is available); anything else fails with a message that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from latency_models.device import DeviceProfile
+from latency_models.measure import measure_archs
+from latency_models.meter import LatencyMeter, LatencySample, MeterSettings
+from latency_models.profiler import ProfileOutcome, ProfilePlan, ProgressHook, profile
+from search_spaces.arch import Arch
+from search_spaces.base import get_space
+from search_spaces.errors import LatencyError
+
+logger = logging.getLogger(__name__)
+
+
+def profile_task(device: dict[str, Any], space: str, space_options: dict[str, Any],
+                 plan: dict[str, Any]) -> ProfileOutcome:
+    """Profile `space` on this node's device (the body of the Ray task, or the local call)."""
+    return profile(get_space(space, space_options), DeviceProfile.model_validate(device),
+                   ProfilePlan.model_validate(plan))
+
+
+def measure_task(device: dict[str, Any], space: str, space_options: dict[str, Any], archs: list[dict[str, Any]],
+                 meter: dict[str, Any]) -> list[dict[str, Any]]:
+    """Measure archs interleaved on this node's device; samples as plain dicts."""
+    space_obj = get_space(space, space_options)
+    profile_obj = DeviceProfile.model_validate(device)
+    samples = measure_archs(space_obj, [Arch.from_dict(a) for a in archs],
+                            LatencyMeter(profile_obj, MeterSettings.model_validate(meter)))
+    where = f"{socket.gethostname()}:{os.getpid()}"
+    return [{**s.to_dict(), "measured_by": where} for s in samples]
+
+
+class DeviceRunner:
+    """Runs device tasks where the device is: a Ray node with its resource, else here if this is it."""
+
+    def __init__(self, *, use_ray: bool, ray_address: str | None = None) -> None:
+        self.use_ray = use_ray
+        self.ray_address = ray_address
+
+    def placement(self, device: DeviceProfile) -> Literal["ray", "local"]:
+        if self.use_ray:
+            from workers.executors.ray_executor import ensure_ray, import_ray
+
+            ray = import_ray()
+            if not ray.is_initialized() and self.ray_address:
+                ensure_ray(address=self.ray_address)
+            if ray.is_initialized() and ray.cluster_resources().get(device.ray_resource, 0) > 0:
+                return "ray"
+        if device.describes_this_machine():
+            return "local"
+        raise LatencyError(
+            f"device profile {device.name!r} ({device.backend}, {device.threads} threads) is not this machine, and "
+            f"no Ray node advertises the resource {device.ray_resource!r}; start a Ray worker on the device with "
+            f"`ray start --address HEAD --resources '{{\"{device.ray_resource}\": 1}}'` and set HWNAS_RAY_ADDRESS, "
+            "or pick a profile of this machine (see `hwnas devices list`)"
+        )
+
+    def _remote(self, device: DeviceProfile, function: Any) -> Any:
+        from workers.executors.ray_executor import import_ray
+
+        ray = import_ray()
+        options: dict[str, Any] = {"resources": {device.ray_resource: 1}, "max_retries": 1}
+        if device.backend == "cuda":
+            options["num_gpus"] = 1
+        else:
+            options["num_cpus"] = device.threads
+        return ray.remote(function).options(**options)
+
+    def profile(self, device: DeviceProfile, space: str, space_options: dict[str, Any], plan: ProfilePlan, *,
+                on_progress: ProgressHook | None = None) -> ProfileOutcome:
+        args = (device.model_dump(), space, dict(space_options), plan.model_dump(mode="json"))
+        if self.placement(device) == "ray":
+            from workers.executors.ray_executor import import_ray
+
+            logger.info("profiling %s on the Ray node with resource %r", space, device.ray_resource)
+            return import_ray().get(self._remote(device, profile_task).remote(*args))
+        return profile(get_space(space, space_options), device, plan, on_progress=on_progress)
+
+    def measure(self, device: DeviceProfile, space: str, space_options: dict[str, Any], archs: Sequence[Arch],
+                meter: MeterSettings) -> list[LatencySample]:
+        if not archs:
+            return []
+        args = (device.model_dump(), space, dict(space_options), [a.to_dict() for a in archs],
+                meter.model_dump(mode="json"))
+        if self.placement(device) == "ray":
+            from workers.executors.ray_executor import import_ray
+
+            raw = import_ray().get(self._remote(device, measure_task).remote(*args))
+        else:
+            raw = measure_task(*args)
+        return [LatencySample(median_ms=r["median_ms"], p10_ms=r["p10_ms"], p90_ms=r["p90_ms"], runs=r["runs"],
+                              protocol={**r["protocol"], "measured_by": r["measured_by"]}) for r in raw]
