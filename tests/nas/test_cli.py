@@ -36,7 +36,13 @@ def test_search_json_then_browse_and_export(tmp_path: Path, corpus_file: Path) -
     result = json.loads(done.stdout)
     assert {"job_id", "state", "trials", "front", "checkpoint"} <= set(result)
     assert result["state"] == "completed" and result["trials"] == 3
-    assert result["front"] and {"trial", "metric", "metrics", "latency_ms", "arch"} == set(result["front"][0])
+    assert result["front"] and {"trial", "metric", "metrics", "latency_ms", "predicted_latency_ms",
+                                "predicted_latency_std_ms", "measured_latency_ms", "arch"} == set(result["front"][0])
+    for member in result["front"]:  # every front member was measured on the device before export
+        assert member["measured_latency_ms"] is not None and member["latency_ms"] == member["measured_latency_ms"]
+    # The job profiled cpu-1t for its space first (none was stored) and searched with the better predictor.
+    assert result["latency_model"]["kind"] in ("lookup-table", "learned")
+    assert result["checkpoint"]["measured_latency_ms"] <= 50.0
     assert Path(result["checkpoint"]["path"]).is_dir() and len(result["checkpoint"]["sha256"]) == 64
 
     job = str(result["job_id"])

@@ -45,6 +45,15 @@ def run(storage: Storage, tmp_path: Path, spec: Any, calls: list[int], **kwargs:
     return job_id, controller.run_job(job_id)
 
 
+def test_submitting_to_an_unknown_device_stores_nothing(sqlite_url: str, corpus_file: Path) -> None:
+    from search_spaces.errors import NotFoundError
+
+    storage = open_storage(sqlite_url)
+    with pytest.raises(NotFoundError, match="device profile 'tpu-v9' does not exist; .*hwnas devices add"):
+        submit_job(storage, make_spec(corpus_file, device="tpu-v9"))
+    assert storage.list_jobs() == []
+
+
 def test_front_constraint_and_export(database_url: str, tmp_path: Path, corpus_file: Path) -> None:
     storage = open_storage(database_url)
     calls: list[int] = []

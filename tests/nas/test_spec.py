@@ -26,7 +26,7 @@ def good_spec(corpus: Path) -> dict:  # type: ignore[type-arg]
     ({"budget": {"trials": 4, "max_minutes": -1}}, "budget.max_minutes", "greater than 0"),
     ({"bogus": 1}, "bogus", "unknown field"),
     ({"budget": {"trials": 4, "epochs": 3}}, "budget.epochs", "unknown field"),
-    ({"device": "tpu-v9"}, "device", "unknown device profile"),
+    ({"device": "tpu v9!"}, "device", "should match pattern"),
     ({"task": {"kind": "language-modeling", "train": "/no/such/file.txt"}}, "task", "does not exist"),
     ({"task": {"kind": "speech", "train": "x"}}, "task", "task.kind must be one of"),
     ({"space_options": {"max_layers": 0}}, "space_options.max_layers", "greater than or equal to 1"),

@@ -22,8 +22,12 @@ def import_ray() -> Any:
     return ray
 
 
-def ensure_ray(*, address: str | None, num_cpus: int | None = None) -> None:
-    """Connect to the cluster at `address`, or start a local Ray bound to loopback."""
+def ensure_ray(*, address: str | None, num_cpus: int | None = None,
+               resources: dict[str, float] | None = None) -> None:
+    """Connect to the cluster at `address`, or start a local Ray bound to loopback.
+
+    `resources` are custom resources of the local node (a device profile's name, when this machine has it).
+    """
     ray = import_ray()
     if ray.is_initialized():
         return
@@ -31,7 +35,7 @@ def ensure_ray(*, address: str | None, num_cpus: int | None = None) -> None:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, include_dashboard=False,
+            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources=resources, include_dashboard=False,
                      _node_ip_address="127.0.0.1", logging_level=logging.WARNING, log_to_driver=False)
     except Exception as exc:  # noqa: BLE001  (Ray raises many types; the user needs one message)
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"

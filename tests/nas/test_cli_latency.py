@@ -1,0 +1,59 @@
+"""`hwnas devices` and `hwnas profile` as a user runs them (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import TINY_SPACE_OPTIONS
+from tests.nas.test_cli import hwnas
+
+
+def test_devices_add_list_show(tmp_path: Path) -> None:
+    added = hwnas(tmp_path, "devices", "add", "laptop-4t", "--threads", "4", "--seq-len", "128")
+    assert added.returncode == 0, added.stderr
+    listed = json.loads(hwnas(tmp_path, "devices", "list", "--json").stdout)
+    names = [d["name"] for d in listed]
+    assert {"cpu-1t", "cpu-2t", "laptop-4t"} <= set(names)
+    shown = json.loads(hwnas(tmp_path, "devices", "show", "laptop-4t", "--json").stdout)
+    assert shown["threads"] == 4 and shown["seq_len"] == 128 and not shown["builtin"] and shown["latency_models"] == []
+
+
+def test_bad_device_input_is_refused_with_the_field(tmp_path: Path) -> None:
+    bad = hwnas(tmp_path, "devices", "add", "x", "--threads", "0")
+    assert bad.returncode == 2 and "threads" in bad.stderr and "(got 0)" in bad.stderr
+    reserved = hwnas(tmp_path, "devices", "add", "CPU")
+    assert reserved.returncode == 2 and "Ray reserves" in reserved.stderr
+    assert hwnas(tmp_path, "devices", "add", "dup").returncode == 0
+    again = hwnas(tmp_path, "devices", "add", "dup", "--threads", "2")
+    assert again.returncode == 4 and "already exists" in again.stderr
+    assert json.loads(hwnas(tmp_path, "devices", "show", "dup", "--json").stdout)["threads"] == 1  # nothing lost
+    missing = hwnas(tmp_path, "devices", "show", "nope")
+    assert missing.returncode == 3 and "hwnas devices add" in missing.stderr
+
+
+def test_profile_prints_one_json_object_per_predictor_and_stores_them(tmp_path: Path) -> None:
+    result = hwnas(tmp_path, "profile", "--device", "cpu-1t", "--space", "sparse-transformer",
+                   "--space-options", json.dumps(TINY_SPACE_OPTIONS), "--samples", "12", "--holdout", "4", "--json")
+    assert result.returncode == 0, result.stderr
+    reports = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["kind"] for r in reports] == ["lookup-table", "learned"]
+    for r in reports:
+        for key in ("mape", "within_5pct", "within_10pct", "kendall_tau", "noise_floor", "profiling_s"):
+            assert key in r
+    shown = json.loads(hwnas(tmp_path, "devices", "show", "cpu-1t", "--json").stdout)
+    assert sorted(m["kind"] for m in shown["latency_models"]) == ["learned", "lookup-table"]
+    assert {m["id"] for m in shown["latency_models"]} == {r["id"] for r in reports}
+
+
+def test_profile_refuses_bad_options_and_foreign_devices(tmp_path: Path) -> None:
+    bad_json = hwnas(tmp_path, "profile", "--device", "cpu-1t", "--space", "sparse-transformer",
+                     "--space-options", "{max_layers: 3")
+    assert bad_json.returncode == 2 and "--space-options" in bad_json.stderr
+    bad_space = hwnas(tmp_path, "profile", "--device", "cpu-1t", "--space", "nope")
+    assert bad_space.returncode == 2 and "unknown space" in bad_space.stderr
+    assert hwnas(tmp_path, "devices", "add", "jetson", "--backend", "onnxruntime-cpu").returncode == 0
+    foreign = hwnas(tmp_path, "profile", "--device", "jetson", "--space", "sparse-transformer")
+    assert foreign.returncode == 7 and "no Ray node advertises the resource 'jetson'" in foreign.stderr
+    shown = json.loads(hwnas(tmp_path, "devices", "show", "jetson", "--json").stdout)
+    assert shown["latency_models"] == []
