@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from latency_models.base import FitSample, LatencyModel, get_latency_model_class
 from latency_models.device import DeviceProfile
 from latency_models.lookup_table import LookupTableModel
-from latency_models.measure import measure_archs, measure_blocks
+from latency_models.measure import Reference, measure_archs, measure_blocks
 from latency_models.meter import LatencyMeter, LatencySample, MeterSettings
 from latency_models.report import accuracy_report
 from search_spaces.arch import Arch
@@ -50,6 +50,7 @@ class ProfilePlan(BaseModel):
     seed: int = Field(default=0, ge=0)
     meter: MeterSettings = Field(default_factory=MeterSettings)
     kinds: tuple[str, ...] = PREDICTOR_KINDS
+    drift_correction: bool = Field(default=True, description="time a reference model in every chunk and rescale")
 
     @model_validator(mode="after")
     def _consistent(self) -> ProfilePlan:
@@ -73,6 +74,7 @@ class ProfileOutcome:
     predictors: list[dict[str, Any]] = field(default_factory=list)  # kind, payload (bytes), report (dict)
     samples: list[dict[str, Any]] = field(default_factory=list)  # arch, arch_hash, sample, purpose
     timings_s: dict[str, float] = field(default_factory=dict)
+    reference_ms: float | None = None  # the drift reference's baseline; all samples are scaled to it
 
 
 def _predict_timed(model: LatencyModel, archs: list[Arch]) -> tuple[list[float], list[float], float]:
@@ -89,6 +91,12 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
     blocks = space.block_catalogue()
     train = random_archs(space, count=plan.samples, seed=plan.seed)
     holdout = random_archs(space, count=plan.holdout, seed=plan.seed + 1, exclude=[a.hash for a in train])
+    # One fixed arch (the median by parameters of five) timed in every chunk: drift correction (see `measure`).
+    reference = None
+    if plan.drift_correction:
+        candidates = random_archs(space, count=5, seed=plan.seed + 2)
+        sizes = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in candidates]
+        reference = Reference.for_arch(space, sorted(zip(sizes, candidates), key=lambda x: x[0])[2][1], meter)
     total = len(blocks) + len(train) + 2 * len(holdout)
     done = 0
 
@@ -110,23 +118,24 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
         return result
 
     needs_table = "lookup-table" in plan.kinds
-    block_samples = timed("blocks", lambda: measure_blocks(space, blocks, meter, on_progress=step("blocks"))) \
+    block_samples = timed("blocks", lambda: measure_blocks(space, blocks, meter, reference=reference,
+                                                                         on_progress=step("blocks"))) \
         if needs_table else []
     if not needs_table:
         done += len(blocks)
     k = plan.overhead_samples
     first = timed("overhead_samples", lambda: measure_archs(space, train[:k], meter, chunk_size=plan.chunk_size,
-                                                            on_progress=step("samples")))
+                                                            reference=reference, on_progress=step("samples")))
     rest = timed("more_samples", lambda: measure_archs(space, train[k:], meter, chunk_size=plan.chunk_size,
-                                                       on_progress=step("samples")))
+                                                       reference=reference, on_progress=step("samples")))
     measured = timed("holdout", lambda: measure_archs(space, holdout, meter, chunk_size=plan.chunk_size,
-                                                      on_progress=step("holdout")))
+                                                      reference=reference, on_progress=step("holdout")))
     # The second measurement: other chunks, other order, other shuffles.
     order = list(range(len(holdout)))
     random.Random(plan.seed + 7).shuffle(order)
     repeat_meter = LatencyMeter(device, plan.meter.model_copy(update={"seed": plan.meter.seed + 1}))
     shuffled = timed("holdout_repeat", lambda: measure_archs(space, [holdout[i] for i in order], repeat_meter,
-                                                             chunk_size=plan.chunk_size,
+                                                             chunk_size=plan.chunk_size, reference=reference,
                                                              on_progress=step("holdout again")))
     repeat = [LatencySample(0, 0, 0, 0, {})] * len(holdout)
     for position, index in enumerate(order):
@@ -167,6 +176,6 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
                     kind, device.name, space.name, report.mape, report.within_10pct, report.kendall_tau,
                     report.noise_floor.mape, report.noise_floor.within_10pct, report.noise_floor.kendall_tau)
         outcome.predictors.append({"kind": kind, "payload": model.save(), "report": report.summary()})
-    if block_samples:
-        outcome.timings_s["blocks_count"] = float(len(blocks))
+    if reference is not None:
+        outcome.reference_ms = reference.baseline_ms
     return outcome

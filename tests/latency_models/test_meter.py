@@ -116,3 +116,31 @@ def test_bigger_archs_measure_slower_in_order_given() -> None:
 def test_meter_refuses_backends_it_cannot_time() -> None:
     with pytest.raises(LatencyError, match="cannot be measured"):
         LatencyMeter(DeviceProfile(name="ort", backend="onnxruntime-cpu"))
+
+
+def test_reference_in_every_chunk_corrects_a_slowdown() -> None:
+    """The machine turns 2x slower between chunks: rescaling by the reference gives back the true ratio."""
+    from latency_models.measure import Reference, _measure
+
+    machine = {"slowdown": 1.0}
+
+    class Work(torch.nn.Module):
+        def __init__(self, sleep_s: float) -> None:
+            super().__init__()
+            self.sleep_s = sleep_s
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            time.sleep(self.sleep_s * machine["slowdown"])
+            return x
+
+    def build(i: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+        machine["slowdown"] = 1.0 if i == 0 else 2.0  # the second chunk runs on a busier machine
+        return Work(0.004 * (i + 1)), {"x": torch.ones(1)}
+
+    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=3, min_rounds=1, max_rounds=1))
+    raw = _measure(2, build, meter, chunk_size=1, reference=None, on_progress=None)
+    reference = Reference(Work(0.004), {"x": torch.ones(1)})
+    corrected = _measure(2, build, meter, chunk_size=1, reference=reference, on_progress=None)
+    assert raw[1].median_ms / raw[0].median_ms > 3.2  # 2x the work, 2x slower machine
+    assert 1.6 < corrected[1].median_ms / corrected[0].median_ms < 2.5  # only the work's 2x is left
+    assert corrected[1].protocol["drift_factor"] == pytest.approx(0.5, rel=0.25)
