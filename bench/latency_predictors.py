@@ -29,15 +29,18 @@ CASES: dict[str, tuple[dict[str, Any], str, int]] = {
 }
 
 
-def run_case(space_name: str, *, samples: int | None, holdout: int, seed: int) -> dict[str, Any]:
+def run_case(space_name: str, *, samples: int | None, holdout: int, seed: int, repeats: int,
+             min_rounds: int, max_rounds: int) -> dict[str, Any]:
     from latency_models.device import BUILTIN_DEVICES
+    from latency_models.meter import MeterSettings
     from latency_models.profiler import ProfilePlan, profile
     from search_spaces.base import get_space
 
     options, device_name, default_samples = CASES[space_name]
     space = get_space(space_name, options)
     device = BUILTIN_DEVICES[device_name]
-    plan = ProfilePlan(samples=samples or default_samples, holdout=holdout, seed=seed)
+    meter = MeterSettings(repeats=repeats, min_rounds=min_rounds, max_rounds=max_rounds, seed=seed)
+    plan = ProfilePlan(samples=samples or default_samples, holdout=holdout, seed=seed, meter=meter)
     began = time.perf_counter()
     outcome = profile(space, device, plan)
     wall = time.perf_counter() - began
@@ -52,7 +55,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         d = r["device"]
-        where = f"{r['space']} ({d['name']}: {d['threads']} thread, batch {d['batch_size']}, seq {d['seq_len']})"
+        m = r["plan"]["meter"]
+        where = (f"{r['space']} ({d['name']}: {d['threads']} thread, batch {d['batch_size']}, seq {d['seq_len']}; "
+                 f"meter {m['repeats']} runs x {m['min_rounds']}-{m['max_rounds']} rounds)")
         for rep in r["reports"]:
             n = rep["noise_floor"]
             fitted = f"{r['blocks']} blocks + {rep['n_train']} archs" if rep["kind"] == "lookup-table" \
@@ -70,12 +75,16 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None, help="archs to fit on (default per space)")
     parser.add_argument("--holdout", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=5, help="meter: timed runs per model per round")
+    parser.add_argument("--min-rounds", type=int, default=4)
+    parser.add_argument("--max-rounds", type=int, default=10)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "latency_predictors.json")
     args = parser.parse_args()
     warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     spaces = list(CASES) if args.space == "all" else [args.space]
-    results = [run_case(s, samples=args.samples, holdout=args.holdout, seed=args.seed) for s in spaces]
+    results = [run_case(s, samples=args.samples, holdout=args.holdout, seed=args.seed, repeats=args.repeats,
+                        min_rounds=args.min_rounds, max_rounds=args.max_rounds) for s in spaces]
     record = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
               "date": time.strftime("%Y-%m-%d"), "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
