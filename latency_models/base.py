@@ -65,6 +65,16 @@ class LatencyModel(ABC):
     def fit(self, samples: Sequence[FitSample]) -> None:
         """Fit to end-to-end measured samples (archs of this space)."""
 
+    def check_samples(self, samples: Sequence[FitSample], *, minimum: int) -> None:
+        """Refuse too few samples, or samples of another space or version."""
+        if len(samples) < minimum:
+            raise LatencyError(f"{self.name} latency model needs at least {minimum} end-to-end samples, "
+                               f"got {len(samples)}; raise --samples")
+        for s in samples:
+            if s.arch.space != self.space.name or s.arch.version != self.space.version:
+                raise LatencyError(f"fit sample of {s.arch.space} v{s.arch.version} does not belong to "
+                                   f"{self.space.name} v{self.space.version}")
+
     @abstractmethod
     def predict(self, arch: Arch) -> LatencyPrediction: ...
 

@@ -36,13 +36,7 @@ class LearnedModel(LatencyModel):
         import numpy as np
         from sklearn.ensemble import GradientBoostingRegressor
 
-        if len(samples) < MIN_FIT_SAMPLES:
-            raise LatencyError(f"learned latency model needs at least {MIN_FIT_SAMPLES} end-to-end samples, "
-                               f"got {len(samples)}; raise --samples")
-        for s in samples:
-            if s.arch.space != self.space.name or s.arch.version != self.space.version:
-                raise LatencyError(f"fit sample of {s.arch.space} v{s.arch.version} does not belong to "
-                                   f"{self.space.name} v{self.space.version}")
+        self.check_samples(samples, minimum=MIN_FIT_SAMPLES)
         features = np.array([self.space.encode(s.arch) for s in samples])
         target = np.log(np.array([s.latency_ms for s in samples]))
         self.models = {

@@ -50,13 +50,7 @@ class LookupTableModel(LatencyModel):
 
         if not self.block_ms:
             raise LatencyError("lookup table is empty: time the space's blocks before fitting the overhead")
-        if len(samples) < MIN_FIT_SAMPLES:
-            raise LatencyError(f"lookup-table overhead needs at least {MIN_FIT_SAMPLES} end-to-end samples, "
-                               f"got {len(samples)}; raise --samples")
-        for s in samples:
-            if s.arch.space != self.space.name or s.arch.version != self.space.version:
-                raise LatencyError(f"fit sample of {s.arch.space} v{s.arch.version} does not belong to "
-                                   f"{self.space.name} v{self.space.version}")
+        self.check_samples(samples, minimum=MIN_FIT_SAMPLES)
         rows = [(*self.block_features(s.arch), 1.0) for s in samples]
         target = np.array([s.latency_ms for s in samples])
         # Weight rows by 1/latency so the fit minimises relative, not absolute, error.
