@@ -8,7 +8,6 @@ from latency_models.base import (
     LatencyModel,
     LatencyPrediction,
     get_latency_model_class,
-    latency_model_kinds,
     register_latency_model,
 )
 from latency_models.device import BUILTIN_DEVICES, DeviceProfile
@@ -25,6 +24,5 @@ __all__ = [
     "LatencySample",
     "MeterSettings",
     "get_latency_model_class",
-    "latency_model_kinds",
     "register_latency_model",
 ]

@@ -137,7 +137,3 @@ def get_latency_model_class(name: str) -> type[LatencyModel]:
 
     return LATENCY_MODELS.get(name)
 
-
-def latency_model_kinds() -> list[str]:
-    get_latency_model_class("lookup-table")
-    return LATENCY_MODELS.names()

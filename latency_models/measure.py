@@ -39,9 +39,15 @@ class Reference:
 
     @classmethod
     def for_arch(cls, space: SearchSpace, arch: Arch, meter: LatencyMeter) -> Reference:
-        device = meter.device
-        return cls(space.build_for_timing(arch),
-                   space.example_inputs(arch, batch_size=device.batch_size, seq_len=device.seq_len))
+        return cls(*_timing_pair(space, arch, meter))
+
+
+def _timing_pair(space: SearchSpace, arch: Arch, meter: LatencyMeter) -> tuple[nn.Module, Mapping[str, Tensor]]:
+    """The arch's network for timing, with inputs of the device's batch and length."""
+    device = meter.device
+    space.validate(arch)
+    return (space.build_for_timing(arch),
+            space.example_inputs(arch, batch_size=device.batch_size, seq_len=device.seq_len))
 
 
 def _scaled(sample: LatencySample, reference: LatencySample, baseline_ms: float) -> LatencySample:
@@ -76,14 +82,7 @@ def _measure(count: int, build: Builder, meter: LatencyMeter, *, chunk_size: int
 def measure_archs(space: SearchSpace, archs: Sequence[Arch], meter: LatencyMeter, *, chunk_size: int = DEFAULT_CHUNK,
                   reference: Reference | None = None, on_progress: Progress | None = None) -> list[LatencySample]:
     """One latency sample per arch, in the order given; archs in one chunk are measured interleaved."""
-    device = meter.device
-
-    def build(i: int) -> tuple[nn.Module, Mapping[str, Tensor]]:
-        space.validate(archs[i])
-        return (space.build_for_timing(archs[i]),
-                space.example_inputs(archs[i], batch_size=device.batch_size, seq_len=device.seq_len))
-
-    return _measure(len(archs), build, meter, chunk_size=chunk_size, reference=reference, on_progress=on_progress)
+    return _measure(len(archs), lambda i: _timing_pair(space, archs[i], meter), meter, chunk_size=chunk_size, reference=reference, on_progress=on_progress)
 
 
 def measure_blocks(space: SearchSpace, blocks: Sequence[Block], meter: LatencyMeter, *,

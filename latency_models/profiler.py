@@ -137,9 +137,8 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
     shuffled = timed("holdout_repeat", lambda: measure_archs(space, [holdout[i] for i in order], repeat_meter,
                                                              chunk_size=plan.chunk_size, reference=reference,
                                                              on_progress=step("holdout again")))
-    repeat = [LatencySample(0, 0, 0, 0, {})] * len(holdout)
-    for position, index in enumerate(order):
-        repeat[index] = shuffled[position]
+    by_index = dict(zip(order, shuffled))
+    repeat = [by_index[i] for i in range(len(holdout))]
 
     train_samples = first + rest
     for purpose, archs, samples in (("profile-train", train, train_samples), ("profile-holdout", holdout, measured),

@@ -40,7 +40,7 @@ def measure_task(device: dict[str, Any], space: str, space_options: dict[str, An
     samples = measure_archs(space_obj, [Arch.from_dict(a) for a in archs],
                             LatencyMeter(profile_obj, MeterSettings.model_validate(meter)))
     where = f"{socket.gethostname()}:{os.getpid()}"
-    return [{**s.to_dict(), "measured_by": where} for s in samples]
+    return [{**s.to_dict(), "protocol": {**s.protocol, "measured_by": where}} for s in samples]
 
 
 class DeviceRunner:
@@ -101,5 +101,4 @@ class DeviceRunner:
             raw = import_ray().get(self._remote(device, measure_task).remote(*args))
         else:
             raw = measure_task(*args)
-        return [LatencySample(median_ms=r["median_ms"], p10_ms=r["p10_ms"], p90_ms=r["p90_ms"], runs=r["runs"],
-                              protocol={**r["protocol"], "measured_by": r["measured_by"]}) for r in raw]
+        return [LatencySample(**r) for r in raw]

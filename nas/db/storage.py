@@ -229,20 +229,25 @@ class Storage:
                            arch: dict[str, Any], sample: dict[str, Any], purpose: str, job_id: int | None,
                            trial_id: int | None) -> None:
         with self.session() as s:
-            s.add(LatencySampleRow(device=device, space=space, space_version=space_version, arch_hash=arch_hash,
-                                   arch=arch, median_ms=sample["median_ms"], p10_ms=sample["p10_ms"],
-                                   p90_ms=sample["p90_ms"], runs=sample["runs"], protocol=sample["protocol"],
-                                   purpose=purpose, job_id=job_id, trial_id=trial_id))
+            s.add(self._sample_row(device=device, space=space, space_version=space_version, arch_hash=arch_hash,
+                                   arch=arch, sample=sample, purpose=purpose, job_id=job_id, trial_id=trial_id))
+
+    @staticmethod
+    def _sample_row(*, device: str, space: str, space_version: int, arch_hash: str, arch: dict[str, Any],
+                    sample: dict[str, Any], purpose: str, job_id: int | None = None,
+                    trial_id: int | None = None) -> LatencySampleRow:
+        return LatencySampleRow(device=device, space=space, space_version=space_version, arch_hash=arch_hash,
+                                arch=arch, median_ms=sample["median_ms"], p10_ms=sample["p10_ms"],
+                                p90_ms=sample["p90_ms"], runs=sample["runs"], protocol=sample["protocol"],
+                                purpose=purpose, job_id=job_id, trial_id=trial_id)
 
     def add_profile_samples(self, *, device: str, space: str, space_version: int,
                             samples: Sequence[dict[str, Any]]) -> None:
         """Store a profiling run's samples (`arch`, `arch_hash`, `sample`, `purpose` each) in one transaction."""
         with self.session() as s:
-            s.add_all(LatencySampleRow(device=device, space=space, space_version=space_version,
-                                       arch_hash=item["arch_hash"], arch=item["arch"],
-                                       median_ms=item["sample"]["median_ms"], p10_ms=item["sample"]["p10_ms"],
-                                       p90_ms=item["sample"]["p90_ms"], runs=item["sample"]["runs"],
-                                       protocol=item["sample"]["protocol"], purpose=item["purpose"])
+            s.add_all(self._sample_row(device=device, space=space, space_version=space_version,
+                                       arch_hash=item["arch_hash"], arch=item["arch"], sample=item["sample"],
+                                       purpose=item["purpose"])
                       for item in samples)
 
     def add_latency_model(self, *, device: str, space: str, space_version: int, space_key: str,

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import pytest
+
+from latency_models.base import FitSample
 from latency_models.device import DeviceProfile
 from latency_models.learned import LearnedModel
 from latency_models.lookup_table import LookupTableModel
 from search_spaces.base import SearchSpace
 from search_spaces.errors import LatencyError
-from latency_models.base import FitSample
 from tests.latency_models.contracts import DEVICE, PredictorContract, synthetic_latency_ms
 
 
@@ -23,7 +25,6 @@ class TestLookupTable(PredictorContract):
         assert abs(scale - 1.0) < 1e-6 and abs(per_block - 0.03) < 1e-6 and abs(constant - 0.2) < 1e-6
 
     def test_a_block_missing_from_the_table_is_named(self, space: SearchSpace) -> None:
-        import pytest
 
         from search_spaces.base import random_archs
 
@@ -40,8 +41,14 @@ class TestLearned(PredictorContract):
     def make_model(self, space: SearchSpace, device: DeviceProfile) -> LearnedModel:
         return LearnedModel(space=space, device=device)
 
-    def test_uncertainty_is_positive_and_quantiles_ordered(self, space: SearchSpace, fitted: LearnedModel) -> None:
+    def test_uncertainty_comes_from_the_quantile_spread(self, space: SearchSpace, fitted: LearnedModel) -> None:
+        import math
+
+        import numpy as np
+
         from search_spaces.base import random_archs
 
         for arch in random_archs(space, count=10, seed=9):
-            assert fitted.predict(arch).std_ms >= 0
+            _, q10, q90 = fitted._predict_log(np.array([space.encode(arch)], dtype=np.float32))
+            spread = abs(math.exp(float(q90[0])) - math.exp(float(q10[0])))
+            assert fitted.predict(arch).std_ms == pytest.approx(spread / 2.5631)
