@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from search_spaces.errors import LatencyError
 
@@ -28,6 +28,16 @@ class ErrorFigures(BaseModel):
     kendall_tau: float
     rmse_ms: float
     max_error_pct: float
+
+
+class HoldoutPoint(BaseModel):
+    """One held-out arch: what the predictor said and what the meter measured (the report's plot)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    predicted_ms: float
+    predicted_std_ms: float
+    measured_ms: float
 
 
 class AccuracyReport(BaseModel):
@@ -52,6 +62,7 @@ class AccuracyReport(BaseModel):
     profiling_s: float
     evaluation_s: float
     predict_ms: float
+    holdout: list[HoldoutPoint] = Field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -103,4 +114,6 @@ def accuracy_report(*, kind: str, device: str, space: str, space_version: int, n
         kendall_tau=figures.kendall_tau, rmse_ms=figures.rmse_ms, max_error_pct=figures.max_error_pct,
         within_1std=100.0 * covered / figures.n, noise_floor=noise, profiling_s=profiling_s,
         evaluation_s=evaluation_s, predict_ms=predict_ms,
+        holdout=[HoldoutPoint(predicted_ms=p, predicted_std_ms=s, measured_ms=m)
+                 for p, s, m in zip(predicted_ms, predicted_std_ms, measured_ms)],
     )

@@ -1,6 +1,6 @@
-"""The hwnas exception hierarchy (defined in the lowest layer, re-exported here) and CLI exit codes.
+"""The hwnas exception hierarchy (defined in the lowest layer, re-exported here), CLI exit codes and HTTP codes.
 
-Exit codes are mapped here and only here; the API's HTTP mapping will sit beside it.
+Exit codes and HTTP status codes are mapped here and only here; the API client maps status codes back.
 """
 
 from __future__ import annotations
@@ -29,11 +29,31 @@ __all__ = [
     "RegistryError",
     "SpecError",
     "StorageError",
+    "AuthError",
+    "ForbiddenError",
+    "PayloadTooLargeError",
+    "error_for_status",
     "exit_code_for",
+    "http_status_for",
 ]
+
+
+class AuthError(HwnasError):
+    """No bearer token, or one that is unknown or revoked (HTTP 401)."""
+
+
+class ForbiddenError(HwnasError):
+    """A valid token whose scope is too weak for the request (HTTP 403)."""
+
+
+class PayloadTooLargeError(HwnasError):
+    """A request body over the service's limit (HTTP 413)."""
 
 # Ordered most specific first: the first matching class decides.
 _EXIT_CODES: tuple[tuple[type[HwnasError], int], ...] = (
+    (AuthError, 8),
+    (ForbiddenError, 8),
+    (PayloadTooLargeError, 2),
     (SpecError, 2),
     (RegistryError, 2),
     (DataError, 2),
@@ -51,3 +71,37 @@ def exit_code_for(error: HwnasError) -> int:
         if isinstance(error, cls):
             return code
     return 1
+
+
+# Ordered most specific first, like the exit codes. Server-side failures (storage, execution, device) are
+# 503 (try again) or 500; everything the caller can fix is a 4xx.
+_HTTP_STATUS: tuple[tuple[type[HwnasError], int], ...] = (
+    (AuthError, 401),
+    (ForbiddenError, 403),
+    (PayloadTooLargeError, 413),
+    (SpecError, 422),
+    (RegistryError, 422),
+    (DataError, 422),
+    (InvalidArchError, 422),
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (StorageError, 503),
+    (LatencyError, 503),
+    (ExecutionError, 500),
+    (HwnasError, 500),
+)
+
+
+def http_status_for(error: HwnasError) -> int:
+    for cls, status in _HTTP_STATUS:
+        if isinstance(error, cls):
+            return status
+    return 500
+
+
+def error_for_status(status: int, message: str) -> HwnasError:
+    """The client side: the hwnas error an HTTP status stands for (the first class mapped to it)."""
+    for cls, mapped in _HTTP_STATUS:
+        if mapped == status:
+            return cls(message)
+    return HwnasError(f"HTTP {status}: {message}")

@@ -1,4 +1,4 @@
-"""Use cases shared by the CLI (and later the API): submit, run, resume, cancel, inspect, export."""
+"""Use cases shared by the CLI and the API: submit, run, resume, cancel, inspect, export."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas.db.models import TrialRow
 from nas.db.storage import Storage, isoformat, open_storage
 from nas.pareto import Point, best_under
 from nas.settings import Settings
 from nas.spec import JobSpec
-from search_spaces.errors import ConflictError, SpecError
+from search_spaces.errors import NotFoundError, SpecError
 from workers.executors.base import Executor
 
 if TYPE_CHECKING:
@@ -71,6 +72,28 @@ def latency_model_dict(row: Any) -> dict[str, Any]:
             "created_at": isoformat(row.created_at)}
 
 
+def issue_token(storage: Storage, *, name: str, scope: str) -> tuple[int, str]:
+    """Create a bearer token of `scope`; returns (id, token). The token is shown once: only its hash is kept."""
+    from nas.auth import SCOPES, TOKEN_PREFIX, hash_token, new_token
+
+    if scope not in SCOPES:
+        raise SpecError(f"--scope: must be one of {', '.join(SCOPES)}, got {scope!r}")
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise SpecError(f"--name: must be 1 to 200 characters, got {len(name)}")
+    token = new_token()
+    token_id = storage.add_token(name=name, scope=scope, token_hash=hash_token(token),
+                                 prefix=token[:len(TOKEN_PREFIX) + 4])
+    return token_id, token
+
+
+def issue_first_admin_token(storage: Storage) -> str | None:
+    """An admin token when the database has none at all (a first start), else None."""
+    if storage.list_tokens():
+        return None
+    return issue_token(storage, name="first admin (hwnas serve)", scope="admin")[1]
+
+
 def submit_job(storage: Storage, spec: JobSpec) -> int:
     """Store a validated spec as a queued job. The device profile must exist in the database."""
     storage.device(spec.device)
@@ -79,24 +102,37 @@ def submit_job(storage: Storage, spec: JobSpec) -> int:
                               strategy=spec.strategy, trials_budget=spec.budget.trials)
 
 
+def job_metric(job: JobRow) -> tuple[str, bool]:
+    """The job's task metric name and whether higher is better."""
+    from workers.tasks.base import make_task
+
+    task = make_task(job.spec["task"])
+    return task.metric_name, task.direction == "maximize"
+
+
 def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
+    """A job as the CLI and the API show it: state, progress, front size, checkpoint, latency model."""
     job = storage.get_job(job_id)
-    trials = storage.trials(job_id)
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.state] = counts.get(t.state, 0) + 1
+    counts = storage.trial_state_counts(job_id)
     checkpoints = storage.checkpoints(job_id)
-    history = storage.hypervolume_history(job_id)
+    history = storage.hypervolume_history(job_id, last=1)
+    metric_name, maximize = job_metric(job)
+    trials = sum(counts.values())
     return {
         "job_id": job.id, "name": job.name, "state": job.state, "space": job.space, "device": job.device,
         "latency_target_ms": job.latency_target_ms, "strategy": job.strategy, "trials_budget": job.trials_budget,
-        "trials": len(trials), "trial_states": counts, "message": job.message,
+        "trials": trials, "trial_states": counts, "progress": min(1.0, trials / max(1, job.trials_budget)),
+        "cancel_requested": bool(job.cancel_requested), "message": job.message,
+        "metric_name": metric_name, "maximize_metric": maximize,
         "created_at": isoformat(job.created_at), "started_at": isoformat(job.started_at),
         "finished_at": isoformat(job.finished_at), "hypervolume": history[-1].hypervolume if history else None,
-        "checkpoint": checkpoint_dict(checkpoints[-1]) if checkpoints else None, "data": job.data_info,
+        "checkpoint": checkpoint_dict(checkpoints[-1], job_id=job_id, trial_numbers={
+            checkpoints[-1].trial_id: storage.trial_by_id(checkpoints[-1].trial_id).number}) if checkpoints else None,
+        "data": job.data_info,
         "baseline": (job.preparation or {}).get("baseline"),
-        "latency_model": latency_model_dict(storage.latency_model(job.latency_model_id))
+        "latency_model": latency_model_dict(storage.latency_model(job.latency_model_id, with_payload=False))
         if job.latency_model_id is not None else None,
+        "spec": job.spec,
     }
 
 
@@ -109,48 +145,95 @@ def job_task_and_space(job: JobRow) -> tuple[Task, SearchSpace]:
     return task_and_space(spec.space, {**spec.space_options, **prepared}, spec.task)
 
 
-def checkpoint_dict(row: Any) -> dict[str, Any]:
-    return {"path": row.path, "archive": row.archive_path, "sha256": row.sha256, "size_bytes": row.size_bytes,
-            "measured_latency_ms": row.measured_latency_ms}
+def checkpoint_dict(row: Any, *, job_id: int, trial_numbers: dict[int, int]) -> dict[str, Any]:
+    archive_name = Path(row.archive_path).name
+    return {"id": row.id, "trial": trial_numbers.get(row.trial_id, -1), "path": row.path, "archive": row.archive_path,
+            "archive_name": archive_name, "sha256": row.sha256, "size_bytes": row.size_bytes,
+            "measured_latency_ms": row.measured_latency_ms, "created_at": isoformat(row.created_at),
+            "download_url": f"/api/v1/jobs/{job_id}/checkpoints/{archive_name}"}
 
 
 def front_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
+    """The job's front, fastest first, each member with its checkpoint when one was exported."""
     from search_spaces.base import space_class
 
-    describe = space_class(storage.get_job(job_id).space).describe
-    return [{"trial": t.number, "metric": m.metric, "latency_ms": m.latency_ms, "arch_text": describe(t.arch["config"]),
-             "predicted_latency_ms": t.predicted_latency_ms, "predicted_latency_std_ms": t.predicted_latency_std_ms,
-             "measured_latency_ms": t.measured_latency_ms,
-             "params": t.params, "metrics": t.metrics, "arch": t.arch["config"], "arch_hash": t.arch_hash}
-            for m, t in storage.front(job_id)]
+    job = storage.get_job(job_id)
+    describe = space_class(job.space).describe
+    checkpoints = {c.trial_id: c for c in storage.checkpoints(job_id)}
+    rows = []
+    for m, t in storage.front(job_id):
+        checkpoint = checkpoints.get(t.id)
+        rows.append({
+            "trial": t.number, "metric": m.metric, "latency_ms": m.latency_ms, "arch_text": describe(t.arch["config"]),
+            "predicted_latency_ms": t.predicted_latency_ms, "predicted_latency_std_ms": t.predicted_latency_std_ms,
+            "measured_latency_ms": t.measured_latency_ms, "params": t.params, "metrics": t.metrics,
+            "arch": t.arch["config"], "arch_hash": t.arch_hash, "under_target": m.latency_ms <= job.latency_target_ms,
+            "checkpoint": checkpoint_dict(checkpoint, job_id=job_id, trial_numbers={t.id: t.number})
+            if checkpoint else None,
+        })
+    return rows
+
+
+def trial_dict(t: TrialRow, *, describe: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    return {"trial": t.number, "state": t.state, "arch": t.arch["config"], "arch_hash": t.arch_hash,
+            "arch_text": describe(t.arch["config"]), "metric": t.metric, "metrics": t.metrics,
+            "latency_ms": t.latency_ms, "predicted_latency_ms": t.predicted_latency_ms,
+            "predicted_latency_std_ms": t.predicted_latency_std_ms, "measured_latency_ms": t.measured_latency_ms,
+            "params": t.params, "worker": t.worker, "attempts": t.attempts,
+            "error": (t.error or "").splitlines()[0] if t.error else None,
+            "started_at": isoformat(t.started_at), "finished_at": isoformat(t.finished_at)}
 
 
 def trial_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
-    return [{"trial": t.number, "state": t.state, "metric": t.metric, "metrics": t.metrics,
-             "latency_ms": t.latency_ms, "params": t.params,
-             "arch_hash": t.arch_hash, "error": (t.error or "").splitlines()[0] if t.error else None}
-            for t in storage.trials(job_id)]
+    from search_spaces.base import space_class
+
+    describe = space_class(storage.get_job(job_id).space).describe
+    return [trial_dict(t, describe=describe) for t in storage.trials(job_id)]
 
 
-def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None,
-                     out_dir: Path) -> dict[str, Any]:
-    """Export a trial (default: the best front member under the target) to `out_dir`."""
-    from nas.checkpoints import export_and_record
-    from workers.tasks.base import make_task
-
+def best_front_member(storage: Storage, job_id: int, *, max_latency_ms: float | None) -> dict[str, Any]:
+    """The best front member at most `max_latency_ms` (default: the job's target). NotFoundError if none."""
     job = storage.get_job(job_id)
+    limit = job.latency_target_ms if max_latency_ms is None else max_latency_ms
+    rows = front_rows(storage, job_id)
+    _, maximize = job_metric(job)
+    best = best_under([Point(r["trial"], r["metric"], r["latency_ms"]) for r in rows], max_latency_ms=limit,
+                      maximize_metric=maximize)
+    if best is None:
+        fastest = f"; its fastest member takes {rows[0]['latency_ms']:.3f} ms" if rows else " (its front is empty)"
+        raise NotFoundError(f"job {job_id} has no trained trial at or under {limit} ms{fastest}; "
+                            "raise max_latency_ms")
+    return next(r for r in rows if r["trial"] == best.key)
+
+
+def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None, out_dir: Path,
+                     max_latency_ms: float | None = None) -> dict[str, Any]:
+    """Export a trial (default: the best front member under `max_latency_ms`, else the job's target) to `out_dir`."""
+    from nas.checkpoints import export_and_record
+
     if trial_number is None:
-        maximize = make_task(JobSpec.model_validate(job.spec).task).direction == "maximize"
-        front = [Point(t.number, m.metric, m.latency_ms) for m, t in storage.front(job_id)]
-        best = best_under(front, max_latency_ms=job.latency_target_ms, maximize_metric=maximize)
-        if best is None:
-            raise ConflictError(f"job {job_id} has no trained trial under its target of {job.latency_target_ms} ms; "
-                                "pass --trial N to export another trial")
-        trial_number = best.key
+        trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]
     trial = storage.trial(job_id, trial_number)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SpecError(f"--out: {str(out_dir)!r} exists and is not empty; give a new or empty folder")
     checkpoint_id = export_and_record(storage, job_id=job_id, trial=trial, latency_ms=trial.latency_ms or 0.0,
                                       out_dir=out_dir)
     row = next(c for c in storage.checkpoints(job_id) if c.id == checkpoint_id)
-    return {"job_id": job_id, "trial": trial_number, **checkpoint_dict(row)}
+    return {"job_id": job_id, **checkpoint_dict(row, job_id=job_id, trial_numbers={trial.id: trial.number})}
+
+
+def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, trial_number: int | None,
+                         max_latency_ms: float | None) -> tuple[dict[str, Any], bool]:
+    """The trial's checkpoint, exported into the job's artifacts on first request. Returns (checkpoint, created)."""
+    if trial_number is None:
+        trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]
+    trial = storage.trial(job_id, trial_number)
+    for row in reversed(storage.checkpoints(job_id)):
+        if row.trial_id == trial.id and Path(row.archive_path).is_file():
+            return checkpoint_dict(row, job_id=job_id, trial_numbers={trial.id: trial.number}), False
+    out_dir = settings.artifacts_dir / f"job-{job_id}" / f"checkpoint-trial-{trial_number}"
+    if out_dir.exists():
+        import shutil
+
+        shutil.rmtree(out_dir)  # a half-written export from an interrupted request
+    return export_job_trial(storage, job_id, trial_number=trial_number, out_dir=out_dir), True

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 if TYPE_CHECKING:
@@ -31,6 +31,14 @@ class Settings(BaseSettings):
     profile_samples: int = Field(default=120, ge=10, le=100_000, description="archs a job's profiling fits on")
     profile_overhead_samples: int = Field(default=20, ge=3, le=100_000)
     profile_holdout: int = Field(default=100, ge=2, le=100_000, description="held-out archs for the report")
+    # The service (`hwnas serve`) and its clients.
+    host: str = Field(default="127.0.0.1", description="address `hwnas serve` binds to")
+    port: int = Field(default=8000, ge=1, le=65_535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30, description="largest request body accepted")
+    events_interval_s: float = Field(default=0.5, gt=0, le=60, description="how often progress events are checked")
+    runner_poll_s: float = Field(default=1.0, gt=0, le=3600, description="how often the serve loop looks for jobs")
+    url: str | None = Field(default=None, description="a server for the CLI and nas.client; unset: the local database")
+    token: SecretStr | None = Field(default=None, description="bearer token for `url`")
 
     def meter(self, *, seed: int = 0) -> MeterSettings:
         from latency_models.meter import MeterSettings

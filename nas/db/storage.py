@@ -10,10 +10,11 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from latency_models.device import BUILTIN_DEVICES, DeviceProfile
 from nas.db.models import (
+    ApiTokenRow,
     CheckpointRow,
     DeviceProfileRow,
     FrontMemberRow,
@@ -113,9 +114,27 @@ class Storage:
                 raise NotFoundError(f"job {job_id} does not exist; list jobs with `hwnas jobs`")
             return job
 
-    def list_jobs(self, *, limit: int = 100) -> list[JobRow]:
+    def list_jobs(self, *, limit: int = 100, offset: int = 0, states: Sequence[str] | None = None) -> list[JobRow]:
+        """Jobs, newest first."""
         with self.session() as s:
-            return list(s.scalars(select(JobRow).order_by(JobRow.id.desc()).limit(limit)))
+            query = select(JobRow)
+            if states:
+                query = query.where(JobRow.state.in_(states))
+            return list(s.scalars(query.order_by(JobRow.id.desc()).offset(offset).limit(limit)))
+
+    def count_jobs(self, *, states: Sequence[str] | None = None) -> int:
+        with self.session() as s:
+            query = select(func.count()).select_from(JobRow)
+            if states:
+                query = query.where(JobRow.state.in_(states))
+            return int(s.scalar(query) or 0)
+
+    def next_queued_job(self) -> int | None:
+        """The oldest queued job, or a running one whose lease has expired (its controller died)."""
+        with self.session() as s:
+            return s.scalar(select(JobRow.id).where(
+                (JobRow.state == "queued")
+                | ((JobRow.state == "running") & (JobRow.lease_expires_at < time.time()))).order_by(JobRow.id).limit(1))
 
     def claim_job(self, job_id: int, *, owner: str, ttl_s: float) -> bool:
         """Take the job's lease if it is queued, or running under an expired lease. Atomic."""
@@ -198,6 +217,37 @@ class Storage:
                 raise NotFoundError(f"job {job_id} has no trial {number}; see `hwnas show {job_id}`")
             return row
 
+    def trial_page(self, job_id: int, *, states: Sequence[str] | None = None, max_latency_ms: float | None = None,
+                   offset: int = 0, limit: int = 100) -> tuple[int, list[TrialRow]]:
+        """One page of a job's trials by number, and how many match the filters in all.
+
+        `max_latency_ms` keeps trials whose best-known latency (measured, else predicted) is at most that.
+        """
+        with self.session() as s:
+            where = [TrialRow.job_id == job_id]
+            if states:
+                where.append(TrialRow.state.in_(states))
+            if max_latency_ms is not None:
+                where.append(func.coalesce(TrialRow.measured_latency_ms, TrialRow.predicted_latency_ms)
+                             <= max_latency_ms)
+            total = int(s.scalar(select(func.count()).select_from(TrialRow).where(*where)) or 0)
+            rows = list(s.scalars(select(TrialRow).where(*where).order_by(TrialRow.number)
+                                  .offset(offset).limit(limit)))
+            return total, rows
+
+    def trial_state_counts(self, job_id: int) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(TrialRow.state, func.count()).where(TrialRow.job_id == job_id)
+                             .group_by(TrialRow.state))
+            return {state: int(n) for state, n in rows}
+
+    def trial_by_id(self, trial_id: int) -> TrialRow:
+        with self.session() as s:
+            row = s.get(TrialRow, trial_id)
+            if row is None:
+                raise NotFoundError(f"trial id {trial_id} does not exist")
+            return row
+
     def count_trials(self, job_id: int) -> int:
         with self.session() as s:
             return int(s.scalar(select(func.count()).select_from(TrialRow).where(TrialRow.job_id == job_id)) or 0)
@@ -219,10 +269,13 @@ class Storage:
                              .where(FrontMemberRow.job_id == job_id).order_by(FrontMemberRow.latency_ms))
             return [(m, t) for m, t in rows]
 
-    def hypervolume_history(self, job_id: int) -> list[HypervolumeRow]:
+    def hypervolume_history(self, job_id: int, *, last: int | None = None) -> list[HypervolumeRow]:
+        """The job's hypervolume after each recorded trial, oldest first (only the `last` N when given)."""
         with self.session() as s:
-            return list(s.scalars(select(HypervolumeRow).where(HypervolumeRow.job_id == job_id)
-                                  .order_by(HypervolumeRow.id)))
+            query = select(HypervolumeRow).where(HypervolumeRow.job_id == job_id).order_by(HypervolumeRow.id.desc())
+            if last is not None:
+                query = query.limit(last)
+            return list(reversed(list(s.scalars(query))))
 
     # ---- latency samples and checkpoints ---------------------------------------------------------
     def add_latency_sample(self, *, device: str, space: str, space_version: int, arch_hash: str,
@@ -260,10 +313,12 @@ class Storage:
             return row.id
 
     def latency_models(self, *, device: str | None = None, space: str | None = None,
-                       space_key: str | None = None) -> list[LatencyModelRow]:
-        """Stored latency models, newest first."""
+                       space_key: str | None = None, with_payload: bool = True) -> list[LatencyModelRow]:
+        """Stored latency models, newest first; `with_payload=False` leaves the pickled predictor unread."""
         with self.session() as s:
             query = select(LatencyModelRow)
+            if not with_payload:
+                query = query.options(defer(LatencyModelRow.payload, raiseload=True))
             if device is not None:
                 query = query.where(LatencyModelRow.device == device)
             if space is not None:
@@ -272,9 +327,10 @@ class Storage:
                 query = query.where(LatencyModelRow.space_key == space_key)
             return list(s.scalars(query.order_by(LatencyModelRow.id.desc())))
 
-    def latency_model(self, model_id: int) -> LatencyModelRow:
+    def latency_model(self, model_id: int, *, with_payload: bool = True) -> LatencyModelRow:
         with self.session() as s:
-            row = s.get(LatencyModelRow, model_id)
+            options = [] if with_payload else [defer(LatencyModelRow.payload, raiseload=True)]
+            row = s.get(LatencyModelRow, model_id, options=options)
             if row is None:
                 raise NotFoundError(f"latency model {model_id} does not exist; list them with `hwnas devices show`")
             return row
@@ -297,6 +353,40 @@ class Storage:
         with self.session() as s:
             return list(s.scalars(select(CheckpointRow).where(CheckpointRow.job_id == job_id)
                                   .order_by(CheckpointRow.id)))
+
+    def checkpoint_by_archive_name(self, job_id: int, archive_name: str) -> CheckpointRow:
+        """The job's checkpoint whose archive file is called `archive_name` (compared by name, never a path)."""
+        for row in reversed(self.checkpoints(job_id)):
+            if row.archive_path.rsplit("/", 1)[-1] == archive_name:
+                return row
+        raise NotFoundError(f"job {job_id} has no checkpoint archive named {archive_name!r}; "
+                            "list the job's checkpoints with GET /api/v1/jobs/{job_id}")
+
+    # ---- API tokens ------------------------------------------------------------------------------
+    def add_token(self, *, name: str, scope: str, token_hash: str, prefix: str) -> int:
+        with self.session() as s:
+            row = ApiTokenRow(name=name, scope=scope, token_hash=token_hash, prefix=prefix)
+            s.add(row)
+            s.flush()
+            return row.id
+
+    def token_by_hash(self, token_hash: str) -> ApiTokenRow | None:
+        """The live (not revoked) token with this hash, if any."""
+        with self.session() as s:
+            return s.scalar(select(ApiTokenRow).where(ApiTokenRow.token_hash == token_hash,
+                                                      ApiTokenRow.revoked_at.is_(None)))
+
+    def list_tokens(self) -> list[ApiTokenRow]:
+        with self.session() as s:
+            return list(s.scalars(select(ApiTokenRow).order_by(ApiTokenRow.id)))
+
+    def revoke_token(self, token_id: int) -> None:
+        with self.session() as s:
+            row = s.get(ApiTokenRow, token_id)
+            if row is None:
+                raise NotFoundError(f"token {token_id} does not exist; list tokens with `hwnas token list`")
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
 
 
 def open_storage(url: str) -> Storage:

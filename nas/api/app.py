@@ -1,0 +1,151 @@
+"""The FastAPI application: the API under /api/v1 (with its OpenAPI schema) and the web page at /.
+
+`create_app(settings)` builds everything; nothing is created at import time. Errors are mapped to HTTP
+answers here, once: hwnas errors by `nas.errors.http_status_for`, request validation to 422 (400 for a
+body that is not JSON), unknown routes to 404, bodies over `settings.max_body_bytes` to 413, all with the
+same `Problem` body.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nas.db.storage import Storage
+from nas.errors import HwnasError, PayloadTooLargeError, http_status_for
+from nas.settings import Settings
+
+logger = logging.getLogger(__name__)
+API_PREFIX = "/api/v1"
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+
+
+def _problem(status: int, detail: str, error: str, problems: list[str] | None = None,
+             headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"detail": detail, "error": error, "problems": problems or [detail]}, status_code=status,
+                        headers=headers)
+
+
+def _validation_problems(exc: RequestValidationError) -> tuple[int, list[str]]:
+    problems, status = [], 422
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        if err.get("type") == "json_invalid":
+            status = 400
+            problems.append(f"body: not valid JSON ({err.get('ctx', {}).get('error', 'parse error')}); "
+                            "send a JSON object with Content-Type: application/json")
+            continue
+        message = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        if err.get("type") == "extra_forbidden":
+            message = "unknown field; remove it or check its spelling"
+        received = err.get("input")
+        if isinstance(received, (dict, list)):
+            shown = f" (got a JSON {'object' if isinstance(received, dict) else 'array'})" \
+                if str(err.get("type", "")).endswith("_type") else ""
+        else:
+            shown = "" if received is None else f" (got {str(received)[:80]!r})"
+        problems.append(f"{where}: {message}{shown}")
+    return status, problems
+
+
+class BodyLimit:
+    """Refuse request bodies over `max_bytes` with 413 before any route sees them (chunked bodies too)."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        length = headers.get(b"content-length")
+        too_large = PayloadTooLargeError(f"request body over the limit of {self.max_bytes} bytes; send a smaller "
+                                         "body (a job spec is a few kB; set HWNAS_MAX_BODY_BYTES to raise it)")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await _problem(413, str(too_large), "PayloadTooLargeError")(scope, receive, send)
+            return
+        chunks: list[Message] = []
+        received = 0
+        while True:  # read the whole (small) body first, so a chunked body over the limit is refused too
+            message = await receive()
+            chunks.append(message)
+            if message["type"] != "http.request":
+                break
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                await _problem(413, str(too_large), "PayloadTooLargeError")(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+
+        async def replay() -> Message:
+            return chunks.pop(0) if chunks else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
+    """The service's app over `storage` (default: the settings' database, migrated)."""
+    from nas.api.routes import checkpoints, devices, jobs
+    from nas.service import storage_for
+
+    app = FastAPI(title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
+                  redoc_url=None,
+                  description="Hardware-aware neural architecture search: submit search jobs with a latency target, "
+                              "browse Pareto fronts, download the best checkpoints. Authenticate with "
+                              "`Authorization: Bearer <token>` (`hwnas token create --scope read|submit|admin`).")
+    app.state.settings = settings
+    app.state.storage = storage or storage_for(settings)
+
+    @app.exception_handler(HwnasError)
+    async def hwnas_error(_: Request, exc: HwnasError) -> JSONResponse:
+        status = http_status_for(exc)
+        if status >= 500:
+            logger.error("%s: %s", type(exc).__name__, exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return _problem(status, " ".join(str(exc).split()), type(exc).__name__, getattr(exc, "problems", None),
+                        headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, problems = _validation_problems(exc)
+        return _problem(status, "invalid request: " + "; ".join(problems), "RequestValidationError", problems)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        if exc.status_code == 404:
+            detail = f"no such resource: {request.url.path}; the API is under {API_PREFIX} (see {API_PREFIX}/docs)"
+        return _problem(exc.status_code, detail, "HTTPException", headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unexpected error while answering a request")
+        return _problem(500, f"internal error ({type(exc).__name__}); the server log has the details",
+                        "InternalError")
+
+    @app.get(f"{API_PREFIX}/health", tags=["service"], summary="Liveness (no token needed)")
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    for router in (jobs.router, checkpoints.router, devices.router):
+        app.include_router(router, prefix=API_PREFIX)
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

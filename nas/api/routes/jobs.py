@@ -1,0 +1,164 @@
+"""Jobs: submit, list, get, cancel; their trials, Pareto front, best trial under a latency, and live progress."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path as FilePath
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import StreamingResponse
+
+from nas.api.schemas import CancelOut, FrontMemberOut, FrontOut, JobOut, JobPage, Problem, TrialOut, TrialPage
+from nas.api.security import ReadToken, StorageDep, SubmitToken
+from nas.db.storage import FINISHED_JOB_STATES
+from nas.errors import NotFoundError, SpecError
+from nas.service import best_front_member, front_rows, job_summary, submit_job, trial_dict
+from nas.spec import JobSpec, parse_spec
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="job id")]
+TrialNumber = Annotated[int, Path(ge=0, le=2**31 - 1, description="trial number within the job")]
+JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
+TrialState = Literal["pending", "running", "complete", "infeasible", "failed"]
+LatencyMs = Annotated[float | None, Query(gt=0, le=3_600_000, allow_inf_nan=False,
+                                          description="keep what is at most this latency (ms)")]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem} for code in (401, 403, 404, 409, 413, 422)}
+
+SPEC_EXAMPLE = {
+    "name": "demo", "space": "sparse-transformer",
+    "space_options": {"max_layers": 2, "d_model_choices": [64, 96]},
+    "task": {"kind": "language-modeling", "train": "builtin:python-stdlib", "seq_len": 64, "batch_size": 16},
+    "device": "cpu-1t", "latency_target_ms": 1.0, "strategy": "nsga2",
+    "budget": {"trials": 8, "train_steps": 50}, "seed": 0,
+}
+
+
+def _server_paths(spec: JobSpec) -> None:
+    """Data paths in a spec sent over the network are read on the server: they must be absolute."""
+    for key in ("train", "validation"):
+        value = getattr(spec.task, key, None)
+        if isinstance(value, str) and not value.startswith("builtin:") and not FilePath(value).is_absolute():
+            raise SpecError(f"task.{key}: a spec sent to the server needs an absolute path or builtin:NAME, "
+                            f"got {value!r}; `hwnas submit SPEC` resolves paths relative to the spec file")
+
+
+@router.post("", status_code=201, response_model=JobOut, responses=ERRORS,
+             summary="Submit a search job (the same spec as `hwnas search --spec`)")
+def submit(body: Annotated[dict[str, Any], Body(openapi_examples={"demo": {"value": SPEC_EXAMPLE}})],
+           storage: StorageDep, _: SubmitToken) -> dict[str, Any]:
+    spec = parse_spec(body)
+    _server_paths(spec)
+    try:
+        job_id = submit_job(storage, spec)
+    except NotFoundError:
+        raise SpecError(f"device: no device profile named {spec.device!r}; list them with GET /api/v1/devices "
+                        "or add one with POST /api/v1/devices") from None
+    return job_summary(storage, job_id)
+
+
+@router.get("", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")
+def list_jobs(storage: StorageDep, _: ReadToken,
+              state: Annotated[list[JobState] | None, Query(description="keep jobs in these states")] = None,
+              offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    rows = storage.list_jobs(limit=limit, offset=offset, states=state)
+    return {"total": storage.count_jobs(states=state), "offset": offset, "limit": limit,
+            "items": [job_summary(storage, row.id) for row in rows]}
+
+
+@router.get("/{job_id}", response_model=JobOut, responses=ERRORS, summary="A job's state and progress (polling)")
+def get_job(job_id: JobId, storage: StorageDep, _: ReadToken) -> dict[str, Any]:
+    return job_summary(storage, job_id)
+
+
+@router.post("/{job_id}/cancel", response_model=CancelOut, responses=ERRORS,
+             summary="Cancel a queued job, or stop a running one after its current trial")
+def cancel_job(job_id: JobId, storage: StorageDep, _: SubmitToken) -> dict[str, Any]:
+    state = storage.request_cancel(job_id)
+    detail = "cancelled" if state == "cancelled" else "cancel requested; the job stops after its current trial"
+    return {"job_id": job_id, "state": state, "detail": detail}
+
+
+@router.get("/{job_id}/trials", response_model=TrialPage, responses=ERRORS,
+            summary="A page of the job's trials, by number, with filters")
+def list_trials(job_id: JobId, storage: StorageDep, _: ReadToken,
+                state: Annotated[list[TrialState] | None, Query(description="keep trials in these states")] = None,
+                max_latency_ms: LatencyMs = None,
+                offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+                limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> dict[str, Any]:
+    from search_spaces.base import space_class
+
+    describe = space_class(storage.get_job(job_id).space).describe
+    total, rows = storage.trial_page(job_id, states=state, max_latency_ms=max_latency_ms, offset=offset, limit=limit)
+    return {"total": total, "offset": offset, "limit": limit,
+            "items": [trial_dict(t, describe=describe) for t in rows]}
+
+
+@router.get("/{job_id}/trials/{number}", response_model=TrialOut, responses=ERRORS, summary="One trial")
+def get_trial(job_id: JobId, number: TrialNumber, storage: StorageDep, _: ReadToken) -> dict[str, Any]:
+    from search_spaces.base import space_class
+
+    describe = space_class(storage.get_job(job_id).space).describe
+    return trial_dict(storage.trial(job_id, number), describe=describe)
+
+
+@router.get("/{job_id}/front", response_model=FrontOut, responses=ERRORS,
+            summary="The Pareto front: task metric against latency, fastest first")
+def get_front(job_id: JobId, storage: StorageDep, _: ReadToken) -> dict[str, Any]:
+    summary = job_summary(storage, job_id)
+    return {"job_id": job_id, "latency_target_ms": summary["latency_target_ms"],
+            "metric_name": summary["metric_name"], "maximize_metric": summary["maximize_metric"],
+            "hypervolume": summary["hypervolume"], "members": front_rows(storage, job_id)}
+
+
+@router.get("/{job_id}/best", response_model=FrontMemberOut, responses=ERRORS,
+            summary="The best front member at most a latency (default: the job's target)")
+def get_best(job_id: JobId, storage: StorageDep, _: ReadToken, max_latency_ms: LatencyMs = None) -> dict[str, Any]:
+    return best_front_member(storage, job_id, max_latency_ms=max_latency_ms)
+
+
+def _event(kind: str, data: dict[str, Any]) -> str:
+    return f"event: {kind}\ndata: {json.dumps(data, default=str)}\n\n"
+
+
+@router.get("/{job_id}/events", responses={**ERRORS, 200: {"content": {"text/event-stream": {}},
+                                                         "description": "server-sent events"}},
+            response_class=StreamingResponse,
+            summary="Live progress as server-sent events ('progress' on each change, 'end' when finished)")
+async def job_events(job_id: JobId, request: Request, storage: StorageDep, _: ReadToken,
+                     max_wait_s: Annotated[float, Query(gt=0, le=3600, allow_inf_nan=False,
+                                                        description="close the stream after this long")] = 600,
+                     ) -> StreamingResponse:
+    first = await run_in_threadpool(job_summary, storage, job_id)  # 404 before the stream starts
+    interval_s = request.app.state.settings.events_interval_s
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_s
+
+    async def stream() -> AsyncIterator[str]:
+        summary, last, quiet_s = first, None, 0.0
+        while True:
+            key = (summary["state"], summary["trials"], summary["hypervolume"], summary["message"],
+                   (summary["checkpoint"] or {}).get("id"))
+            if key != last:
+                yield _event("progress", summary)
+                last, quiet_s = key, 0.0
+            if summary["state"] in FINISHED_JOB_STATES:
+                yield _event("end", {"job_id": job_id, "state": summary["state"], "message": summary["message"]})
+                return
+            if loop.time() >= deadline or await request.is_disconnected():
+                return
+            await asyncio.sleep(interval_s)
+            quiet_s += interval_s
+            if quiet_s >= 15:
+                yield ": keep-alive\n\n"
+                quiet_s = 0.0
+            summary = await run_in_threadpool(job_summary, storage, job_id)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -1,0 +1,146 @@
+"""The API's request and response bodies (pydantic v2); they make the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from latency_models.device import DeviceProfile
+
+
+class Problem(BaseModel):
+    """Every error answer: what went wrong and how to fix it, plus one line per offending field."""
+
+    detail: str
+    error: str = Field(description="the hwnas error class, e.g. SpecError, NotFoundError")
+    problems: list[str] = Field(default_factory=list)
+
+
+class CheckpointOut(BaseModel):
+    id: int
+    trial: int
+    archive_name: str
+    sha256: str
+    size_bytes: int
+    measured_latency_ms: float | None
+    download_url: str
+    created_at: str | None
+
+
+class LatencyModelOut(BaseModel):
+    id: int
+    device: str
+    space: str
+    space_version: int
+    space_key: str
+    kind: str
+    report: dict[str, Any] | None = Field(description="held-out accuracy: MAPE, within 5%/10%, Kendall tau, "
+                                                       "noise floor, and the held-out points")
+    created_at: str | None
+
+
+class JobOut(BaseModel):
+    job_id: int
+    name: str | None
+    state: str = Field(description="queued, running, completed, failed or cancelled")
+    space: str
+    device: str
+    latency_target_ms: float
+    strategy: str
+    trials_budget: int
+    trials: int = Field(description="trials recorded so far (of any state)")
+    trial_states: dict[str, int]
+    progress: float = Field(description="trials recorded / budget, 0 to 1")
+    cancel_requested: bool
+    message: str | None
+    metric_name: str
+    maximize_metric: bool
+    created_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    hypervolume: float | None
+    checkpoint: CheckpointOut | None
+    latency_model: LatencyModelOut | None
+    baseline: dict[str, Any] | None
+    spec: dict[str, Any]
+
+
+class JobPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[JobOut]
+
+
+class TrialOut(BaseModel):
+    trial: int
+    state: str = Field(description="pending, running, complete, infeasible or failed")
+    arch: dict[str, Any]
+    arch_hash: str
+    arch_text: str
+    metric: float | None
+    metrics: dict[str, float] | None
+    latency_ms: float | None = Field(description="measured when it was, else predicted")
+    predicted_latency_ms: float | None
+    predicted_latency_std_ms: float | None
+    measured_latency_ms: float | None
+    params: int | None
+    worker: str | None
+    attempts: int
+    error: str | None
+    started_at: str | None
+    finished_at: str | None
+
+
+class TrialPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[TrialOut]
+
+
+class FrontMemberOut(BaseModel):
+    trial: int
+    metric: float
+    latency_ms: float = Field(description="the latency the front was computed with: measured, else predicted")
+    predicted_latency_ms: float | None
+    predicted_latency_std_ms: float | None
+    measured_latency_ms: float | None
+    params: int | None
+    arch: dict[str, Any]
+    arch_hash: str
+    arch_text: str
+    under_target: bool
+    checkpoint: CheckpointOut | None
+
+
+class FrontOut(BaseModel):
+    job_id: int
+    latency_target_ms: float
+    metric_name: str
+    maximize_metric: bool
+    hypervolume: float | None
+    members: list[FrontMemberOut]
+
+
+class ExportRequest(BaseModel):
+    """Which trial to export: a trial number, or the best front member under `max_latency_ms` (default: the
+    job's target)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    trial: int | None = Field(default=None, ge=0, le=10_000_000)
+    max_latency_ms: float | None = Field(default=None, gt=0, le=3_600_000)
+
+
+class DeviceOut(DeviceProfile):
+    """A device profile with the latency models fitted on it."""
+
+    latency_models: list[LatencyModelOut]
+
+
+class CancelOut(BaseModel):
+    job_id: int
+    state: str
+    detail: str

@@ -1,0 +1,211 @@
+"""A small Python client of the hwnas API, for notebooks and for the CLI's client mode.
+
+    from nas.client import HwnasClient
+    client = HwnasClient("http://127.0.0.1:8000", token)        # or HwnasClient.from_env()
+    job = client.submit("nas/examples/demo.yaml")
+    client.wait(job["job_id"])                                 # a progress bar, from server-sent events
+    client.front(job["job_id"])                                # a pandas DataFrame
+    client.download_best(job["job_id"], "best/", max_latency_ms=0.8)
+
+HTTP errors come back as the hwnas error their status stands for (`nas.errors.error_for_status`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tarfile
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas.errors import HwnasError, SpecError, error_for_status
+
+if TYPE_CHECKING:
+    import httpx
+    import pandas as pd
+
+    from nas.settings import Settings
+
+API = "/api/v1"
+FINISHED = ("completed", "failed", "cancelled")
+
+
+class HwnasClient:
+    """Talks to one hwnas server with one bearer token. `http` replaces the HTTP client (tests)."""
+
+    def __init__(self, url: str, token: str, *, timeout_s: float = 60.0, http: httpx.Client | None = None) -> None:
+        import httpx
+
+        if not token:
+            raise SpecError("HWNAS_TOKEN: empty; create a token with `hwnas token create --scope submit`")
+        self.url = url.rstrip("/")
+        self._http = http or httpx.Client(base_url=self.url, timeout=timeout_s)
+        self._headers = {"Authorization": f"Bearer {token}"}
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HwnasClient:
+        if not settings.url or settings.token is None:
+            raise SpecError("HWNAS_URL and HWNAS_TOKEN: both must be set to talk to a server")
+        return cls(settings.url, settings.token.get_secret_value())
+
+    @classmethod
+    def from_env(cls) -> HwnasClient:
+        from nas.settings import Settings
+
+        return cls.from_settings(Settings())
+
+    # ---- plumbing --------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, API + path, headers=self._headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise HwnasError(f"cannot reach the hwnas server at {self.url}: {exc}; check HWNAS_URL") from None
+        self._raise_for(response)
+        return response.json()
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        if response.status_code < 400:
+            return
+        try:
+            detail = response.json().get("detail") or response.text
+        except ValueError:
+            detail = response.text[:300]
+        raise error_for_status(response.status_code, str(detail))
+
+    # ---- jobs ------------------------------------------------------------------------------------
+    def submit(self, spec: dict[str, Any] | str | Path) -> dict[str, Any]:
+        """Submit a job; a path is read like `hwnas search --spec` (data paths relative to the file)."""
+        if isinstance(spec, (str, Path)):
+            from nas.spec import load_spec
+
+            spec = load_spec(spec).model_dump(mode="json")
+        return self._request("POST", "/jobs", json=spec)
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}")
+
+    def jobs(self, *, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit, **({"state": state} if state else {})}
+        return self._request("GET", "/jobs", params=params)["items"]
+
+    def cancel(self, job_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/jobs/{job_id}/cancel")
+
+    def trials(self, job_id: int, *, state: str | None = None, page_size: int = 1000) -> list[dict[str, Any]]:
+        """Every trial of the job (paged through), by number."""
+        items: list[dict[str, Any]] = []
+        while True:
+            params: dict[str, Any] = {"offset": len(items), "limit": page_size, **({"state": state} if state else {})}
+            page = self._request("GET", f"/jobs/{job_id}/trials", params=params)
+            items += page["items"]
+            if not page["items"] or len(items) >= page["total"]:
+                return items
+
+    def front_rows(self, job_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/jobs/{job_id}/front")
+
+    def front(self, job_id: int) -> pd.DataFrame:
+        """The Pareto front as a DataFrame, one row per member, fastest first."""
+        import pandas as pd
+
+        front = self.front_rows(job_id)
+        columns = ["trial", "metric", "latency_ms", "predicted_latency_ms", "predicted_latency_std_ms",
+                   "measured_latency_ms", "params", "under_target", "arch_text", "arch_hash"]
+        frame = pd.DataFrame([{c: m[c] for c in columns} for m in front["members"]], columns=columns)
+        frame.attrs.update(metric_name=front["metric_name"], latency_target_ms=front["latency_target_ms"])
+        return frame.rename(columns={"metric": front["metric_name"]})
+
+    def best(self, job_id: int, *, max_latency_ms: float | None = None) -> dict[str, Any]:
+        params = {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {}
+        return self._request("GET", f"/jobs/{job_id}/best", params=params)
+
+    def events(self, job_id: int) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Server-sent events of the job: ('progress', job) on each change, then ('end', ...)."""
+        with self._http.stream("GET", f"{API}/jobs/{job_id}/events", headers=self._headers,
+                               timeout=None) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._raise_for(response)
+            kind = "message"
+            for line in response.iter_lines():
+                if line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    yield kind, json.loads(line[5:])
+                    kind = "message"
+
+    def wait(self, job_id: int, *, progress: bool = True, poll_s: float = 2.0) -> dict[str, Any]:
+        """Block until the job finishes (with a progress bar); server-sent events, polling if they break."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        job = self.job(job_id)
+        with Progress(TextColumn(f"job {job_id}" + " {task.fields[state]}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), disable=not progress) as bar:
+            task = bar.add_task("job", total=job["trials_budget"], completed=job["trials"], state=job["state"])
+            try:
+                for kind, data in self.events(job_id):
+                    if kind == "progress":
+                        bar.update(task, completed=data["trials"], state=data["state"])
+                    if kind == "end":
+                        break
+            except HwnasError:
+                raise
+            except Exception:  # noqa: BLE001 - a broken stream: fall back to polling
+                pass
+            while (job := self.job(job_id))["state"] not in FINISHED:
+                bar.update(task, completed=job["trials"], state=job["state"])
+                time.sleep(poll_s)
+            bar.update(task, completed=job["trials"], state=job["state"])
+        return job
+
+    # ---- checkpoints -----------------------------------------------------------------------------
+    def export(self, job_id: int, *, trial: int | None = None, max_latency_ms: float | None = None) -> dict[str, Any]:
+        """The checkpoint of a trial, or of the best under `max_latency_ms` (exported on the server if needed)."""
+        body = {k: v for k, v in {"trial": trial, "max_latency_ms": max_latency_ms}.items() if v is not None}
+        return self._request("POST", f"/jobs/{job_id}/checkpoints", json=body)
+
+    def download(self, checkpoint: dict[str, Any], out_dir: str | Path) -> Path:
+        """Stream the archive, check its sha256 against the header and the listing, unpack it into `out_dir`."""
+        out = Path(out_dir)
+        if out.exists() and any(out.iterdir()):
+            raise SpecError(f"--out: {str(out)!r} exists and is not empty; give a new or empty folder")
+        digest = hashlib.sha256()
+        with tempfile.TemporaryDirectory() as tmp:
+            archive = Path(tmp) / checkpoint["archive_name"]
+            with self._http.stream("GET", checkpoint["download_url"], headers=self._headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    self._raise_for(response)
+                header = response.headers.get("X-Checkpoint-SHA256")
+                with archive.open("wb") as handle:
+                    for chunk in response.iter_bytes():
+                        digest.update(chunk)
+                        handle.write(chunk)
+            if digest.hexdigest() != checkpoint["sha256"] or header != checkpoint["sha256"]:
+                raise HwnasError(f"checkpoint download corrupted: sha256 {digest.hexdigest()}, expected "
+                                 f"{checkpoint['sha256']} (header {header}); download it again")
+            _unpack(archive, out)
+        return out
+
+    def download_best(self, job_id: int, out_dir: str | Path, *, max_latency_ms: float | None = None) -> Path:
+        return self.download(self.export(job_id, max_latency_ms=max_latency_ms), out_dir)
+
+
+def _unpack(archive: Path, out: Path) -> None:
+    """Unpack a checkpoint archive (one top folder) so that its files land directly in `out`."""
+    with tarfile.open(archive, "r:gz") as tar:
+        members = []
+        for member in tar.getmembers():
+            parts = Path(member.name).parts
+            if len(parts) < 2 or not member.isfile():
+                continue
+            member.name = str(Path(*parts[1:]))
+            members.append(member)
+        out.mkdir(parents=True, exist_ok=True)
+        tar.extractall(out, members=members, filter="data")

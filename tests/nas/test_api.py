@@ -1,0 +1,290 @@
+"""The REST API: tokens and scopes, submitting and browsing jobs, fronts, downloads, bad input (nothing stored)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from nas.pareto import Point, best_under
+from tests.nas.conftest import Service, auth, tiny_spec
+from tests.nas.test_pareto import brute_force_front
+
+
+def job_count(service: Service) -> int:
+    return service.storage.count_jobs()
+
+
+# ---- tokens -------------------------------------------------------------------------------------
+def test_no_or_bad_token_is_401_and_a_weak_scope_is_403_with_nothing_stored(service: Service, api: Any) -> None:
+    spec = tiny_spec(service.corpus)
+    missing = api.post("/api/v1/jobs", json=spec)
+    assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
+    assert missing.json()["error"] == "AuthError" and "hwnas token create" in missing.json()["detail"]
+    bad = api.get("/api/v1/jobs", headers={"Authorization": "Bearer hwnas_not-a-token"})
+    assert bad.status_code == 401 and "unknown or revoked" in bad.json()["detail"]
+    assert api.get("/api/v1/jobs", headers={"Authorization": "Basic dXNlcjpwYXNz"}).status_code == 401
+    weak = api.post("/api/v1/jobs", json=spec, headers=auth(service, "read"))
+    assert weak.status_code == 403 and "scope 'submit'" in weak.json()["detail"]
+    device = {"name": "cpu-9t", "threads": 9}
+    assert api.post("/api/v1/devices", json=device, headers=auth(service, "submit")).status_code == 403
+    assert job_count(service) == 0 and "cpu-9t" not in {d.name for d in service.storage.list_devices()}
+    # each scope includes the ones below it
+    assert api.get("/api/v1/jobs", headers=auth(service, "read")).status_code == 200
+    assert api.post("/api/v1/jobs", json=spec, headers=auth(service, "admin")).status_code == 201
+    assert api.post("/api/v1/devices", json=device, headers=auth(service, "admin")).status_code == 201
+
+
+def test_tokens_are_stored_hashed_and_revocation_takes_effect(service: Service, api: Any) -> None:
+    token = service.tokens["read"]
+    stored = {row.token_hash for row in service.storage.list_tokens()}
+    assert hashlib.sha256(token.encode()).hexdigest() in stored
+    assert not any(token in value for row in service.storage.list_tokens() for value in (row.token_hash, row.prefix))
+    assert api.get("/api/v1/jobs", headers=auth(service, "read")).status_code == 200
+    (row,) = [r for r in service.storage.list_tokens() if r.scope == "read"]
+    service.storage.revoke_token(row.id)
+    assert api.get("/api/v1/jobs", headers=auth(service, "read")).status_code == 401
+
+
+def test_a_token_never_reaches_the_logs(service: Service, api: Any, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    job_id = service.finished_job()
+    for scope in ("read", "submit", "admin"):
+        api.get(f"/api/v1/jobs/{job_id}", headers=auth(service, scope))
+        api.get("/api/v1/jobs/999", headers=auth(service, scope))
+        api.post("/api/v1/jobs", content=b"{not json", headers={**auth(service, scope), "Content-Type": "application/json"})
+    api.post("/api/v1/devices", json={"name": "x"}, headers=auth(service, "read"))
+    logged = "\n".join(r.getMessage() + str(r.args) + (r.exc_text or "") for r in caplog.records)
+    assert caplog.records, "the requests above should have logged something"
+    for token in service.tokens.values():
+        assert token not in logged and token[len("hwnas_"):] not in logged
+
+
+# ---- submitting ---------------------------------------------------------------------------------
+def test_submit_stores_a_queued_job_the_same_as_the_cli(service: Service, api: Any) -> None:
+    answer = api.post("/api/v1/jobs", json=tiny_spec(service.corpus, name="api job"), headers=auth(service, "submit"))
+    assert answer.status_code == 201, answer.text
+    job = answer.json()
+    assert job["state"] == "queued" and job["name"] == "api job" and job["trials"] == 0 and job["progress"] == 0.0
+    assert job["metric_name"] == "bits_per_char" and job["maximize_metric"] is False
+    stored = service.storage.get_job(job["job_id"])
+    assert stored.state == "queued" and stored.spec["task"]["train"] == str(service.corpus)
+
+
+@pytest.mark.parametrize(("body", "status", "says"), [
+    (b"{not json", 400, "body: not valid JSON"),
+    (b"[1, 2]", 422, "body: Input should be a valid dictionary (got a JSON array)"),
+    (b'"text"', 422, "body: Input should be a valid dictionary (got 'text')"),
+    (json.dumps({"space": "nope"}).encode(), 422, "space: unknown space 'nope'"),
+])
+def test_malformed_specs_get_a_clear_4xx_and_nothing_is_stored(service: Service, api: Any, body: bytes, status: int,
+                                                               says: str) -> None:
+    answer = api.post("/api/v1/jobs", content=body,
+                      headers={**auth(service, "submit"), "Content-Type": "application/json"})
+    assert answer.status_code == status, answer.text
+    assert says in answer.json()["detail"]
+    assert job_count(service) == 0
+
+
+def test_spec_field_errors_name_field_rule_value(service: Service, api: Any) -> None:
+    spec = tiny_spec(service.corpus, latency_target_ms=-1, budget={"trials": 0}, colour="blue")
+    answer = api.post("/api/v1/jobs", json=spec, headers=auth(service, "submit"))
+    assert answer.status_code == 422
+    problems = answer.json()["problems"]
+    assert any(p.startswith("latency_target_ms: ") and "greater than 0" in p and "(got -1)" in p for p in problems)
+    assert any(p.startswith("budget.trials: ") and "(got 0)" in p for p in problems)
+    assert any(p.startswith("colour: unknown field") for p in problems)
+    relative = api.post("/api/v1/jobs", json=tiny_spec(service.corpus, task={
+        "kind": "language-modeling", "train": os.path.relpath(service.corpus)}), headers=auth(service, "submit"))
+    assert relative.status_code == 422 and "task.train: a spec sent to the server needs an absolute path" in \
+        relative.json()["detail"]
+    device = api.post("/api/v1/jobs", json=tiny_spec(service.corpus, device="tpu-v9"), headers=auth(service, "submit"))
+    assert device.status_code == 422 and "device: no device profile named 'tpu-v9'" in device.json()["detail"]
+    assert job_count(service) == 0
+
+
+def test_oversized_bodies_are_refused_with_413_before_parsing(service: Service, api: Any) -> None:
+    spec = tiny_spec(service.corpus, name="x" * 100, space_options={"padding": "y" * 100_000})
+    sized = api.post("/api/v1/jobs", json=spec, headers=auth(service, "submit"))
+    assert sized.status_code == 413 and "over the limit of 65536 bytes" in sized.json()["detail"]
+
+    def chunks() -> Any:  # no Content-Length: the limit must hold for a streamed body too
+        yield b'{"name": "'
+        for _ in range(100):
+            yield b"z" * 1000
+        yield b'"}'
+
+    streamed = api.post("/api/v1/jobs", content=chunks(), headers={**auth(service, "submit"),
+                                                                   "Content-Type": "application/json"})
+    assert streamed.status_code == 413
+    assert job_count(service) == 0
+
+
+# ---- browsing -----------------------------------------------------------------------------------
+def test_jobs_list_pages_and_filters(service: Service, api: Any) -> None:
+    ids = [api.post("/api/v1/jobs", json=tiny_spec(service.corpus, name=f"j{i}"), headers=auth(service, "submit"))
+           .json()["job_id"] for i in range(3)]
+    api.post(f"/api/v1/jobs/{ids[0]}/cancel", headers=auth(service, "submit"))
+    page = api.get("/api/v1/jobs?limit=2", headers=auth(service, "read")).json()
+    assert page["total"] == 3 and [j["job_id"] for j in page["items"]] == [ids[2], ids[1]]
+    rest = api.get("/api/v1/jobs?limit=2&offset=2", headers=auth(service, "read")).json()
+    assert [j["job_id"] for j in rest["items"]] == [ids[0]]
+    cancelled = api.get("/api/v1/jobs?state=cancelled", headers=auth(service, "read")).json()
+    assert [j["job_id"] for j in cancelled["items"]] == [ids[0]] and cancelled["items"][0]["state"] == "cancelled"
+    assert api.get("/api/v1/jobs?state=sleeping", headers=auth(service, "read")).status_code == 422
+
+
+def test_unknown_ids_and_routes_are_404_and_bad_ids_422(service: Service, api: Any) -> None:
+    read = auth(service, "read")
+    for path in ("/api/v1/jobs/12345", "/api/v1/jobs/12345/front", "/api/v1/jobs/12345/trials",
+                 "/api/v1/latency-models/77", "/api/v1/devices/no-such-device", "/api/v1/nothing-here"):
+        answer = api.get(path, headers=read)
+        assert answer.status_code == 404, path
+        assert answer.json()["detail"]
+    for path in ("/api/v1/jobs/0", "/api/v1/jobs/abc", "/api/v1/jobs/99999999999999999999",
+                 "/api/v1/jobs/1/trials?limit=0", "/api/v1/jobs/1/best?max_latency_ms=nan"):
+        assert api.get(path, headers=read).status_code == 422, path
+
+
+def test_trials_front_and_best_under_a_tighter_latency(service: Service, api: Any) -> None:
+    job_id = service.finished_job()
+    read = auth(service, "read")
+    trials = service.storage.trials(job_id)
+    everything = api.get(f"/api/v1/jobs/{job_id}/trials?limit=3", headers=read).json()
+    assert everything["total"] == len(trials) and [t["trial"] for t in everything["items"]] == [0, 1, 2]
+    complete = api.get(f"/api/v1/jobs/{job_id}/trials?state=complete&limit=1000", headers=read).json()
+    assert {t["trial"] for t in complete["items"]} == {t.number for t in trials if t.state == "complete"}
+    limit_ms = sorted(t.latency_ms for t in trials)[len(trials) // 2]
+    fast = api.get(f"/api/v1/jobs/{job_id}/trials?max_latency_ms={limit_ms}&limit=1000", headers=read).json()
+    assert {t["trial"] for t in fast["items"]} == {t.number for t in trials if t.latency_ms <= limit_ms}
+
+    front = api.get(f"/api/v1/jobs/{job_id}/front", headers=read).json()
+    points = [Point(t.number, t.metric, t.latency_ms) for t in trials if t.state == "complete"]
+    assert {m["trial"] for m in front["members"]} == brute_force_front(points, maximize=False)
+    latencies = [m["latency_ms"] for m in front["members"]]
+    assert latencies == sorted(latencies)
+    (exported,) = [m for m in front["members"] if m["checkpoint"]]
+    assert exported["checkpoint"]["download_url"].startswith(f"/api/v1/jobs/{job_id}/checkpoints/")
+
+    for limit in sorted({p.latency_ms for p in points}):  # each limit, against the brute-force best
+        expected = best_under(points, max_latency_ms=limit, maximize_metric=False)
+        best = api.get(f"/api/v1/jobs/{job_id}/best?max_latency_ms={limit}", headers=read)
+        assert best.status_code == 200 and best.json()["trial"] == expected.key
+    too_tight = api.get(f"/api/v1/jobs/{job_id}/best?max_latency_ms=0.0001", headers=read)
+    assert too_tight.status_code == 404 and "no trained trial at or under 0.0001 ms" in too_tight.json()["detail"]
+
+
+def test_cancel_queued_then_finished(service: Service, api: Any) -> None:
+    job_id = api.post("/api/v1/jobs", json=tiny_spec(service.corpus), headers=auth(service, "submit")).json()["job_id"]
+    assert api.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(service, "read")).status_code == 403
+    answer = api.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(service, "submit"))
+    assert answer.status_code == 200 and answer.json()["state"] == "cancelled"
+    again = api.post(f"/api/v1/jobs/{job_id}/cancel", headers=auth(service, "submit"))
+    assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+
+
+# ---- checkpoints --------------------------------------------------------------------------------
+def test_download_streams_the_archive_with_its_sha256(service: Service, api: Any) -> None:
+    job_id = service.finished_job()
+    checkpoint = api.get(f"/api/v1/jobs/{job_id}", headers=auth(service, "read")).json()["checkpoint"]
+    answer = api.get(checkpoint["download_url"], headers=auth(service, "read"))
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/gzip"
+    assert answer.headers["x-checkpoint-sha256"] == hashlib.sha256(answer.content).hexdigest() == checkpoint["sha256"]
+    assert f'filename="{checkpoint["archive_name"]}"' in answer.headers["content-disposition"]
+    assert len(answer.content) == checkpoint["size_bytes"]
+    assert api.get(checkpoint["download_url"]).status_code == 401
+
+
+@pytest.mark.parametrize("name", ["..%2F..%2F..%2Fetc%2Fpasswd", "..%2Fhwnas.db", ".hidden.tar.gz",
+                                  "%2Fetc%2Fpasswd", "checkpoint-trial-1.tar.gz%00.txt", "%2E%2E", "a%5C..%5Cb.tar.gz",
+                                  "checkpoint-trial-999.tar.gz"])
+def test_path_tricks_in_download_names_get_4xx_and_no_file(service: Service, api: Any, name: str) -> None:
+    job_id = service.finished_job()
+    answer = api.get(f"/api/v1/jobs/{job_id}/checkpoints/{name}", headers=auth(service, "read"))
+    assert 400 <= answer.status_code < 500, answer.status_code
+    assert answer.headers["content-type"].startswith("application/json")
+    assert "root:" not in answer.text
+
+
+def test_export_on_request_then_reuse(service: Service, api: Any) -> None:
+    job_id = service.finished_job()
+    trials = service.storage.trials(job_id)
+    exported = {c.trial_id for c in service.storage.checkpoints(job_id)}
+    other = next(t for t in trials if t.state == "complete" and t.id not in exported)
+    submit = auth(service, "submit")
+    assert api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": other.number},
+                    headers=auth(service, "read")).status_code == 403
+    first = api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": other.number}, headers=submit)
+    assert first.status_code == 201 and first.json()["trial"] == other.number
+    again = api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": other.number}, headers=submit)
+    assert again.status_code == 200 and again.json()["sha256"] == first.json()["sha256"]
+    infeasible = next(t for t in trials if t.state == "infeasible")
+    refused = api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": infeasible.number}, headers=submit)
+    assert refused.status_code == 409 and "no trained weights" in refused.json()["detail"]
+    assert api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": "x"}, headers=submit).status_code == 422
+    assert len(service.storage.checkpoints(job_id)) == 2
+
+
+# ---- progress -----------------------------------------------------------------------------------
+def events_of(text: str) -> list[tuple[str, dict[str, Any]]]:
+    out = []
+    for block in text.strip().split("\n\n"):
+        lines = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        if "event" in lines:
+            out.append((lines["event"], json.loads(lines["data"])))
+    return out
+
+
+def test_events_stream_progress_until_the_job_ends(service: Service, api: Any) -> None:
+    job_id = api.post("/api/v1/jobs", json=tiny_spec(service.corpus), headers=auth(service, "submit")).json()["job_id"]
+    runner = service.runner()
+    runner.start()
+    try:
+        answer = api.get(f"/api/v1/jobs/{job_id}/events", headers=auth(service, "read"))
+    finally:
+        runner.stop(timeout_s=10)
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/event-stream")
+    events = events_of(answer.text)
+    kinds = [k for k, _ in events]
+    assert kinds[-1] == "end" and set(kinds[:-1]) == {"progress"}
+    trials = [d["trials"] for k, d in events if k == "progress"]
+    assert trials == sorted(trials) and trials[-1] == 10 and events[-1][1]["state"] == "completed"
+    assert api.get(f"/api/v1/jobs/{job_id}/events", headers=auth(service, "read")).text.count("event: end") == 1
+    assert api.get("/api/v1/jobs/4242/events", headers=auth(service, "read")).status_code == 404
+
+
+# ---- devices and latency models -----------------------------------------------------------------
+def test_devices_and_latency_model_reports(service: Service, api: Any) -> None:
+    admin, read = auth(service, "admin"), auth(service, "read")
+    added = api.post("/api/v1/devices", json={"name": "cpu-4t", "threads": 4, "seq_len": 128}, headers=admin)
+    assert added.status_code == 201 and added.json()["threads"] == 4 and added.json()["builtin"] is False
+    assert api.post("/api/v1/devices", json={"name": "cpu-4t"}, headers=admin).status_code == 409
+    reserved = api.post("/api/v1/devices", json={"name": "GPU"}, headers=admin)
+    assert reserved.status_code == 422 and "Ray reserves" in reserved.json()["detail"]
+    report = {"kind": "lookup-table", "mape": 3.0, "within_10pct": 98.0, "kendall_tau": 0.95, "n_holdout": 2,
+              "holdout": [{"predicted_ms": 1.0, "predicted_std_ms": 0.1, "measured_ms": 1.1},
+                          {"predicted_ms": 2.0, "predicted_std_ms": 0.1, "measured_ms": 1.9}]}
+    model_id = service.storage.add_latency_model(device="cpu-4t", space="sparse-transformer", space_version=1,
+                                                 space_key="k", space_signature={}, kind="lookup-table",
+                                                 payload=b"\x80binary", report=report)
+    device = api.get("/api/v1/devices/cpu-4t", headers=read).json()
+    assert [m["id"] for m in device["latency_models"]] == [model_id]
+    one = api.get(f"/api/v1/latency-models/{model_id}", headers=read).json()
+    assert one["report"] == report and "payload" not in one
+    listed = api.get("/api/v1/latency-models?device=cpu-4t", headers=read).json()
+    assert [m["id"] for m in listed] == [model_id]
+    assert {d["name"] for d in api.get("/api/v1/devices", headers=read).json()} >= {"cpu-1t", "cpu-4t"}
+
+
+def test_openapi_schema_and_web_page_are_served(service: Service, api: Any) -> None:
+    schema = api.get("/api/v1/openapi.json").json()
+    assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}/front", "/api/v1/jobs/{job_id}/best",
+            "/api/v1/jobs/{job_id}/checkpoints/{archive_name}", "/api/v1/jobs/{job_id}/events"} <= set(schema["paths"])
+    page = api.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert "cdn" not in page.text.lower() and "http" not in page.text.replace("http-equiv", "")
+    assert api.get("/static/vendor/chart.umd.min.js").status_code == 200
