@@ -239,10 +239,15 @@ async function jobPage(jobId) {
       el("td", {}, FINISHED.includes(job.state) ? el("button", { class: "download", "data-trial": m.trial,
         onclick: () => download(jobId, m) }, m.checkpoint ? "download" : "export + download") : "after the job"))));
     if (job.latency_model && job.latency_model.report && !window.hwnas.charts.latencyModel) {
+      modelBox.hidden = false;
       const r = job.latency_model.report;
       modelFacts.textContent = `${job.latency_model.kind} on ${job.device}: MAPE ${fmt(r.mape, 2)}%, ` +
         `${fmt(r.within_10pct, 1)}% within 10%, Kendall tau ${fmt(r.kendall_tau)} over ${r.n_holdout} held-out archs`;
       if ((r.holdout || []).length) window.hwnas.charts.latencyModel = latencyModelChart(document.getElementById("latency-model"), r);
+      else modelBox.hidden = true;
+    } else if (!job.latency_model) {
+      modelFacts.textContent = "no stored latency model for this job (yet): its report appears once one is chosen";
+      modelBox.hidden = true;
     }
   }
 
