@@ -7,6 +7,15 @@ from nas.db.engine import current_revision, make_engine, upgrade_database
 from nas.db.models import Base
 
 
+def head_revision(url: str) -> str:
+    """The newest migration script's revision (what a fresh database must end at)."""
+    from alembic.script import ScriptDirectory
+
+    from nas.db.engine import alembic_config
+
+    return str(ScriptDirectory.from_config(alembic_config(url)).get_current_head())
+
+
 def _check_migrated(url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
@@ -18,7 +27,7 @@ def _check_migrated(url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     ours = {t for t in tables if t.startswith("nas_")}
     assert ours == set(Base.metadata.tables) | {"nas_alembic_version"}
-    assert current_revision(engine) == "0003"
+    assert current_revision(engine) == head_revision(url) == "0004"
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={
             "compare_type": True, "version_table": "nas_alembic_version",
@@ -53,7 +62,7 @@ def test_concurrent_first_migrations_do_not_race(backend: str, request: pytest.F
     with ProcessPoolExecutor(max_workers=4) as pool:
         for future in [pool.submit(_migrate, url) for _ in range(4)]:
             future.result(timeout=120)
-    assert current_revision(make_engine(url)) == "0003"
+    assert current_revision(make_engine(url)) == head_revision(url)
     from nas.db.storage import open_storage
 
     assert open_storage(url).device("cpu-2t").threads == 2
