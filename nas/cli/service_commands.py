@@ -1,0 +1,145 @@
+"""The service's commands: `serve`, the client-mode `submit` and `fetch`, and `token create|list|revoke`.
+
+`submit` and `fetch` talk to the server named by HWNAS_URL (with HWNAS_TOKEN) when it is set, and to the
+local database otherwise. Registered on the main app by `nas.cli.app`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from nas.cli.common import client as _client
+from nas.cli.common import emit_json as _emit_json
+from nas.cli.common import storage as _storage
+from nas.settings import Settings
+
+
+def submit(spec: Path = typer.Argument(..., help="job spec, YAML or JSON"),
+           wait: bool = typer.Option(False, "--wait", help="wait for the job to finish, with a progress bar")) -> None:
+    """Queue a job: on the server when HWNAS_URL and HWNAS_TOKEN are set, else in the local database."""
+    from nas.service import submit_job
+    from nas.spec import load_spec
+
+    client = _client()
+    if client is None:
+        job_id = submit_job(_storage(), load_spec(spec))
+        typer.echo(f"queued job {job_id} in the local database; a running `hwnas serve` takes it, "
+                   f"or run it now with `hwnas resume {job_id}`")
+        return
+    job = client.submit(spec)
+    typer.echo(f"submitted job {job['job_id']} to {client.url}")
+    if wait:
+        job = client.wait(job["job_id"])
+        typer.echo(f"job {job['job_id']} {job['state']}: {job['message']}")
+        if job["state"] != "completed":
+            raise typer.Exit(code=1)
+
+
+def fetch(job_id: int = typer.Argument(...),
+          best: bool = typer.Option(False, "--best", help="the best front member under the latency limit"),
+          trial: int | None = typer.Option(None, "--trial", help="this trial instead of the best"),
+          max_latency_ms: float | None = typer.Option(None, "--max-latency-ms",
+                                                      help="latency limit for --best; default the job's target"),
+          out: Path = typer.Option(..., "--out", help="a new or empty folder for the checkpoint")) -> None:
+    """Fetch a checkpoint into --out (downloaded, sha256-checked and unpacked when HWNAS_URL is set)."""
+    from nas.errors import SpecError
+    from nas.service import export_job_trial
+
+    if best == (trial is not None):
+        raise SpecError("fetch: give exactly one of --best or --trial N")
+    if trial is not None and max_latency_ms is not None:
+        raise SpecError("--max-latency-ms: only with --best")
+    client = _client()
+    if client:
+        checkpoint = client.export(job_id, trial=trial, max_latency_ms=max_latency_ms)
+        client.download(checkpoint, out)
+    else:
+        checkpoint = export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out,
+                                      max_latency_ms=max_latency_ms)
+    latency = checkpoint["measured_latency_ms"]
+    typer.echo(f"trial {checkpoint['trial']} of job {job_id} -> {out} (sha256 {checkpoint['sha256']}"
+               + (f", {latency:.3f} ms" if latency is not None else "") + ")")
+
+
+def serve(host: str | None = typer.Option(None, "--host", help="bind address (default 127.0.0.1, HWNAS_HOST)"),
+          port: int | None = typer.Option(None, "--port", help="port (default 8000, HWNAS_PORT)")) -> None:
+    """Start the API and web page, a controller that runs queued jobs, and a local Ray (embedded defaults)."""
+    import uvicorn
+
+    from nas.api import create_app
+    from nas.runner import JobRunner
+    from nas.service import executor_factory, issue_first_admin_token, storage_for
+
+    settings = Settings()
+    settings = settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    storage = storage_for(settings)
+
+    def start_ray() -> None:
+        if settings.executor == "ray":
+            from workers.executors.ray_executor import ensure_ray
+
+            ensure_ray(address=settings.ray_address)
+
+    runner = JobRunner(storage, settings, executor_factory=executor_factory(settings), on_start=start_ray)
+    url = f"http://{settings.host}:{settings.port}"
+    first = issue_first_admin_token(storage)
+    typer.echo(f"hwnas serving {url} (API {url}/api/v1, docs {url}/api/v1/docs); database {storage.url}")
+    if first is not None:
+        typer.echo(f"first admin token (shown once; only its hash is stored): {first}\n"
+                   f"web page: {url}/#token={first}")
+    else:
+        typer.echo("tokens exist already; create another with `hwnas token create --scope read|submit|admin`")
+    if settings.host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"note: listening on {settings.host} without TLS; put a TLS proxy in front before exposing it",
+                   err=True)
+    runner.start()
+    try:
+        uvicorn.run(create_app(settings, storage=storage), host=settings.host, port=settings.port,
+                    log_level="info", access_log=True)
+    finally:
+        runner.stop(timeout_s=1)
+
+
+token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens (stored hashed).")
+
+
+@token_app.command("create")
+def token_create(scope: str = typer.Option(..., "--scope", help="read, submit (includes read) or admin (all)"),
+                 name: str = typer.Option("", "--name", help="what the token is for")) -> None:
+    """Create a token and print it once (only its sha256 is stored)."""
+    from nas.service import issue_token
+
+    token_id, token = issue_token(_storage(), name=name or f"{scope} token", scope=scope)
+    typer.echo(token)
+    typer.echo(f"token {token_id} ({scope}); it is shown only now: use it as `Authorization: Bearer <token>` "
+               "or HWNAS_TOKEN", err=True)
+
+
+@token_app.command("list")
+def token_list(as_json: bool = typer.Option(False, "--json")) -> None:
+    """List tokens (their ids, names, scopes and first characters; never the tokens)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from nas.db.storage import isoformat
+
+    rows = [{"id": t.id, "name": t.name, "scope": t.scope, "prefix": t.prefix, "created_at": isoformat(t.created_at),
+             "revoked_at": isoformat(t.revoked_at)} for t in _storage().list_tokens()]
+    if as_json:
+        _emit_json(rows)
+        return
+    table = Table(title="API tokens")
+    for column in ("id", "name", "scope", "prefix", "created_at", "revoked_at"):
+        table.add_column(column)
+    for r in rows:
+        table.add_row(*(str(r[c] or "") for c in ("id", "name", "scope", "prefix", "created_at", "revoked_at")))
+    Console().print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int = typer.Argument(...)) -> None:
+    """Revoke a token: requests with it get 401 from now on."""
+    _storage().revoke_token(token_id)
+    typer.echo(f"token {token_id} revoked")
