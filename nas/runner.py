@@ -2,7 +2,8 @@
 
 `hwnas serve` starts one beside the API. It also takes over running jobs whose lease has expired (their
 controller died), so a restarted server finishes what it left. Progress is read from the database by the
-API, so the loop needs no channel to it.
+API, so the loop needs no channel to it. Ray starts with the first job's executor, after that job's
+profiling if it needs one: a Ray starting up beside a profiling run would inflate every timing.
 """
 
 from __future__ import annotations
@@ -26,12 +27,11 @@ class JobRunner:
 
     def __init__(self, storage: Storage, settings: Settings, *, executor_factory: Callable[[], Executor],
                  latency_model_factory: LatencyModelFactory | None = None,
-                 device_runner: DeviceRunner | None = None, on_start: Callable[[], None] | None = None) -> None:
+                 device_runner: DeviceRunner | None = None) -> None:
         self.controller = Controller(storage, settings, executor_factory=executor_factory,
                                      latency_model_factory=latency_model_factory, device_runner=device_runner)
         self.storage = storage
         self.poll_s = settings.runner_poll_s
-        self.on_start = on_start
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -48,11 +48,6 @@ class JobRunner:
             self._thread.join(timeout=timeout_s)
 
     def _loop(self) -> None:
-        if self.on_start is not None:
-            try:
-                self.on_start()
-            except Exception:
-                logger.exception("serve loop: start-up failed; jobs will start it again on first use")
         while not self._stop.is_set():
             try:
                 job_id = self.storage.next_queued_job()

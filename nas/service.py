@@ -126,8 +126,9 @@ def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
         "metric_name": metric_name, "maximize_metric": maximize,
         "created_at": isoformat(job.created_at), "started_at": isoformat(job.started_at),
         "finished_at": isoformat(job.finished_at), "hypervolume": history[-1].hypervolume if history else None,
-        "checkpoint": checkpoint_dict(checkpoints[-1], job_id=job_id, trial_numbers={
-            checkpoints[-1].trial_id: storage.trial_by_id(checkpoints[-1].trial_id).number}) if checkpoints else None,
+        "checkpoint": checkpoint_dict(checkpoints[-1], job_id=job_id,
+                                      trial_number=storage.trial_by_id(checkpoints[-1].trial_id).number)
+        if checkpoints else None,
         "data": job.data_info,
         "baseline": (job.preparation or {}).get("baseline"),
         "latency_model": latency_model_dict(storage.latency_model(job.latency_model_id, with_payload=False))
@@ -145,9 +146,10 @@ def job_task_and_space(job: JobRow) -> tuple[Task, SearchSpace]:
     return task_and_space(spec.space, {**spec.space_options, **prepared}, spec.task)
 
 
-def checkpoint_dict(row: Any, *, job_id: int, trial_numbers: dict[int, int]) -> dict[str, Any]:
+def checkpoint_dict(row: Any, *, job_id: int, trial_number: int) -> dict[str, Any]:
+    """A stored checkpoint as the CLI and the API show it, with its download link."""
     archive_name = Path(row.archive_path).name
-    return {"id": row.id, "trial": trial_numbers.get(row.trial_id, -1), "path": row.path, "archive": row.archive_path,
+    return {"id": row.id, "trial": trial_number, "path": row.path, "archive": row.archive_path,
             "archive_name": archive_name, "sha256": row.sha256, "size_bytes": row.size_bytes,
             "measured_latency_ms": row.measured_latency_ms, "created_at": isoformat(row.created_at),
             "download_url": f"/api/v1/jobs/{job_id}/checkpoints/{archive_name}"}
@@ -168,7 +170,7 @@ def front_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
             "predicted_latency_ms": t.predicted_latency_ms, "predicted_latency_std_ms": t.predicted_latency_std_ms,
             "measured_latency_ms": t.measured_latency_ms, "params": t.params, "metrics": t.metrics,
             "arch": t.arch["config"], "arch_hash": t.arch_hash, "under_target": m.latency_ms <= job.latency_target_ms,
-            "checkpoint": checkpoint_dict(checkpoint, job_id=job_id, trial_numbers={t.id: t.number})
+            "checkpoint": checkpoint_dict(checkpoint, job_id=job_id, trial_number=t.number)
             if checkpoint else None,
         })
     return rows
@@ -219,7 +221,7 @@ def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None,
     checkpoint_id = export_and_record(storage, job_id=job_id, trial=trial, latency_ms=trial.latency_ms or 0.0,
                                       out_dir=out_dir)
     row = next(c for c in storage.checkpoints(job_id) if c.id == checkpoint_id)
-    return {"job_id": job_id, **checkpoint_dict(row, job_id=job_id, trial_numbers={trial.id: trial.number})}
+    return {"job_id": job_id, **checkpoint_dict(row, job_id=job_id, trial_number=trial.number)}
 
 
 def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, trial_number: int | None,
@@ -230,7 +232,7 @@ def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, t
     trial = storage.trial(job_id, trial_number)
     for row in reversed(storage.checkpoints(job_id)):
         if row.trial_id == trial.id and Path(row.archive_path).is_file():
-            return checkpoint_dict(row, job_id=job_id, trial_numbers={trial.id: trial.number}), False
+            return checkpoint_dict(row, job_id=job_id, trial_number=trial.number), False
     out_dir = settings.artifacts_dir / f"job-{job_id}" / f"checkpoint-trial-{trial_number}"
     if out_dir.exists():
         import shutil

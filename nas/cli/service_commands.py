@@ -75,14 +75,8 @@ def serve(host: str | None = typer.Option(None, "--host", help="bind address (de
     settings = Settings()
     settings = settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     storage = storage_for(settings)
-
-    def start_ray() -> None:
-        if settings.executor == "ray":
-            from workers.executors.ray_executor import ensure_ray
-
-            ensure_ray(address=settings.ray_address)
-
-    runner = JobRunner(storage, settings, executor_factory=executor_factory(settings), on_start=start_ray)
+    # Ray starts with the first job (after its profiling, if any), as in `hwnas search`.
+    runner = JobRunner(storage, settings, executor_factory=executor_factory(settings))
     url = f"http://{settings.host}:{settings.port}"
     first = issue_first_admin_token(storage)
     typer.echo(f"hwnas serving {url} (API {url}/api/v1, docs {url}/api/v1/docs); database {storage.url}")
