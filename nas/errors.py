@@ -66,11 +66,12 @@ _EXIT_CODES: tuple[tuple[type[HwnasError], int], ...] = (
 )
 
 
+def _first_match(table: tuple[tuple[type[HwnasError], int], ...], error: HwnasError) -> int:
+    return next(code for cls, code in table if isinstance(error, cls))  # HwnasError closes every table
+
+
 def exit_code_for(error: HwnasError) -> int:
-    for cls, code in _EXIT_CODES:
-        if isinstance(error, cls):
-            return code
-    return 1
+    return _first_match(_EXIT_CODES, error)
 
 
 # Ordered most specific first, like the exit codes. Server-side failures (storage, execution, device) are
@@ -82,7 +83,6 @@ _HTTP_STATUS: tuple[tuple[type[HwnasError], int], ...] = (
     (SpecError, 422),
     (RegistryError, 422),
     (DataError, 422),
-    (InvalidArchError, 422),
     (NotFoundError, 404),
     (ConflictError, 409),
     (StorageError, 503),
@@ -93,10 +93,7 @@ _HTTP_STATUS: tuple[tuple[type[HwnasError], int], ...] = (
 
 
 def http_status_for(error: HwnasError) -> int:
-    for cls, status in _HTTP_STATUS:
-        if isinstance(error, cls):
-            return status
-    return 500
+    return _first_match(_HTTP_STATUS, error)
 
 
 def error_for_status(status: int, message: str) -> HwnasError:
