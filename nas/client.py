@@ -107,14 +107,15 @@ class HwnasClient:
             if not page["items"] or len(items) >= page["total"]:
                 return items
 
-    def front_rows(self, job_id: int) -> dict[str, Any]:
+    def front_view(self, job_id: int) -> dict[str, Any]:
+        """The front with its target, metric name and direction (the API's `GET /jobs/{id}/front`)."""
         return self._request("GET", f"/jobs/{job_id}/front")
 
     def front(self, job_id: int) -> pd.DataFrame:
         """The Pareto front as a DataFrame, one row per member, fastest first."""
         import pandas as pd
 
-        front = self.front_rows(job_id)
+        front = self.front_view(job_id)
         columns = ["trial", "metric", "latency_ms", "predicted_latency_ms", "predicted_latency_std_ms",
                    "measured_latency_ms", "params", "under_target", "arch_text", "arch_hash"]
         frame = pd.DataFrame([{c: m[c] for c in columns} for m in front["members"]], columns=columns)

@@ -176,6 +176,17 @@ def front_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
     return rows
 
 
+def front_view(storage: Storage, job_id: int) -> dict[str, Any]:
+    """The front with what reading it needs (target, metric, direction, hypervolume): the API's answer and
+    what `hwnas pareto` prints, locally or from a server."""
+    job = storage.get_job(job_id)
+    metric_name, maximize = job_metric(job)
+    history = storage.hypervolume_history(job_id, last=1)
+    return {"job_id": job_id, "latency_target_ms": job.latency_target_ms, "metric_name": metric_name,
+            "maximize_metric": maximize, "hypervolume": history[-1].hypervolume if history else None,
+            "members": front_rows(storage, job_id)}
+
+
 def trial_dict(t: TrialRow, *, describe: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
     return {"trial": t.number, "state": t.state, "arch": t.arch["config"], "arch_hash": t.arch_hash,
             "arch_text": describe(t.arch["config"]), "metric": t.metric, "metrics": t.metrics,

@@ -181,16 +181,11 @@ def pareto(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False
     """A job's Pareto front (task metric against latency; the server's when HWNAS_URL is set)."""
     from rich.console import Console
 
-    from nas.service import front_rows, job_metric
+    from nas.service import front_view
 
     client = _client()
-    if client:
-        front = client.front_rows(job_id)
-        target_ms, metric_name, rows = front["latency_target_ms"], front["metric_name"], front["members"]
-    else:
-        storage = _storage()
-        job = storage.get_job(job_id)
-        target_ms, metric_name, rows = job.latency_target_ms, job_metric(job)[0], front_rows(storage, job_id)
+    front = client.front_view(job_id) if client else front_view(_storage(), job_id)
+    target_ms, metric_name, rows = front["latency_target_ms"], front["metric_name"], front["members"]
     if as_json:
         _emit_json({"job_id": job_id, "latency_target_ms": target_ms, "metric_name": metric_name, "front": rows})
         return

@@ -16,7 +16,7 @@ from nas.api.schemas import CancelOut, FrontMemberOut, FrontOut, JobOut, JobPage
 from nas.api.security import ReadToken, StorageDep, SubmitToken
 from nas.db.storage import FINISHED_JOB_STATES
 from nas.errors import NotFoundError, SpecError
-from nas.service import best_front_member, front_rows, job_summary, submit_job, trial_dict
+from nas.service import best_front_member, front_view, job_summary, submit_job, trial_dict
 from nas.spec import JobSpec, parse_spec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -111,10 +111,7 @@ def get_trial(job_id: JobId, number: TrialNumber, storage: StorageDep, _: ReadTo
 @router.get("/{job_id}/front", response_model=FrontOut, responses=ERRORS,
             summary="The Pareto front: task metric against latency, fastest first")
 def get_front(job_id: JobId, storage: StorageDep, _: ReadToken) -> dict[str, Any]:
-    summary = job_summary(storage, job_id)
-    return {"job_id": job_id, "latency_target_ms": summary["latency_target_ms"],
-            "metric_name": summary["metric_name"], "maximize_metric": summary["maximize_metric"],
-            "hypervolume": summary["hypervolume"], "members": front_rows(storage, job_id)}
+    return front_view(storage, job_id)
 
 
 @router.get("/{job_id}/best", response_model=FrontMemberOut, responses=ERRORS,
