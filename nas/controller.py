@@ -18,6 +18,7 @@ import math
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,7 +28,8 @@ from latency_models.device import DeviceProfile
 from latency_models.meter import LatencySample, MeterSettings, pinned_threads
 from nas.checkpoints import export_and_record
 from nas.db.models import JobRow, TrialRow, utcnow
-from nas.db.storage import Storage
+from nas.db.storage import FINISHED_TRIAL_STATES, Storage
+from nas.fidelity import decide, rung_budgets
 from nas.latency import job_latency_model
 from nas.pareto import Point, best_under, hypervolume, pareto_front
 from nas.settings import Settings
@@ -35,7 +37,7 @@ from nas.spec import JobSpec
 from nas.strategies.base import Strategy, StrategyConfig, make_strategy
 from search_spaces.arch import Arch
 from search_spaces.base import Preparation, SearchSpace, get_space
-from search_spaces.errors import ConflictError, HwnasError
+from search_spaces.errors import ConflictError, DatabaseUnavailableError, HwnasError
 from workers.executors.base import Executor
 from workers.device_tasks import DeviceRunner
 from workers.evaluate import task_and_space
@@ -45,6 +47,7 @@ from workers.types import CandidateTask, EvalResult
 logger = logging.getLogger(__name__)
 EventHook = Callable[[str, dict[str, Any]], None]
 LatencyModelFactory = Callable[[SearchSpace, DeviceProfile], LatencyModel]
+FAIR_SHARE_REFRESH_S = 2.0
 
 
 @dataclass
@@ -77,6 +80,26 @@ class JobContext:
     meter: MeterSettings
     latency_model: LatencyModel
     strategy: Strategy
+    rungs: tuple[int, ...] = ()
+    stats: ControllerStats = field(default_factory=lambda: ControllerStats())
+    next_number: int = 0  # the next trial number (the controller is its job's single writer)
+    rung_points: dict[int, list[Point]] = field(default_factory=dict)  # (metric, latency) per rung's steps
+    running_jobs_at: tuple[float, int] = (-1e9, 1)  # when the running jobs were counted, and how many
+
+
+@dataclass
+class ControllerStats:
+    """Time the controller spends on a job outside waiting for workers (asking, predicting, writing)."""
+
+    overhead_s: float = 0.0
+    recorded: int = 0
+
+    def add(self, seconds: float) -> None:
+        self.overhead_s += seconds
+
+    @property
+    def overhead_ms_per_trial(self) -> float:
+        return 1000.0 * self.overhead_s / max(1, self.recorded)
 
 
 class Controller:
@@ -97,6 +120,7 @@ class Controller:
         self.executor_factory = executor_factory
         self.owner = owner or f"controller-{uuid.uuid4().hex[:12]}"
         self.on_event = on_event or (lambda kind, data: None)
+        self.stats: dict[int, ControllerStats] = {}
 
     # ---- job lifecycle ---------------------------------------------------------------------------
     def run_job(self, job_id: int) -> JobRow:
@@ -146,8 +170,11 @@ class Controller:
         latency_model = self._latency_model(job, spec, space, device)
         strategy = make_strategy(spec.strategy, StrategyConfig(
             study_name=job.study_name, storage_url=self.storage.url, directions=(task.direction, "minimize"),
-            seed=spec.seed, trials_budget=spec.budget.trials))
-        ctx = JobContext(job, spec, task, space, space_options, device, meter, latency_model, strategy)
+            seed=spec.seed, trials_budget=spec.budget.trials,
+            parallel=spec.budget.parallel_trials or self.settings.max_parallel_trials or 2))
+        rungs = rung_budgets(min_steps=spec.budget.min_train_steps, max_steps=spec.budget.train_steps,
+                             reduction_factor=spec.budget.reduction_factor)
+        ctx = JobContext(job, spec, task, space, space_options, device, meter, latency_model, strategy, rungs=rungs)
         self._record_preparation(ctx, preparation)
         return ctx
 
@@ -191,80 +218,138 @@ class Controller:
 
     def _run_claimed(self, job_id: int, heartbeat: _Heartbeat) -> tuple[str, str]:
         ctx = self._context(self.storage.get_job(job_id))
-        redo = self._reconcile(ctx)
+        queue = self._reconcile(ctx, busy=set())
         deadline = time.monotonic() + ctx.spec.budget.max_minutes * 60
         cancelled = False
+        results: deque[EvalResult] = deque()  # received, not yet recorded (the database may be away)
         with self.executor_factory() as executor:
-            slots = min(executor.slots, self.settings.max_parallel_trials or executor.slots)
             while True:
-                if heartbeat.lost.is_set():
-                    raise ConflictError(f"job {job_id}: lease lost to another controller; stopping")
-                cancelled = cancelled or self.storage.cancel_requested(job_id)
-                while not cancelled and executor.in_flight < slots and time.monotonic() < deadline:
-                    trial = redo.pop(0) if redo else self._propose(ctx)
-                    if trial is None:
+                try:
+                    if heartbeat.lost.is_set():
+                        raise ConflictError(f"job {job_id}: lease lost to another controller; stopping")
+                    began = time.perf_counter()
+                    while results:
+                        self._record(ctx, results[0], queue)
+                        results.popleft()
+                    cancelled = cancelled or self.storage.cancel_requested(job_id)
+                    if not cancelled and time.monotonic() < deadline:
+                        self._fill(ctx, executor, queue)
+                    ctx.stats.add(time.perf_counter() - began)
+                    if executor.in_flight == 0:
                         break
-                    self._predict_and_dispatch(ctx, trial, executor)
-                if executor.in_flight == 0:
-                    break
-                for result in executor.wait(timeout_s=max(1.0, self.settings.lease_ttl_s / 4)):
-                    self._record(ctx, result)
+                    results.extend(executor.wait(timeout_s=max(1.0, self.settings.lease_ttl_s / 4)))
+                except DatabaseUnavailableError as exc:
+                    logger.warning("job %s: %s; waiting up to %.0f s for it", job_id, exc,
+                                   self.settings.db_outage_timeout_s)
+                    self.storage.wait_until_available(timeout_s=self.settings.db_outage_timeout_s)
+                    logger.info("job %s: the database is back; reconciling", job_id)
+                    busy = executor.trial_numbers() | {r.trial_number for r in results}
+                    queue = self._reconcile(ctx, busy=busy)
             if cancelled:
                 for number in executor.cancel_all():
                     self._fail_trial(ctx, self.storage.trial(job_id, number), "cancelled with its job")
+        logger.info("job %s: controller overhead %.2f ms per recorded trial over %d trials", job_id,
+                    ctx.stats.overhead_ms_per_trial, ctx.stats.recorded)
+        self.stats[job_id] = ctx.stats
         if cancelled:
             return "cancelled", f"cancelled after {self.storage.count_trials(job_id)} trials"
         return "completed", self._finish(ctx)
 
     # ---- proposing and dispatching ---------------------------------------------------------------
-    def _reconcile(self, ctx: JobContext) -> list[TrialRow]:
-        """After a crash: trials dispatched but never recorded run again; orphan Optuna trials fail.
+    def _reconcile(self, ctx: JobContext, *, busy: set[int]) -> deque[TrialRow]:
+        """After a crash or a database outage: what was dispatched but never recorded runs again.
 
-        Our tables are the record: a trial they hold as finished whose tell never reached Optuna (the
-        process died between the two writes) is told now from the stored values.
+        Optuna trials asked but never stored as ours fail. Our tables are the record: a trial they hold
+        as finished whose tell never reached Optuna (the process died between the two writes) is told
+        now from the stored values. `busy` are trial numbers still in flight or waiting to be recorded.
         """
-        known = {t.optuna_number: t for t in self.storage.trials(ctx.job.id)}
+        trials = self.storage.trials(ctx.job.id)
+        known = {t.optuna_number: t for t in trials}
         for number in ctx.strategy.open_numbers():
             trial = known.get(number)
             if trial is None:
                 ctx.strategy.tell_failed(number)
-            elif trial.state in ("complete", "infeasible", "failed"):
+            elif trial.state in FINISHED_TRIAL_STATES:
                 self._tell(ctx, trial.optuna_number, trial.state, metric=trial.metric, latency_ms=trial.latency_ms)
-        redo = self.storage.trials(ctx.job.id, states=("pending", "running"))
+        ctx.next_number = len(trials)
+        ctx.rung_points = {}
+        for t in trials:
+            for entry in t.rungs or []:
+                ctx.rung_points.setdefault(int(entry["steps"]), []).append(
+                    Point(t.id, float(entry["metric"]), float(t.latency_ms or 0.0)))
+        redo = [t for t in trials if t.state in ("pending", "running") and t.number not in busy]
         if redo:
             logger.info("job %s: resuming %d unfinished trials", ctx.job.id, len(redo))
-        return redo
+        return deque(redo)
 
-    def _propose(self, ctx: JobContext) -> TrialRow | None:
-        number = self.storage.count_trials(ctx.job.id)
-        if number >= ctx.spec.budget.trials:
-            return None
-        optuna_number, sampling_trial = ctx.strategy.ask()
-        arch = ctx.space.sample(sampling_trial)
-        return self.storage.add_trial(job_id=ctx.job.id, number=number, optuna_number=optuna_number,
-                                      arch=arch.to_dict(), arch_hash=arch.hash)
+    def _slots(self, ctx: JobContext, executor: Executor) -> int:
+        """This job's share of the executor: its own limit, the service's, and a fair share of the cluster
+        among the jobs running now under any controller (re-read every few seconds)."""
+        capacity = executor.slots
+        now = time.monotonic()
+        if now - ctx.running_jobs_at[0] > FAIR_SHARE_REFRESH_S:
+            ctx.running_jobs_at = (now, max(1, self.storage.running_job_count()))
+        share = max(1, math.ceil(capacity / ctx.running_jobs_at[1]))
+        limits = [capacity, share, ctx.spec.budget.parallel_trials, self.settings.max_parallel_trials]
+        return min(limit for limit in limits if limit)
 
-    def _predict_and_dispatch(self, ctx: JobContext, trial: TrialRow, executor: Executor) -> None:
-        arch = Arch.from_dict(trial.arch)
-        target = ctx.spec.latency_target_ms
-        prediction = ctx.latency_model.predict(arch)
-        fields: dict[str, Any] = {"predicted_latency_ms": prediction.mean_ms,
-                                  "predicted_latency_std_ms": prediction.std_ms}
-        if prediction.mean_ms - prediction.std_ms > target:
-            self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), **fields,
-                                      error=f"predicted latency {prediction.mean_ms:.3f} ms is over the target "
-                                            f"{target} ms by more than its uncertainty ({prediction.std_ms:.3f} ms)")
-            self._tell(ctx, trial.optuna_number, "infeasible", metric=None, latency_ms=prediction.mean_ms)
-            self.on_event("trial", {"number": trial.number, "state": "infeasible", "latency_ms": prediction.mean_ms})
-            return
+    def _fill(self, ctx: JobContext, executor: Executor, queue: deque[TrialRow]) -> None:
+        """Dispatch queued trials (resumed, retried, promoted) and then new proposals into the free slots.
+
+        New trials are asked from the strategy as one batch for all free slots and stored in one
+        transaction; those predicted over the target are recorded infeasible and do not use a slot.
+        """
+        free = self._slots(ctx, executor) - executor.in_flight
+        while free > 0:
+            if not queue:
+                queue.extend(self._propose(ctx, count=free))
+                if not queue:
+                    return
+            if self._predict_and_dispatch(ctx, queue.popleft(), executor):
+                free -= 1
+
+    def _propose(self, ctx: JobContext, *, count: int) -> list[TrialRow]:
+        count = min(count, ctx.spec.budget.trials - ctx.next_number)
+        if count <= 0:
+            return []
+        items = []
+        for optuna_number, sampling_trial in ctx.strategy.ask_batch(count):
+            arch = ctx.space.sample(sampling_trial)
+            items.append({"number": ctx.next_number + len(items), "optuna_number": optuna_number,
+                          "arch": arch.to_dict(), "arch_hash": arch.hash})
+        rows = self.storage.add_trials(job_id=ctx.job.id, items=items)
+        ctx.next_number += len(rows)
+        return rows
+
+    def _predict_and_dispatch(self, ctx: JobContext, trial: TrialRow, executor: Executor) -> bool:
+        """Dispatch `trial` unless it is predicted infeasible (recorded so); True if it took a slot."""
+        fields: dict[str, Any] = {}
+        if trial.predicted_latency_ms is None or not trial.steps_done:
+            target = ctx.spec.latency_target_ms
+            prediction = ctx.latency_model.predict(Arch.from_dict(trial.arch))
+            fields = {"predicted_latency_ms": prediction.mean_ms, "predicted_latency_std_ms": prediction.std_ms}
+            trial.predicted_latency_ms = prediction.mean_ms
+            if prediction.mean_ms - prediction.std_ms > target:
+                self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), **fields,
+                                          error=f"predicted latency {prediction.mean_ms:.3f} ms is over the target "
+                                                f"{target} ms by more than its uncertainty ({prediction.std_ms:.3f} ms)")
+                self._tell(ctx, trial.optuna_number, "infeasible", metric=None, latency_ms=prediction.mean_ms)
+                self.on_event("trial", {"number": trial.number, "state": "infeasible",
+                                        "latency_ms": prediction.mean_ms})
+                return False
         attempts = trial.attempts + 1
-        self.storage.update_trial(trial.id, state="running", started_at=utcnow(), attempts=attempts, **fields)
+        steps_before = trial.steps_done or 0
+        steps = next(b for b in ctx.rungs if b > steps_before)
+        self.storage.update_trial(trial.id, state="running", started_at=trial.started_at or utcnow(),
+                                  attempts=attempts, **fields)
         artifact_dir = self.settings.artifacts_dir / f"job-{ctx.job.id}" / f"trial-{trial.number}"
         executor.submit(CandidateTask(
             job_id=ctx.job.id, trial_number=trial.number, space=ctx.space.name,
             space_options=dict(ctx.space_options), arch=trial.arch, task=ctx.spec.task.model_dump(),
-            train_steps=ctx.spec.budget.train_steps, seed=ctx.spec.seed, artifact_dir=str(artifact_dir),
-            threads=self.settings.training_threads, attempt=attempts))
+            train_steps=steps, seed=ctx.spec.seed, artifact_dir=str(artifact_dir),
+            threads=self.settings.training_threads, attempt=attempts,
+            resume_from=trial.weights_path if steps_before else None, steps_before=steps_before))
+        return True
 
     # ---- recording -------------------------------------------------------------------------------
     def _store_sample(self, ctx: JobContext, trial: TrialRow, sample: LatencySample, *, purpose: str) -> None:
@@ -278,6 +363,9 @@ class Controller:
         if state == "failed":
             ctx.strategy.tell_failed(optuna_number)
             return
+        if state == "stopped":
+            ctx.strategy.tell_stopped(optuna_number)
+            return
         latency = latency_ms or 0.0
         value = metric if state == "complete" and metric is not None else ctx.task.worst_metric()
         ctx.strategy.tell(optuna_number, [value, latency], constraint=latency - ctx.spec.latency_target_ms)
@@ -286,10 +374,28 @@ class Controller:
         self.storage.update_trial(trial.id, state="failed", error=error, finished_at=utcnow(), **fields)
         self._tell(ctx, trial.optuna_number, "failed", metric=None, latency_ms=None)
 
-    def _record(self, ctx: JobContext, result: EvalResult) -> None:
+    def _record(self, ctx: JobContext, result: EvalResult, queue: deque[TrialRow]) -> None:
+        """Write one result: a lost worker's trial goes back on the queue (up to the attempt limit), a rung
+        result is promoted or stopped, a final one completes the trial and updates the front."""
         trial = self.storage.trial(ctx.job.id, result.trial_number)
         if trial.state not in ("running", "pending"):
             logger.warning("job %s trial %s: ignoring a second result", ctx.job.id, trial.number)
+            return
+        ctx.stats.recorded += 1
+        if result.lost:
+            lost = trial.attempts - len(trial.rungs or [])  # dispatches that brought no rung result back
+            if lost < self.settings.trial_max_attempts:
+                logger.warning("job %s trial %s: %s; dispatching it again (attempt %d of %d)", ctx.job.id,
+                               trial.number, (result.error or "").splitlines()[0], lost + 1,
+                               self.settings.trial_max_attempts)
+                self.storage.update_trial(trial.id, state="pending", error=result.error, worker=result.worker)
+                trial.state = "pending"
+                queue.appendleft(trial)
+                return
+            error = f"lost its worker {lost} times (HWNAS_TRIAL_MAX_ATTEMPTS={self.settings.trial_max_attempts}); " \
+                    f"last: {result.error}"
+            self._fail_trial(ctx, trial, error, worker=result.worker)
+            self.on_event("trial", {"number": trial.number, "state": "failed", "error": error})
             return
         if result.state == "failed" or result.metric is None or not math.isfinite(result.metric):
             self._fail_trial(ctx, trial, result.error or f"metric is {result.metric}; the candidate diverged",
@@ -297,10 +403,34 @@ class Controller:
             self.on_event("trial", {"number": trial.number, "state": "failed", "error": result.error})
             return
         latency = trial.latency_ms or 0.0
-        self.storage.update_trial(trial.id, state="complete", metric=result.metric, params=result.params,
-                                  train_loss=result.train_loss, worker=result.worker,
-                                  metrics=result.extra.get("metrics"),
-                                  weights_path=result.weights_path, finished_at=utcnow())
+        steps = result.steps_done or ctx.spec.budget.train_steps
+        fields: dict[str, Any] = {"metric": result.metric, "params": result.params, "train_loss": result.train_loss,
+                                  "worker": result.worker, "metrics": result.extra.get("metrics"),
+                                  "weights_path": result.weights_path, "steps_done": steps, "error": None}
+        if len(ctx.rungs) > 1:
+            fields["rungs"] = [*(trial.rungs or []), {"steps": steps, "metric": result.metric}]
+        if steps < ctx.spec.budget.train_steps:
+            point = Point(trial.id, result.metric, latency)
+            peers = ctx.rung_points.setdefault(steps, [])
+            peers.append(point)
+            decision = decide(point, peers, reduction_factor=ctx.spec.budget.reduction_factor,
+                              maximize_metric=ctx.task.direction == "maximize")
+            if decision.keep_going:
+                self.storage.update_trial(trial.id, state="pending", **fields)
+                for key, value in fields.items():
+                    setattr(trial, key, value)
+                trial.state = "pending"
+                queue.appendleft(trial)  # promotions first, as in ASHA
+                return
+            self.storage.update_trial(trial.id, state="stopped", finished_at=utcnow(), **{
+                **fields, "error": f"stopped early at {steps} of {ctx.spec.budget.train_steps} steps: place "
+                                   f"{decision.position + 1} of the {decision.peers} trials at this rung, "
+                                   f"{decision.kept} go on"})
+            ctx.strategy.tell_stopped(trial.optuna_number)
+            self.on_event("trial", {"number": trial.number, "state": "stopped", "metric": result.metric,
+                                    "steps": steps})
+            return
+        self.storage.update_trial(trial.id, state="complete", finished_at=utcnow(), **fields)
         self._tell(ctx, trial.optuna_number, "complete", metric=result.metric, latency_ms=latency)
         self.update_front(ctx)
         self.on_event("trial", {"number": trial.number, "state": "complete", "metric": result.metric,

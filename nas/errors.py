@@ -8,6 +8,7 @@ from __future__ import annotations
 from search_spaces.errors import (
     ConflictError,
     DataError,
+    DatabaseUnavailableError,
     ExecutionError,
     HwnasError,
     InvalidArchError,
@@ -21,6 +22,7 @@ from search_spaces.errors import (
 __all__ = [
     "ConflictError",
     "DataError",
+    "DatabaseUnavailableError",
     "ExecutionError",
     "HwnasError",
     "InvalidArchError",

@@ -192,8 +192,8 @@ def trial_dict(t: TrialRow, *, describe: Callable[[dict[str, Any]], str]) -> dic
             "arch_text": describe(t.arch["config"]), "metric": t.metric, "metrics": t.metrics,
             "latency_ms": t.latency_ms, "predicted_latency_ms": t.predicted_latency_ms,
             "predicted_latency_std_ms": t.predicted_latency_std_ms, "measured_latency_ms": t.measured_latency_ms,
-            "params": t.params, "worker": t.worker, "attempts": t.attempts,
-            "error": (t.error or "").splitlines()[0] if t.error else None,
+            "params": t.params, "worker": t.worker, "attempts": t.attempts, "steps_done": t.steps_done,
+            "rungs": t.rungs, "error": (t.error or "").splitlines()[0] if t.error else None,
             "started_at": isoformat(t.started_at), "finished_at": isoformat(t.finished_at)}
 
 

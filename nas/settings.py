@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     max_parallel_trials: int | None = Field(default=None, ge=1, le=10_000)
     training_threads: int = Field(default=1, ge=1, le=256)
     lease_ttl_s: float = Field(default=60.0, gt=0.5, le=86_400)
+    trial_max_attempts: int = Field(default=3, ge=1, le=100,
+                                    description="dispatches of a trial whose worker keeps dying before it fails")
+    db_outage_timeout_s: float = Field(default=300.0, ge=0, le=86_400,
+                                       description="how long a controller waits for a lost database to come back")
+    controller_max_jobs: int = Field(default=2, ge=1, le=1000, description="jobs one controller runs at once")
     meter_warmup: int = Field(default=3, ge=0, le=1000)
     meter_repeats: int = Field(default=5, ge=1, le=10_000, description="timed runs per model per round")
     meter_min_rounds: int = Field(default=4, ge=1, le=1000)

@@ -27,6 +27,21 @@ class Budget(BaseModel):
     trials: int = Field(ge=1, le=100_000, description="candidates proposed, infeasible and failed ones included")
     train_steps: int = Field(default=50, ge=1, le=10_000_000, description="optimizer steps per candidate")
     max_minutes: float = Field(default=60.0, gt=0, le=60 * 24 * 30, description="wall-time cap of the search")
+    parallel_trials: int | None = Field(default=None, ge=1, le=10_000,
+                                        description="most trials of this job in flight at once; default: its "
+                                                    "fair share of the cluster")
+    min_train_steps: int | None = Field(default=None, ge=1, le=10_000_000,
+                                        description="early stopping: the first rung's training steps (successive "
+                                                    "halving up to train_steps); unset: every trial trains fully")
+    reduction_factor: int = Field(default=3, ge=2, le=100,
+                                  description="early stopping: 1 in reduction_factor trials goes on at each rung")
+
+    @model_validator(mode="after")
+    def _rungs_fit(self) -> Budget:
+        if self.min_train_steps is not None and self.min_train_steps >= self.train_steps:
+            raise ValueError(f"budget.min_train_steps must be below budget.train_steps ({self.train_steps}), got "
+                             f"{self.min_train_steps}; lower it, or leave it out to train every trial fully")
+        return self
 
 
 class JobSpec(BaseModel):

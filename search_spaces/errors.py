@@ -40,6 +40,10 @@ class StorageError(HwnasError):
     """The database refused or failed an operation."""
 
 
+class DatabaseUnavailableError(StorageError):
+    """The database cannot be reached (restarting, network down): the same operation may work later."""
+
+
 class ExecutionError(HwnasError):
     """An executor could not run candidates (Ray unreachable, worker lost...)."""
 

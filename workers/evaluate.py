@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -35,7 +36,14 @@ def task_and_space(space: str, space_options: dict[str, Any], task: dict[str, An
 
 
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """host:pid, with the Ray node's id when running in a Ray worker (several nodes may share a host)."""
+    node = ""
+    if "ray" in sys.modules:
+        import ray
+
+        if ray.is_initialized():
+            node = f":node-{ray.get_runtime_context().get_node_id()[:8]}"
+    return f"{socket.gethostname()}{node}:{os.getpid()}"
 
 
 def evaluate_candidate(candidate: CandidateTask) -> EvalResult:
@@ -62,8 +70,14 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
     with pinned_threads(candidate.threads):
         began = time.perf_counter()
         model = space.build(arch, seed=candidate.seed)
+        if candidate.resume_from:
+            from safetensors.torch import load_file
+
+            model.load_state_dict(load_file(candidate.resume_from), strict=True)
         params = sum(p.numel() for p in model.parameters())
-        train_loss = task.train(model, steps=candidate.train_steps, seed=candidate.seed, teacher=space.teacher())
+        # A promoted trial trains on from its rung with a fresh optimiser and its own data order.
+        train_loss = task.train(model, steps=candidate.train_steps - candidate.steps_before,
+                                seed=candidate.seed + candidate.steps_before, teacher=space.teacher())
         train_s = time.perf_counter() - began
         began = time.perf_counter()
         metrics = task.evaluate_all(model)
@@ -80,4 +94,4 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
     return EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number, state="complete",
                       metric=float(metric), params=int(params), train_loss=train_loss, train_s=train_s,
                       eval_s=eval_s, weights_path=str(weights_path), worker=worker_name(),
-                      extra={"metrics": metrics})
+                      extra={"metrics": metrics}, steps_done=candidate.train_steps)

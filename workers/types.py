@@ -21,6 +21,9 @@ class CandidateTask:
     artifact_dir: str
     threads: int = 1
     attempt: int = 1
+    # Early stopping: continue a trial that reached `steps_before` steps from the weights it saved there.
+    resume_from: str | None = None
+    steps_before: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -42,3 +45,6 @@ class EvalResult:
     worker: str = ""
     error: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    steps_done: int | None = None
+    # The worker died (node lost, process killed): the candidate itself did not fail, so it may run again.
+    lost: bool = False

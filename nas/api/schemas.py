@@ -75,7 +75,7 @@ class JobPage(BaseModel):
 
 class TrialOut(BaseModel):
     trial: int
-    state: str = Field(description="pending, running, complete, infeasible or failed")
+    state: str = Field(description="pending, running, complete, infeasible, failed or stopped (early, at `steps_done`)")
     arch: dict[str, Any]
     arch_hash: str
     arch_text: str
@@ -87,7 +87,9 @@ class TrialOut(BaseModel):
     measured_latency_ms: float | None
     params: int | None
     worker: str | None
-    attempts: int
+    attempts: int = Field(description="dispatches, retries after a lost worker included")
+    steps_done: int | None = Field(description="training steps reached (a stopped trial's budget)")
+    rungs: list[dict[str, float]] | None = Field(description="metric at each early-stopping rung: steps, metric")
     error: str | None
     started_at: str | None
     finished_at: str | None

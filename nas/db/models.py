@@ -67,6 +67,10 @@ class TrialRow(Base):
     worker: Mapped[str | None] = mapped_column(String(128))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     weights_path: Mapped[str | None] = mapped_column(Text)
+    # Training steps the trial reached, and its metric at each rung of an early-stopping job
+    # (`[{"steps": 20, "metric": 3.1}, ...]`); a stopped trial keeps the budget it had reached.
+    steps_done: Mapped[int | None] = mapped_column(Integer)
+    rungs: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -8,8 +8,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, update
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from latency_models.device import BUILTIN_DEVICES, DeviceProfile
@@ -25,11 +25,19 @@ from nas.db.models import (
     TrialRow,
     utcnow,
 )
-from search_spaces.errors import ConflictError, HwnasError, NotFoundError, StorageError
+from search_spaces.errors import ConflictError, DatabaseUnavailableError, HwnasError, NotFoundError, StorageError
 
 JOB_STATES = ("queued", "running", "completed", "failed", "cancelled")
 FINISHED_JOB_STATES = ("completed", "failed", "cancelled")
-TRIAL_STATES = ("pending", "running", "complete", "infeasible", "failed")
+TRIAL_STATES = ("pending", "running", "complete", "infeasible", "failed", "stopped")
+FINISHED_TRIAL_STATES = ("complete", "infeasible", "failed", "stopped")
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether a database error means "not reachable now" (server restarting, connection dropped, locked)."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    return isinstance(exc, (OperationalError, InterfaceError))
 
 
 class Storage:
@@ -53,10 +61,30 @@ class Storage:
             session.rollback()
             raise
         except SQLAlchemyError as exc:
-            session.rollback()
-            raise StorageError(f"database error: {str(exc).splitlines()[0]}") from exc
+            with contextlib.suppress(SQLAlchemyError):
+                session.rollback()
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if is_disconnect(exc):
+                raise DatabaseUnavailableError(f"database unavailable: {first_line}") from exc
+            raise StorageError(f"database error: {first_line}") from exc
         finally:
-            session.close()
+            with contextlib.suppress(SQLAlchemyError):
+                session.close()
+
+    def wait_until_available(self, *, timeout_s: float, poll_s: float = 1.0) -> None:
+        """Block until the database answers again; raise `DatabaseUnavailableError` after `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with self.session() as s:
+                    s.execute(text("SELECT 1"))
+                return
+            except DatabaseUnavailableError:
+                if time.monotonic() >= deadline:
+                    raise DatabaseUnavailableError(
+                        f"the database at {self.engine.url!r} has not answered for {timeout_s:.0f} s; "
+                        "check that it runs, or raise HWNAS_DB_OUTAGE_TIMEOUT_S") from None
+                time.sleep(poll_s)
 
     # ---- device profiles -------------------------------------------------------------------------
     def ensure_builtin_devices(self) -> None:
@@ -129,12 +157,21 @@ class Storage:
                 query = query.where(JobRow.state.in_(states))
             return int(s.scalar(query) or 0)
 
-    def next_queued_job(self) -> int | None:
+    def running_job_count(self) -> int:
+        """Jobs running under a live lease (held by any controller): the cluster's share-out."""
+        with self.session() as s:
+            return int(s.scalar(select(func.count()).select_from(JobRow).where(
+                JobRow.state == "running", JobRow.lease_expires_at >= time.time())) or 0)
+
+    def next_queued_job(self, *, exclude: Sequence[int] = ()) -> int | None:
         """The oldest queued job, or a running one whose lease has expired (its controller died)."""
         with self.session() as s:
-            return s.scalar(select(JobRow.id).where(
+            query = select(JobRow.id).where(
                 (JobRow.state == "queued")
-                | ((JobRow.state == "running") & (JobRow.lease_expires_at < time.time()))).order_by(JobRow.id).limit(1))
+                | ((JobRow.state == "running") & (JobRow.lease_expires_at < time.time())))
+            if exclude:
+                query = query.where(JobRow.id.not_in(list(exclude)))
+            return s.scalar(query.order_by(JobRow.id).limit(1))
 
     def claim_job(self, job_id: int, *, owner: str, ttl_s: float) -> bool:
         """Take the job's lease if it is queued, or running under an expired lease. Atomic."""
@@ -198,6 +235,14 @@ class Storage:
             s.add(trial)
             s.flush()
             return trial
+
+    def add_trials(self, *, job_id: int, items: Sequence[dict[str, Any]]) -> list[TrialRow]:
+        """Store a batch of proposed trials (`number`, `optuna_number`, `arch`, `arch_hash` each) in one transaction."""
+        with self.session() as s:
+            rows = [TrialRow(job_id=job_id, state="pending", attempts=0, **item) for item in items]
+            s.add_all(rows)
+            s.flush()
+            return rows
 
     def update_trial(self, trial_id: int, **fields: Any) -> None:
         with self.session() as s:

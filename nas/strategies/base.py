@@ -21,6 +21,7 @@ class StrategyConfig:
     directions: tuple[Direction, ...]
     seed: int
     trials_budget: int
+    parallel: int = 1  # trials that may be asked before earlier ones are told
 
 
 class Strategy(ABC):
@@ -38,11 +39,20 @@ class Strategy(ABC):
     @abstractmethod
     def ask(self) -> tuple[int, Any]: ...
 
+    def ask_batch(self, count: int) -> list[tuple[int, Any]]:
+        """`count` trials at once, to fill free workers (an NSGA-II generation is sampled from one parent
+        population, so asking several before any is told changes nothing it would have proposed)."""
+        return [self.ask() for _ in range(count)]
+
     @abstractmethod
     def tell(self, number: int, values: Sequence[float], *, constraint: float) -> None: ...
 
     @abstractmethod
     def tell_failed(self, number: int) -> None: ...
+
+    @abstractmethod
+    def tell_stopped(self, number: int) -> None:
+        """The trial was stopped early (a lower budget than the others: its values are not comparable)."""
 
     @abstractmethod
     def open_numbers(self) -> list[int]:

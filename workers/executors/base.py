@@ -13,7 +13,9 @@ class Executor(ABC):
     """Runs candidates, at most `slots` at a time, and returns their results as they finish.
 
     Workers never touch the database: the controller that owns the executor writes every result.
-    A candidate whose worker dies comes back as a failed `EvalResult`, never as an exception.
+    A candidate whose worker dies comes back as a failed `EvalResult` with `lost=True`, never as an
+    exception; the controller decides whether it runs again. `slots` may change while the executor
+    runs (nodes join or die).
     """
 
     name: ClassVar[str]
@@ -29,6 +31,10 @@ class Executor(ABC):
 
     @abstractmethod
     def submit(self, candidate: CandidateTask) -> None: ...
+
+    @abstractmethod
+    def trial_numbers(self) -> set[int]:
+        """Trial numbers of the candidates in flight."""
 
     @abstractmethod
     def wait(self, *, timeout_s: float | None = None) -> list[EvalResult]:

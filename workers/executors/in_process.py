@@ -27,6 +27,9 @@ class InProcessExecutor(Executor):
     def submit(self, candidate: CandidateTask) -> None:
         self._queue.append(candidate)
 
+    def trial_numbers(self) -> set[int]:
+        return {c.trial_number for c in self._queue}
+
     def wait(self, *, timeout_s: float | None = None) -> list[EvalResult]:
         if not self._queue:
             return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from typing import Any
 
 from search_spaces.errors import ExecutionError
@@ -12,6 +13,8 @@ from workers.executors.base import Executor, register_executor
 from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
+
+SLOTS_REFRESH_S = 5.0
 
 
 def import_ray() -> Any:
@@ -44,24 +47,42 @@ def ensure_ray(*, address: str | None, num_cpus: int | None = None,
 
 @register_executor("ray")
 class RayExecutor(Executor):
-    """One Ray task per candidate, each asking for `cpus_per_trial` CPUs; at most `slots` in flight."""
+    """One Ray task per candidate, each asking for `cpus_per_trial` CPUs.
+
+    Without a fixed `slots`, the cluster's CPUs decide how many candidates run at once, re-read every few
+    seconds: a worker node that joins adds slots, one that dies takes its slots away. Ray retries
+    nothing itself (`max_retries=0`): a task whose worker or node died comes back as a lost result, and
+    the controller, which counts attempts in the database, decides whether it runs again.
+    """
 
     def __init__(self, *, address: str | None = None, slots: int | None = None, cpus_per_trial: float = 1.0,
                  local_cpus: int | None = None) -> None:
         ray = import_ray()
         ensure_ray(address=address, num_cpus=local_cpus)
-        cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
-        self._slots = slots or max(1, int(cluster_cpus // cpus_per_trial) - (0 if address else 1))
+        self._fixed_slots = slots
+        self._cpus_per_trial = cpus_per_trial
+        self._reserve = 0 if address else 1  # a local Ray leaves a CPU to the controller and the device tasks
+        self._slots_at = (-SLOTS_REFRESH_S, 1)
         self._remote = ray.remote(num_cpus=cpus_per_trial, max_retries=0)(evaluate_candidate)
         self._pending: dict[Any, CandidateTask] = {}
 
     @property
     def slots(self) -> int:
-        return self._slots
+        if self._fixed_slots:
+            return self._fixed_slots
+        read_at, slots = self._slots_at
+        if time.monotonic() - read_at >= SLOTS_REFRESH_S:
+            cpus = import_ray().cluster_resources().get("CPU", 0)
+            slots = max(1, int(cpus // self._cpus_per_trial) - self._reserve)
+            self._slots_at = (time.monotonic(), slots)
+        return slots
 
     @property
     def in_flight(self) -> int:
         return len(self._pending)
+
+    def trial_numbers(self) -> set[int]:
+        return {c.trial_number for c in self._pending.values()}
 
     def submit(self, candidate: CandidateTask) -> None:
         ref = self._remote.remote(candidate)
@@ -78,9 +99,11 @@ class RayExecutor(Executor):
             candidate = self._pending.pop(ref)
             try:
                 results.append(ray.get(ref))
-            except Exception as exc:  # noqa: BLE001  (a lost worker is a failed trial)
+            except Exception as exc:  # noqa: BLE001  (evaluate_candidate returns its own failures: this is a lost worker)
+                logger.warning("job %s trial %s: worker lost: %s", candidate.job_id, candidate.trial_number,
+                               str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
                 results.append(EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number,
-                                          state="failed", worker=worker_name(),
+                                          state="failed", worker=worker_name(), lost=True,
                                           error=f"worker lost: {type(exc).__name__}: {exc}"[:4000]))
         return results
 
