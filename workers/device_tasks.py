@@ -23,6 +23,7 @@ from search_spaces.base import get_space
 from search_spaces.errors import LatencyError
 
 logger = logging.getLogger(__name__)
+DEVICE_CHECK_S = 5.0  # how often a device task's wait checks that a node with the device is still there
 
 
 def profile_task(device: dict[str, Any], space: str, space_options: dict[str, Any],
@@ -83,10 +84,10 @@ class DeviceRunner:
                 on_progress: ProgressHook | None = None) -> ProfileOutcome:
         args = (device.model_dump(), space, dict(space_options), plan.model_dump(mode="json"))
         if self.placement(device) == "ray":
-            from workers.executors.ray_executor import import_ray
-
             logger.info("profiling %s on the Ray node with resource %r", space, device.ray_resource)
-            return import_ray().get(self._remote(device, profile_task).remote(*args))
+            outcome = self._get(self._remote(device, profile_task).remote(*args), device)
+            if outcome is not None:
+                return outcome
         return profile(get_space(space, space_options), device, plan, on_progress=on_progress)
 
     def measure(self, device: DeviceProfile, space: str, space_options: dict[str, Any], archs: Sequence[Arch],
@@ -95,10 +96,28 @@ class DeviceRunner:
             return []
         args = (device.model_dump(), space, dict(space_options), [a.to_dict() for a in archs],
                 meter.model_dump(mode="json"))
-        if self.placement(device) == "ray":
-            from workers.executors.ray_executor import import_ray
-
-            raw = import_ray().get(self._remote(device, measure_task).remote(*args))
-        else:
+        raw = self._get(self._remote(device, measure_task).remote(*args), device) \
+            if self.placement(device) == "ray" else None
+        if raw is None:
             raw = measure_task(*args)
         return [LatencySample(**r) for r in raw]
+
+    def _get(self, ref: Any, device: DeviceProfile) -> Any:
+        """The task's result; None when every node with the device died meanwhile and this machine is one
+        (the caller then runs it here). Ray would otherwise keep a task for a vanished resource pending
+        forever."""
+        from workers.executors.ray_executor import import_ray
+
+        ray = import_ray()
+        while True:
+            done, _ = ray.wait([ref], timeout=DEVICE_CHECK_S)
+            if done:
+                return ray.get(ref)
+            if ray.cluster_resources().get(device.ray_resource, 0) > 0:
+                continue
+            ray.cancel(ref, force=True)
+            if device.describes_this_machine():
+                logger.warning("no Ray node has device %r any more; measuring here", device.name)
+                return None
+            raise LatencyError(f"every Ray node with device {device.name!r} left the cluster while measuring on "
+                               f"it; start one with `hwnas worker --address HEAD --device {device.name}`")

@@ -53,9 +53,12 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
     from nas.service import executor_factory, front_rows, job_summary
     from workers.tasks.base import make_task
 
+    from nas.db.single_process import hold_controller_lock
+
     settings = Settings()
     storage = _storage()
     job = storage.get_job(job_id)
+    hold_controller_lock(storage.url, role=f"hwnas search/resume of job {job_id}")
     console = Console(stderr=True)
     with Progress(TextColumn("job {task.fields[job]}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[last]}"), console=console, disable=as_json) as progress:
@@ -328,9 +331,10 @@ def profile(device: str = typer.Option(..., "--device", help="device profile nam
 
 
 def _register_service_commands() -> None:
-    from nas.cli import service_commands
+    from nas.cli import cluster_commands, service_commands
 
-    for command in (service_commands.submit, service_commands.fetch, service_commands.serve):
+    for command in (service_commands.submit, service_commands.fetch, service_commands.serve,
+                    cluster_commands.worker, cluster_commands.controller):
         app.command()(command)
     app.add_typer(service_commands.token_app, name="token")
 

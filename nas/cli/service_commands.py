@@ -64,19 +64,24 @@ def fetch(job_id: int = typer.Argument(...),
 
 
 def serve(host: str | None = typer.Option(None, "--host", help="bind address (default 127.0.0.1, HWNAS_HOST)"),
-          port: int | None = typer.Option(None, "--port", help="port (default 8000, HWNAS_PORT)")) -> None:
+          port: int | None = typer.Option(None, "--port", help="port (default 8000, HWNAS_PORT)"),
+          no_controller: bool = typer.Option(False, "--no-controller",
+                                             help="serve the API only; `hwnas controller` processes run the jobs")) -> None:
     """Start the API and web page, a controller that runs queued jobs, and a local Ray (embedded defaults)."""
     import uvicorn
 
     from nas.api import create_app
+    from nas.db.single_process import hold_controller_lock
     from nas.runner import JobRunner
     from nas.service import executor_factory, issue_first_admin_token, storage_for
 
     settings = Settings()
     settings = settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
     storage = storage_for(settings)
+    if not no_controller:
+        hold_controller_lock(storage.url, role="hwnas serve")
     # Ray starts with the first job (after its profiling, if any), as in `hwnas search`.
-    runner = JobRunner(storage, settings, executor_factory=executor_factory(settings))
+    runner = None if no_controller else JobRunner(storage, settings, executor_factory=executor_factory(settings))
     url = f"http://{settings.host}:{settings.port}"
     first = issue_first_admin_token(storage)
     typer.echo(f"hwnas serving {url} (API {url}/api/v1, docs {url}/api/v1/docs); database {storage.url}")
@@ -88,12 +93,14 @@ def serve(host: str | None = typer.Option(None, "--host", help="bind address (de
     if settings.host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(f"note: listening on {settings.host} without TLS; put a TLS proxy in front before exposing it",
                    err=True)
-    runner.start()
+    if runner is not None:
+        runner.start()
     try:
         uvicorn.run(create_app(settings, storage=storage), host=settings.host, port=settings.port,
                     log_level="info", access_log=True)
     finally:
-        runner.stop(timeout_s=1)
+        if runner is not None:
+            runner.stop(timeout_s=1)
 
 
 token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens (stored hashed).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from workers.types import CandidateTask, EvalResult
 logger = logging.getLogger(__name__)
 
 SLOTS_REFRESH_S = 5.0
+_init_lock = threading.Lock()  # a controller's job threads may start their executors at once
 
 
 def import_ray() -> Any:
@@ -32,13 +34,19 @@ def ensure_ray(*, address: str | None, num_cpus: int | None = None,
     `resources` are custom resources of the local node (a device profile's name, when this machine has it).
     """
     ray = import_ray()
-    if ray.is_initialized():
-        return
+    with _init_lock:
+        if not ray.is_initialized():
+            _init(ray, address=address, num_cpus=num_cpus, resources=resources)
+
+
+def _init(ray: Any, *, address: str | None, num_cpus: int | None, resources: dict[str, float] | None) -> None:
     try:
         if address:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         else:
-            ray.init(num_cpus=num_cpus or os.cpu_count() or 1, resources=resources, include_dashboard=False,
+            # "local": a new Ray here, even when `ray start` left its address in /tmp/ray (ray.init(None) joins it)
+            ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, resources=resources,
+                     include_dashboard=False,
                      _node_ip_address="127.0.0.1", logging_level=logging.WARNING, log_to_driver=False)
     except Exception as exc:  # noqa: BLE001  (Ray raises many types; the user needs one message)
         where = f"the Ray cluster at {address!r}" if address else "a local Ray"
