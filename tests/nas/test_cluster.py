@@ -93,6 +93,14 @@ def poll(url: str, job_id: int, until: Callable[[dict[str, int], str], bool], *,
     raise AssertionError(f"job {job_id}: condition not met in {timeout_s} s\n{logs}")
 
 
+def exit_code(process: Process, *, timeout_s: float) -> int:
+    try:
+        return process.popen.wait(timeout=timeout_s)
+    except Exception:
+        process.kill()
+        raise AssertionError(f"{process.name} did not exit in {timeout_s} s:\n{process.output[-4000:]}") from None
+
+
 def finished(counts: dict[str, int]) -> int:
     return sum(n for state, n in counts.items() if state not in ("pending", "running"))
 
@@ -128,7 +136,7 @@ def test_a_killed_worker_node_is_retried_on_another(cluster: LocalCluster, env: 
     poll(cluster_db, job_id, lambda c, s: c.get("running", 0) == 2 and finished(c) >= 1, timeout_s=240,
          watch=[controller])
     node.kill()
-    assert controller.popen.wait(timeout=300) == 0, controller.output[-3000:]
+    assert exit_code(controller, timeout_s=300) == 0, controller.output[-3000:]
     trials = assert_full_budget_once(cluster_db, job_id)
     retried = [t for t in trials if t.attempts > 1]
     assert retried, [(t.number, t.attempts, t.worker) for t in trials]
@@ -146,7 +154,7 @@ def test_a_killed_controller_is_taken_over_after_its_lease(cluster: LocalCluster
          watch=[first])
     first.kill()  # SIGKILL: no lease released, Ray kills the tasks it owned
     second = cluster.start_controller(env, "--exit-when-idle")
-    assert second.popen.wait(timeout=300) == 0, second.output[-3000:]
+    assert exit_code(second, timeout_s=300) == 0, second.output[-3000:]
     trials = assert_full_budget_once(cluster_db, job_id)
     assert sum(t.attempts for t in trials if t.state == "complete") > len([t for t in trials if t.state == "complete"])
 
@@ -170,6 +178,6 @@ def test_the_controller_waits_out_a_postgresql_restart(cluster: LocalCluster, en
         time.sleep(4)  # trials finish while the database is away
     finally:
         _pg_ctl("start")
-    assert controller.popen.wait(timeout=300) == 0, controller.output[-3000:]
+    assert exit_code(controller, timeout_s=300) == 0, controller.output[-3000:]
     assert "database unavailable" in controller.output
     assert_full_budget_once(cluster_db, job_id)
