@@ -93,3 +93,58 @@ def make_fake_evaluate(calls: list[int], *, fail: Callable[[CandidateTask], str 
                           weights_path=str(folder / "weights.safetensors"), worker="fake")
 
     return evaluate
+
+
+class PoolExecutor:
+    """An executor with `slots` workers that finish in submission order, instantly; remembers the most
+    candidates it ever held at once. `lose(candidate)` True makes that attempt come back as a lost worker."""
+
+    name = "fake-pool"
+
+    def __init__(self, evaluate: Callable[[CandidateTask], EvalResult], *, slots: int,
+                 lose: Callable[[CandidateTask], bool] = lambda c: False) -> None:
+        self._evaluate = evaluate
+        self._slots = slots
+        self._lose = lose
+        self.held: list[CandidateTask] = []
+        self.max_in_flight = 0
+        self.submitted: list[CandidateTask] = []
+
+    @property
+    def slots(self) -> int:
+        return self._slots
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.held)
+
+    def trial_numbers(self) -> set[int]:
+        return {c.trial_number for c in self.held}
+
+    def submit(self, candidate: CandidateTask) -> None:
+        self.held.append(candidate)
+        self.submitted.append(candidate)
+        self.max_in_flight = max(self.max_in_flight, len(self.held))
+
+    def wait(self, *, timeout_s: float | None = None) -> list[EvalResult]:
+        if not self.held:
+            return []
+        candidate = self.held.pop(0)
+        if self._lose(candidate):
+            return [EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number, state="failed",
+                               lost=True, worker="fake", error="worker lost: NodeDiedError: killed by the test")]
+        return [self._evaluate(candidate)]
+
+    def cancel_all(self) -> list[int]:
+        numbers = [c.trial_number for c in self.held]
+        self.held.clear()
+        return numbers
+
+    def shutdown(self) -> None:
+        pass
+
+    def __enter__(self) -> PoolExecutor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        pass
