@@ -60,6 +60,7 @@ def controller(max_jobs: int | None = typer.Option(None, "--max-jobs", min=1,
 
     settings = Settings()
     refuse_sqlite(settings.resolved_database_url, command="hwnas controller")
+    logging.getLogger("nas").setLevel(logging.INFO)  # a daemon: say which jobs it takes and how they end
     storage = storage_for(settings)
     runner = JobRunner(storage, settings, executor_factory=executor_factory(settings), max_jobs=max_jobs,
                        exit_when_idle=exit_when_idle)

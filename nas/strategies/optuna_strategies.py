@@ -46,6 +46,11 @@ class OptunaStrategy(Strategy):
             engine_kwargs["connect_args"] = {"timeout": 30}
         with storage_errors():
             self.storage = optuna.storages.RDBStorage(config.storage_url, engine_kwargs=engine_kwargs)
+            if config.storage_url.startswith("sqlite"):
+                from nas.db.engine import sqlite_pragmas
+
+                sqlite_pragmas(self.storage.engine)  # each suggested parameter is a commit: no fsync for each
+                self.storage.engine.dispose()
             self.study = optuna.create_study(study_name=config.study_name, storage=self.storage,
                                              directions=list(config.directions), sampler=self.make_sampler(),
                                              load_if_exists=True)
