@@ -23,7 +23,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -78,16 +77,17 @@ def in_process(trials: int) -> dict[str, Any]:
 
 
 def cluster(*, rounds: int, trials: int, train_steps: int) -> dict[str, Any]:
-    import psycopg
+    from tests.conftest import temporary_postgres_database
 
+    with temporary_postgres_database("hwnas_scaling") as url:
+        return _cluster(url, rounds=rounds, trials=trials, train_steps=train_steps)
+
+
+def _cluster(url: str, *, rounds: int, trials: int, train_steps: int) -> dict[str, Any]:
     from nas.db.storage import open_storage
     from tests.conftest import FAST_MEASURING_ENV, TINY_SPACE_OPTIONS
     from tests.local_cluster import LocalCluster
 
-    name = f"hwnas_scaling_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     folder = Path(tempfile.mkdtemp(prefix="hwnas-scaling-cluster-"))
     corpus = folder / "corpus.txt"
     corpus.write_text(Path(REPO / "nas" / "spec.py").read_text() * 20)
@@ -136,8 +136,6 @@ def cluster(*, rounds: int, trials: int, train_steps: int) -> dict[str, Any]:
                 print(f"round {r}, {nodes} worker node(s): {result}", flush=True)
     finally:
         local.shutdown()
-        with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     one = statistics.median(x["trials_per_min"] for x in runs["1"])
     two = statistics.median(x["trials_per_min"] for x in runs["2"])
     print(f"trials per minute: 1 node {one:.1f}, 2 nodes {two:.1f} (x{two / one:.2f})", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import uuid
@@ -40,12 +41,12 @@ def postgres_server() -> str:
     return POSTGRES_ADMIN_URL
 
 
-@pytest.fixture()
-def postgres_url(postgres_server: str) -> Iterator[str]:
-    """A fresh, empty PostgreSQL database, dropped afterwards."""
+@contextlib.contextmanager
+def temporary_postgres_database(prefix: str = "hwnas_test") -> Iterator[str]:
+    """A fresh, empty PostgreSQL database on 127.0.0.1:5432; its URL; dropped afterwards."""
     import psycopg
 
-    name = f"hwnas_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -53,6 +54,13 @@ def postgres_url(postgres_server: str) -> Iterator[str]:
     finally:
         with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture()
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database, dropped afterwards."""
+    with temporary_postgres_database() as url:
+        yield url
 
 
 @pytest.fixture()

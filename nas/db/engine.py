@@ -30,9 +30,11 @@ def sqlite_pragmas(engine: Engine) -> None:
 def make_engine(url: str) -> Engine:
     """An engine for `url`; SQLite gets WAL mode, foreign keys and a busy timeout."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        from nas.db.single_process import sqlite_path
+
+        path = sqlite_path(url)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         sqlite_pragmas(engine)
         return engine

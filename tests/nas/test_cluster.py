@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAST_MEASURING_ENV, TINY_SPACE_OPTIONS
+from tests.conftest import FAST_MEASURING_ENV, TINY_SPACE_OPTIONS, temporary_postgres_database
 from tests.local_cluster import LocalCluster, Process
 
 pytestmark = [pytest.mark.cluster, pytest.mark.ray, pytest.mark.slow, pytest.mark.postgres]
@@ -29,16 +29,8 @@ TRIALS = 8
 @pytest.fixture(scope="module")
 def cluster_db(postgres_server: str) -> Iterator[str]:
     """One PostgreSQL database for the module (the latency model profiled by the first job is reused)."""
-    import uuid
-
-    import psycopg
-
-    name = f"hwnas_cluster_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with temporary_postgres_database("hwnas_cluster") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
