@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -32,7 +33,7 @@ def free_port() -> int:
 def base_env(**extra: str) -> dict[str, str]:
     env = {**os.environ, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0",
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
-           # Token authentication (the token in ~/.ray/auth_token, made by the head if missing).
+           # Token authentication, with the cluster's own token (a fresh machine has no ~/.ray/auth_token).
            "RAY_AUTH_MODE": "token"}
     env.pop("RAY_ADDRESS", None)
     return {**env, **extra}
@@ -103,16 +104,21 @@ class LocalCluster:
     def __init__(self) -> None:
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
+        self.token = secrets.token_hex(32)
         self.head: Process | None = None
         self.workers: list[Process] = []
         self.controllers: list[Process] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """The environment of this cluster's processes (its token included)."""
+        return base_env(RAY_AUTH_TOKEN=self.token, **extra)
 
     def start(self) -> LocalCluster:
         args = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
                 "--port", str(self.port), "--num-cpus", "0", "--include-dashboard", "false",
                 "--disable-usage-stats", "--ray-client-server-port", str(free_port()),
                 "--dashboard-agent-listen-port", str(free_port()), "--object-store-memory", str(100 * 1024 * 1024)]
-        self.head = spawn("ray head", args, base_env())
+        self.head = spawn("ray head", args, self.env())
         self.head.wait_for(r"Ray runtime started", timeout_s=90)
         return self
 
@@ -122,7 +128,7 @@ class LocalCluster:
                 "--object-store-mb", "100"]
         if device:
             args += ["--device", device]
-        worker = spawn(f"worker {len(self.workers)}", args, base_env(**(env or {})))
+        worker = spawn(f"worker {len(self.workers)}", args, self.env(**(env or {})))
         match = worker.wait_for(r"node (\w+) joined", timeout_s=90)
         worker.node_id = match.group(1)  # type: ignore[attr-defined]
         self.workers.append(worker)
@@ -131,7 +137,7 @@ class LocalCluster:
     def start_controller(self, env: dict[str, str], *args: str) -> Process:
         controller = spawn(f"controller {len(self.controllers)}",
                            [str(BIN / "hwnas"), "controller", *args],
-                           base_env(HWNAS_RAY_ADDRESS=self.address, **env))
+                           self.env(HWNAS_RAY_ADDRESS=self.address, **env))
         self.controllers.append(controller)
         return controller
 
