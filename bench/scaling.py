@@ -110,7 +110,7 @@ def _cluster(url: str, *, rounds: int, trials: int, train_steps: int) -> dict[st
         first = min(t.started_at for t in rows if t.started_at)
         last = max(t.finished_at for t in rows if t.finished_at)
         minutes = (last - first).total_seconds() / 60
-        overhead = re.search(r"controller overhead ([\d.]+) ms per recorded trial", controller.output)
+        overhead = re.search(r"controller overhead ([\d.]+) ms per trial", controller.output)
         return {"job": job_id, "trials": len(rows), "states": storage.trial_state_counts(job_id),
                 "trials_per_min": round(len(rows) / minutes, 2), "span_s": round(minutes * 60, 1),
                 "controller_overhead_ms_per_trial": float(overhead.group(1)) if overhead else None}

@@ -25,29 +25,29 @@ from typing import Any
 
 from latency_models.base import LatencyModel
 from latency_models.device import DeviceProfile
-from latency_models.meter import LatencySample, MeterSettings, pinned_threads
-from nas.checkpoints import export_and_record
+from latency_models.meter import LatencySample, pinned_threads
 from nas.db.models import JobRow, TrialRow, utcnow
 from nas.db.storage import FINISHED_TRIAL_STATES, Storage
-from nas.fidelity import decide, rung_budgets
+from nas.fidelity import rung_budgets
+from nas.job_context import ControllerStats, JobContext
+from nas.job_end import finish_job
 from nas.latency import job_latency_model
-from nas.pareto import Point, best_under, hypervolume, pareto_front
+from nas.pareto import Point, pareto_front
+from nas.recording import EventHook, Recorder
 from nas.settings import Settings
 from nas.spec import JobSpec
-from nas.strategies.base import Strategy, StrategyConfig, make_strategy
+from nas.strategies.base import StrategyConfig, make_strategy
 from search_spaces.arch import Arch
 from search_spaces.base import Preparation, SearchSpace, get_space
 from search_spaces.errors import ConflictError, DatabaseUnavailableError, HwnasError
 from workers.executors.base import Executor
 from workers.device_tasks import DeviceRunner
 from workers.evaluate import task_and_space
-from workers.tasks.base import Task
 from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
-EventHook = Callable[[str, dict[str, Any]], None]
 LatencyModelFactory = Callable[[SearchSpace, DeviceProfile], LatencyModel]
-FAIR_SHARE_REFRESH_S = 2.0
+FAIR_SHARE_REFRESH_S = 2.0  # how often the jobs running on the cluster are counted
 
 
 @dataclass
@@ -69,39 +69,6 @@ class _Heartbeat:
                 logger.warning("lease renewal for job %s failed: %s", self.job_id, exc)
 
 
-@dataclass
-class JobContext:
-    job: JobRow
-    spec: JobSpec
-    task: Task
-    space: SearchSpace
-    space_options: dict[str, Any]
-    device: DeviceProfile
-    meter: MeterSettings
-    latency_model: LatencyModel
-    strategy: Strategy
-    rungs: tuple[int, ...] = ()
-    stats: ControllerStats = field(default_factory=lambda: ControllerStats())
-    next_number: int = 0  # the next trial number (the controller is its job's single writer)
-    rung_points: dict[int, list[Point]] = field(default_factory=dict)  # (metric, latency) per rung's steps
-    running_jobs_at: tuple[float, int] = (-1e9, 1)  # when the running jobs were counted, and how many
-
-
-@dataclass
-class ControllerStats:
-    """Time the controller spends on a job outside waiting for workers (asking, predicting, writing)."""
-
-    overhead_s: float = 0.0
-    recorded: int = 0
-
-    def add(self, seconds: float) -> None:
-        self.overhead_s += seconds
-
-    @property
-    def overhead_ms_per_trial(self) -> float:
-        return 1000.0 * self.overhead_s / max(1, self.recorded)
-
-
 class Controller:
     """Runs jobs from the database. `executor_factory` is called once per job run.
 
@@ -120,6 +87,7 @@ class Controller:
         self.executor_factory = executor_factory
         self.owner = owner or f"controller-{uuid.uuid4().hex[:12]}"
         self.on_event = on_event or (lambda kind, data: None)
+        self.recorder = Recorder(storage, settings, on_event=self.on_event)
         self.stats: dict[int, ControllerStats] = {}
 
     # ---- job lifecycle ---------------------------------------------------------------------------
@@ -229,7 +197,7 @@ class Controller:
                         raise ConflictError(f"job {job_id}: lease lost to another controller; stopping")
                     began = time.perf_counter()
                     while results:
-                        self._record(ctx, results[0], queue)
+                        self.recorder.record(ctx, results[0], queue)
                         results.popleft()
                     cancelled = cancelled or self.storage.cancel_requested(job_id)
                     if not cancelled and time.monotonic() < deadline:
@@ -247,13 +215,14 @@ class Controller:
                     queue = self._reconcile(ctx, busy=busy)
             if cancelled:
                 for number in executor.cancel_all():
-                    self._fail_trial(ctx, self.storage.trial(job_id, number), "cancelled with its job")
-        logger.info("job %s: controller overhead %.2f ms per recorded trial over %d trials", job_id,
-                    ctx.stats.overhead_ms_per_trial, ctx.stats.recorded)
+                    self.recorder.fail_trial(ctx, self.storage.trial(job_id, number), "cancelled with its job")
+        logger.info("job %s: controller overhead %.2f ms per trial over %d trials (%d results)", job_id,
+                    ctx.stats.overhead_ms_per_trial, ctx.stats.trials, ctx.stats.results)
         self.stats[job_id] = ctx.stats
         if cancelled:
             return "cancelled", f"cancelled after {self.storage.count_trials(job_id)} trials"
-        return "completed", self._finish(ctx)
+        return "completed", finish_job(self.storage, self.recorder, ctx, measure=self.measure,
+                                       artifacts_dir=self.settings.artifacts_dir)
 
     # ---- proposing and dispatching ---------------------------------------------------------------
     def _reconcile(self, ctx: JobContext, *, busy: set[int]) -> deque[TrialRow]:
@@ -270,8 +239,12 @@ class Controller:
             if trial is None:
                 ctx.strategy.tell_failed(number)
             elif trial.state in FINISHED_TRIAL_STATES:
-                self._tell(ctx, trial.optuna_number, trial.state, metric=trial.metric, latency_ms=trial.latency_ms)
+                self.recorder.tell(ctx, trial.optuna_number, trial.state, metric=trial.metric,
+                                   latency_ms=trial.latency_ms)
         ctx.next_number = len(trials)
+        ctx.front = pareto_front([Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in trials
+                                  if t.state == "complete" and t.metric is not None],
+                                 maximize_metric=ctx.maximize_metric)
         ctx.rung_points = {}
         for t in trials:
             for entry in t.rungs or []:
@@ -313,8 +286,7 @@ class Controller:
         if count <= 0:
             return []
         items = []
-        for optuna_number, sampling_trial in ctx.strategy.ask_batch(count):
-            arch = ctx.space.sample(sampling_trial)
+        for optuna_number, arch in ctx.strategy.ask_batch(count, ctx.space.sample):
             items.append({"number": ctx.next_number + len(items), "optuna_number": optuna_number,
                           "arch": arch.to_dict(), "arch_hash": arch.hash})
         rows = self.storage.add_trials(job_id=ctx.job.id, items=items)
@@ -330,18 +302,17 @@ class Controller:
             fields = {"predicted_latency_ms": prediction.mean_ms, "predicted_latency_std_ms": prediction.std_ms}
             trial.predicted_latency_ms = prediction.mean_ms
             if prediction.mean_ms - prediction.std_ms > target:
-                self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), **fields,
-                                          error=f"predicted latency {prediction.mean_ms:.3f} ms is over the target "
-                                                f"{target} ms by more than its uncertainty ({prediction.std_ms:.3f} ms)")
-                self._tell(ctx, trial.optuna_number, "infeasible", metric=None, latency_ms=prediction.mean_ms)
-                self.on_event("trial", {"number": trial.number, "state": "infeasible",
-                                        "latency_ms": prediction.mean_ms})
+                self.recorder.infeasible(ctx, trial, **fields,
+                                         error=f"predicted latency {prediction.mean_ms:.3f} ms is over the target "
+                                               f"{target} ms by more than its uncertainty ({prediction.std_ms:.3f} ms)")
                 return False
         attempts = trial.attempts + 1
         steps_before = trial.steps_done or 0
         steps = next(b for b in ctx.rungs if b > steps_before)
-        self.storage.update_trial(trial.id, state="running", started_at=trial.started_at or utcnow(),
-                                  attempts=attempts, **fields)
+        started_at = trial.started_at or utcnow()
+        self.storage.update_trial(trial.id, state="running", started_at=started_at, attempts=attempts, **fields)
+        trial.state, trial.started_at, trial.attempts = "running", started_at, attempts
+        ctx.dispatched[trial.number] = trial
         artifact_dir = self.settings.artifacts_dir / f"job-{ctx.job.id}" / f"trial-{trial.number}"
         executor.submit(CandidateTask(
             job_id=ctx.job.id, trial_number=trial.number, space=ctx.space.name,
@@ -350,133 +321,3 @@ class Controller:
             threads=self.settings.training_threads, attempt=attempts,
             resume_from=trial.weights_path if steps_before else None, steps_before=steps_before))
         return True
-
-    # ---- recording -------------------------------------------------------------------------------
-    def _store_sample(self, ctx: JobContext, trial: TrialRow, sample: LatencySample, *, purpose: str) -> None:
-        self.storage.add_latency_sample(device=ctx.device.name, space=ctx.space.name, space_version=ctx.space.version,
-                                        arch_hash=trial.arch_hash, arch=trial.arch, sample=sample.to_dict(),
-                                        purpose=purpose, job_id=ctx.job.id, trial_id=trial.id)
-
-    def _tell(self, ctx: JobContext, optuna_number: int, state: str, *, metric: float | None,
-              latency_ms: float | None) -> None:
-        """Tell the strategy a finished trial: failures as failed; infeasible ones with the worst metric."""
-        if state == "failed":
-            ctx.strategy.tell_failed(optuna_number)
-            return
-        if state == "stopped":
-            ctx.strategy.tell_stopped(optuna_number)
-            return
-        latency = latency_ms or 0.0
-        value = metric if state == "complete" and metric is not None else ctx.task.worst_metric()
-        ctx.strategy.tell(optuna_number, [value, latency], constraint=latency - ctx.spec.latency_target_ms)
-
-    def _fail_trial(self, ctx: JobContext, trial: TrialRow, error: str, **fields: Any) -> None:
-        self.storage.update_trial(trial.id, state="failed", error=error, finished_at=utcnow(), **fields)
-        self._tell(ctx, trial.optuna_number, "failed", metric=None, latency_ms=None)
-
-    def _record(self, ctx: JobContext, result: EvalResult, queue: deque[TrialRow]) -> None:
-        """Write one result: a lost worker's trial goes back on the queue (up to the attempt limit), a rung
-        result is promoted or stopped, a final one completes the trial and updates the front."""
-        trial = self.storage.trial(ctx.job.id, result.trial_number)
-        if trial.state not in ("running", "pending"):
-            logger.warning("job %s trial %s: ignoring a second result", ctx.job.id, trial.number)
-            return
-        ctx.stats.recorded += 1
-        if result.lost:
-            lost = trial.attempts - len(trial.rungs or [])  # dispatches that brought no rung result back
-            if lost < self.settings.trial_max_attempts:
-                logger.warning("job %s trial %s: %s; dispatching it again (attempt %d of %d)", ctx.job.id,
-                               trial.number, (result.error or "").splitlines()[0], lost + 1,
-                               self.settings.trial_max_attempts)
-                self.storage.update_trial(trial.id, state="pending", error=result.error, worker=result.worker)
-                trial.state = "pending"
-                queue.appendleft(trial)
-                return
-            error = f"lost its worker {lost} times (HWNAS_TRIAL_MAX_ATTEMPTS={self.settings.trial_max_attempts}); " \
-                    f"last: {result.error}"
-            self._fail_trial(ctx, trial, error, worker=result.worker)
-            self.on_event("trial", {"number": trial.number, "state": "failed", "error": error})
-            return
-        if result.state == "failed" or result.metric is None or not math.isfinite(result.metric):
-            self._fail_trial(ctx, trial, result.error or f"metric is {result.metric}; the candidate diverged",
-                             worker=result.worker)
-            self.on_event("trial", {"number": trial.number, "state": "failed", "error": result.error})
-            return
-        latency = trial.latency_ms or 0.0
-        steps = result.steps_done or ctx.spec.budget.train_steps
-        fields: dict[str, Any] = {"metric": result.metric, "params": result.params, "train_loss": result.train_loss,
-                                  "worker": result.worker, "metrics": result.extra.get("metrics"),
-                                  "weights_path": result.weights_path, "steps_done": steps, "error": None}
-        if len(ctx.rungs) > 1:
-            fields["rungs"] = [*(trial.rungs or []), {"steps": steps, "metric": result.metric}]
-        if steps < ctx.spec.budget.train_steps:
-            point = Point(trial.id, result.metric, latency)
-            peers = ctx.rung_points.setdefault(steps, [])
-            peers.append(point)
-            decision = decide(point, peers, reduction_factor=ctx.spec.budget.reduction_factor,
-                              maximize_metric=ctx.task.direction == "maximize")
-            if decision.keep_going:
-                self.storage.update_trial(trial.id, state="pending", **fields)
-                for key, value in fields.items():
-                    setattr(trial, key, value)
-                trial.state = "pending"
-                queue.appendleft(trial)  # promotions first, as in ASHA
-                return
-            self.storage.update_trial(trial.id, state="stopped", finished_at=utcnow(), **{
-                **fields, "error": f"stopped early at {steps} of {ctx.spec.budget.train_steps} steps: place "
-                                   f"{decision.position + 1} of the {decision.peers} trials at this rung, "
-                                   f"{decision.kept} go on"})
-            ctx.strategy.tell_stopped(trial.optuna_number)
-            self.on_event("trial", {"number": trial.number, "state": "stopped", "metric": result.metric,
-                                    "steps": steps})
-            return
-        self.storage.update_trial(trial.id, state="complete", finished_at=utcnow(), **fields)
-        self._tell(ctx, trial.optuna_number, "complete", metric=result.metric, latency_ms=latency)
-        self.update_front(ctx)
-        self.on_event("trial", {"number": trial.number, "state": "complete", "metric": result.metric,
-                                "latency_ms": latency})
-
-    def update_front(self, ctx: JobContext) -> list[Point]:
-        complete = self.storage.trials(ctx.job.id, states=("complete",))
-        points = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0))
-                  for t in complete if t.metric is not None]
-        maximize = ctx.task.direction == "maximize"
-        front = pareto_front(points, maximize_metric=maximize)
-        volume = hypervolume(points, reference=(ctx.task.worst_metric(), ctx.spec.latency_target_ms),
-                             maximize_metric=maximize)
-        self.storage.replace_front(ctx.job.id, [(p.key, p.metric, p.latency_ms) for p in front],
-                                   trials_done=self.storage.count_trials(ctx.job.id), hypervolume=volume)
-        return front
-
-    # ---- the end of a job ------------------------------------------------------------------------
-    def _finish(self, ctx: JobContext) -> str:
-        """Re-measure the front on the device (interleaved), then export the best trial under the target.
-
-        Re-measured latencies can move other trials onto the front; those are re-measured in turn, so
-        every member of the final front carries a fresh measurement.
-        """
-        trials = {t.id: t for t in self.storage.trials(ctx.job.id, states=("complete",))}
-        target = ctx.spec.latency_target_ms
-        front = self.update_front(ctx)
-        while True:
-            todo = [trials[p.key] for p in front if trials[p.key].measured_latency_ms is None]
-            if not todo:
-                break
-            for trial, sample in zip(todo, self.measure(ctx, [Arch.from_dict(t.arch) for t in todo])):
-                self._store_sample(ctx, trial, sample, purpose="front-remeasure")
-                self.storage.update_trial(trial.id, measured_latency_ms=sample.median_ms)
-                trial.measured_latency_ms = sample.median_ms
-            front = self.update_front(ctx)
-        best_point = best_under(front, max_latency_ms=target, maximize_metric=ctx.task.direction == "maximize")
-        done = self.storage.count_trials(ctx.job.id)
-        if best_point is None:
-            fastest = min((p.latency_ms for p in front), default=None)
-            detail = f"the fastest trained trial measured {fastest:.3f} ms" if fastest else "no trial was trained"
-            return (f"{done} trials; no trial met the latency target of {target} ms when measured on "
-                    f"{ctx.device.name!r} ({detail}); no checkpoint exported: raise latency_target_ms or allow "
-                    "smaller archs")
-        best = self.storage.trial(ctx.job.id, trials[best_point.key].number)
-        export_and_record(self.storage, job_id=ctx.job.id, trial=best, latency_ms=best_point.latency_ms,
-                          out_dir=self.settings.artifacts_dir / f"job-{ctx.job.id}" / f"checkpoint-trial-{best.number}")
-        return (f"{done} trials; best under {target} ms: trial {best.number} with {ctx.task.metric_name} "
-                f"{best.metric:.4f} at {best_point.latency_ms:.3f} ms")

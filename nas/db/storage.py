@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text, update
+from sqlalchemy import Engine, delete, func, select, text, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, defer, sessionmaker
 
@@ -298,14 +298,15 @@ class Storage:
             return int(s.scalar(select(func.count()).select_from(TrialRow).where(TrialRow.job_id == job_id)) or 0)
 
     # ---- Pareto front ----------------------------------------------------------------------------
-    def replace_front(self, job_id: int, members: Sequence[tuple[int, float, float]], *, trials_done: int,
+    def replace_front(self, job_id: int, members: Sequence[tuple[int, float, float]] | None, *, trials_done: int,
                       hypervolume: float) -> None:
-        """Store the job's current front `(trial_id, metric, latency_ms)` and append to its HV history."""
+        """Store the job's current front `(trial_id, metric, latency_ms)` (None: unchanged) and append to its
+        hypervolume history, in one transaction."""
         with self.session() as s:
-            for old in s.scalars(select(FrontMemberRow).where(FrontMemberRow.job_id == job_id)):
-                s.delete(old)
-            for trial_id, metric, latency_ms in members:
-                s.add(FrontMemberRow(job_id=job_id, trial_id=trial_id, metric=metric, latency_ms=latency_ms))
+            if members is not None:
+                s.execute(delete(FrontMemberRow).where(FrontMemberRow.job_id == job_id))
+                s.add_all(FrontMemberRow(job_id=job_id, trial_id=trial_id, metric=metric, latency_ms=latency_ms)
+                          for trial_id, metric, latency_ms in members)
             s.add(HypervolumeRow(job_id=job_id, trials_done=trials_done, hypervolume=hypervolume))
 
     def front(self, job_id: int) -> list[tuple[FrontMemberRow, TrialRow]]:

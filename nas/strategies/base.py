@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from search_spaces.registry import Registry
 
 Direction = Literal["minimize", "maximize"]
+A = TypeVar("A")
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,8 @@ class StrategyConfig:
 
 
 class Strategy(ABC):
-    """Proposes trials one at a time; `ask` returns the trial number and an object a space samples from.
+    """Proposes trials in batches; `ask_batch` hands each new trial to `sample` (an object a space samples
+    an architecture from) and stores what was sampled before it returns.
 
     State is kept in the database, so a new strategy object for the same study resumes the search.
     `tell` takes objective values and the constraint violation (<= 0 feasible), or marks a failure.
@@ -37,12 +39,12 @@ class Strategy(ABC):
         self.config = config
 
     @abstractmethod
-    def ask(self) -> tuple[int, Any]: ...
+    def ask_batch(self, count: int, sample: Callable[[Any], A]) -> list[tuple[int, A]]:
+        """`count` new trials at once, to fill free workers: `(trial number, sample(trial))` each, stored.
 
-    def ask_batch(self, count: int) -> list[tuple[int, Any]]:
-        """`count` trials at once, to fill free workers (an NSGA-II generation is sampled from one parent
-        population, so asking several before any is told changes nothing it would have proposed)."""
-        return [self.ask() for _ in range(count)]
+        An NSGA-II generation is sampled from one parent population, so asking several before any is
+        told changes nothing it would have proposed.
+        """
 
     @abstractmethod
     def tell(self, number: int, values: Sequence[float], *, constraint: float) -> None: ...

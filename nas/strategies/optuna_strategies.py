@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from nas.strategies.base import Strategy, StrategyConfig, register_strategy
+from nas.strategies.base import A, Strategy, StrategyConfig, register_strategy
+from nas.strategies.optuna_record import create_trials
 from search_spaces.errors import DatabaseUnavailableError, StorageError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,15 @@ def storage_errors() -> Iterator[None]:
 
 
 class OptunaStrategy(Strategy):
-    """Wraps an Optuna study in RDB storage; subclasses choose the sampler."""
+    """An Optuna sampler over two copies of one study: a working copy in memory, and the record in the
+    service's database (RDB storage, which `optuna-dashboard` reads and a resumed job reloads).
+
+    Sampling and telling run against the in-memory copy; each batch of proposed trials then reaches the
+    record in one transaction with all their parameters (`optuna_record.create_trials`), and each tell in
+    two (Optuna's `set_trial_system_attr` for the constraint, `set_trial_state_values`). Asking Optuna's RDB storage directly costs a commit per suggested parameter and a read of
+    the study's trials per ask. The controller is its job's only writer (lease), so the copy cannot
+    miss another writer's trials; after any failed write it is rebuilt from the record before next use.
+    """
 
     def __init__(self, config: StrategyConfig) -> None:
         import optuna
@@ -49,54 +58,117 @@ class OptunaStrategy(Strategy):
             if config.storage_url.startswith("sqlite"):
                 from nas.db.engine import sqlite_pragmas
 
-                sqlite_pragmas(self.storage.engine)  # each suggested parameter is a commit: no fsync for each
+                sqlite_pragmas(self.storage.engine)  # WAL without an fsync per commit
                 self.storage.engine.dispose()
-            self.study = optuna.create_study(study_name=config.study_name, storage=self.storage,
-                                             directions=list(config.directions), sampler=self.make_sampler(),
-                                             load_if_exists=True)
+            record = optuna.create_study(study_name=config.study_name, storage=self.storage,
+                                         directions=list(config.directions), load_if_exists=True)
+        self._record_study_id: int = record._study_id
+        self._record_ids: dict[int, int] = {}  # trial number -> the record's trial id
+        self._recorded_attrs: dict[int, dict[str, Any]] = {}  # system attrs the record holds, per open trial
+        self.study: Any = None  # the in-memory working copy; None until loaded or after a failed write
 
     def make_sampler(self) -> Any:
         raise NotImplementedError
 
-    def ask(self) -> tuple[int, Any]:
-        with storage_errors():
-            trial = self.study.ask()
-        return trial.number, trial
-
-    def trial_for(self, number: int) -> Any:
-        """The Optuna `Trial` of an open trial number."""
+    # ---- the working copy ------------------------------------------------------------------------
+    def _working_study(self) -> Any:
+        """The in-memory study, (re)built from the record when missing."""
         import optuna
 
-        trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
-        return optuna.trial.Trial(self.study, trial_id)
+        if self.study is None:
+            with storage_errors():
+                trials = self.storage.get_all_trials(self._record_study_id, deepcopy=False)
+            study = optuna.create_study(directions=list(self.config.directions), sampler=self.make_sampler())
+            study.add_trials(trials)
+            self._record_ids = {t.number: t._trial_id for t in trials}
+            self._recorded_attrs = {t.number: dict(t.system_attrs) for t in trials if not t.state.is_finished()}
+            self.study = study
+        return self.study
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[Any]:
+        """Run a change on the working copy and the record; if anything fails, rebuild the copy next time."""
+        study = self._working_study()
+        try:
+            with storage_errors():
+                yield study
+        except BaseException:
+            self.study = None
+            raise
+
+    def _frozen(self, number: int) -> Any:
+        study = self._working_study()
+        return study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id,
+                                                                                                 number))
+
+    # ---- the contract ----------------------------------------------------------------------------
+    def ask_batch(self, count: int, sample: Callable[[Any], A]) -> list[tuple[int, A]]:
+        proposed: list[tuple[int, A]] = []
+        with self._writing() as study:
+            for _ in range(count):
+                trial = study.ask()
+                proposed.append((trial.number, sample(trial)))
+            frozen = [self._frozen(number) for number, _ in proposed]
+            stored = create_trials(self.storage, self._record_study_id, frozen)
+            for trial, (recorded_number, record_id) in zip(frozen, stored):
+                if recorded_number != trial.number:
+                    raise StorageError(f"study {self.config.study_name!r}: trial {trial.number} was stored as "
+                                       f"{recorded_number}; another process writes this study (one controller "
+                                       "per job: check the job's lease)")
+                self._record_ids[trial.number] = record_id
+                self._recorded_attrs[trial.number] = dict(trial.system_attrs)
+        return proposed
+
+    def _tell_record(self, number: int) -> None:
+        """Copy the working copy's outcome of `number` (state, values, new system attrs) to the record."""
+        frozen = self._frozen(number)
+        record_id = self._record_ids[number]
+        before = self._recorded_attrs.pop(number, {})
+        for key, value in frozen.system_attrs.items():
+            if before.get(key, _MISSING) != value:
+                self.storage.set_trial_system_attr(record_id, key, value)
+        self.storage.set_trial_state_values(record_id, frozen.state, frozen.values)
+
+    def _finished(self, number: int) -> bool:
+        return bool(self._frozen(number).state.is_finished())
 
     def tell(self, number: int, values: Sequence[float], *, constraint: float) -> None:
         """Record the latency constraint (latency minus target; <= 0 is feasible), then the values."""
-        with storage_errors():
-            trial = self.trial_for(number)
-            if self.storage.get_trial(trial._trial_id).state.is_finished():
-                return  # told before a crash: telling again would duplicate nothing, but skip the warning
-            trial.set_constraint("latency_ms", float(constraint))
-            self.study.tell(number, list(values), skip_if_finished=True)
+        import optuna
+
+        with self._writing() as study:
+            if self._finished(number):
+                return  # told before a crash: telling again would change nothing
+            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+            optuna.trial.Trial(study, trial_id).set_constraint("latency_ms", float(constraint))
+            study.tell(number, list(values), skip_if_finished=True)
+            self._tell_record(number)
+
+    def _tell_state(self, number: int, state: Any) -> None:
+        with self._writing() as study:
+            if self._finished(number):
+                return
+            study.tell(number, state=state, skip_if_finished=True)
+            self._tell_record(number)
 
     def tell_failed(self, number: int) -> None:
         import optuna
 
-        with storage_errors():
-            self.study.tell(number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        self._tell_state(number, optuna.trial.TrialState.FAIL)
 
     def tell_stopped(self, number: int) -> None:
         import optuna
 
-        with storage_errors():
-            self.study.tell(number, state=optuna.trial.TrialState.PRUNED, skip_if_finished=True)
+        self._tell_state(number, optuna.trial.TrialState.PRUNED)
 
     def open_numbers(self) -> list[int]:
         import optuna
 
-        with storage_errors():
-            trials = self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-        return [t.number for t in trials]
+        study = self._working_study()
+        return [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
+
+
+_MISSING = object()
 
 
 @register_strategy("nsga2")

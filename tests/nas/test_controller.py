@@ -87,6 +87,36 @@ def test_front_constraint_and_export(database_url: str, tmp_path: Path, corpus_f
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
 
 
+def test_front_and_hypervolume_follow_every_complete_trial(database_url: str, tmp_path: Path,
+                                                          corpus_file: Path) -> None:
+    """The controller updates the front incrementally; after each complete trial the stored front and the
+    last hypervolume equal what a recomputation from every complete trial so far gives."""
+    from nas.pareto import hypervolume
+    from workers.evaluate import task_and_space
+
+    storage = open_storage(database_url)
+    spec = make_spec(corpus_file, budget={"trials": 24, "train_steps": 2})
+    task, _ = task_and_space(spec.space, spec.space_options, spec.task)
+    task.describe_data()
+    reference = (task.worst_metric(), spec.latency_target_ms)
+    checked: list[int] = []
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind != "trial" or data["state"] != "complete":
+            return
+        job_id = storage.list_jobs()[0].id
+        points = [Point(t.id, t.metric, t.predicted_latency_ms) for t in storage.trials(job_id, states=("complete",))]
+        assert {m.trial_id for m, _ in storage.front(job_id)} == brute_force_front(points, maximize=False)
+        (last,) = storage.hypervolume_history(job_id, last=1)
+        assert last.hypervolume == pytest.approx(hypervolume(points, reference=reference))
+        checked.append(data["number"])
+
+    job_id, job = run(storage, tmp_path, spec, [], on_event=on_event)
+    assert job.state == "completed", job.message
+    assert len(checked) == len(storage.trials(job_id, states=("complete",))) >= 5
+    assert len({h.hypervolume for h in storage.hypervolume_history(job_id)}) > 1
+
+
 def test_impossible_target_ends_clearly_without_training(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
     storage = open_storage(sqlite_url)
     calls: list[int] = []

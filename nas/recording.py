@@ -1,0 +1,153 @@
+"""Writing a job's results: the trial rows, the strategy's tells, rung decisions and the Pareto front.
+
+The controller calls `Recorder.record` for each evaluation result. A lost worker's trial goes back on
+the queue (up to `HWNAS_TRIAL_MAX_ATTEMPTS`), a rung result is promoted or stopped (`nas.fidelity`), a
+final one completes the trial and updates the front. The front is kept in memory and updated
+incrementally (a new point either is dominated by the current front, which leaves it and the
+hypervolume unchanged, or joins it), so a result costs the same at trial 1,000 as at trial 10; the
+whole front is recomputed from the database only when a job starts or ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from nas.db.models import TrialRow, utcnow
+from nas.db.storage import Storage
+from nas.fidelity import decide
+from nas.job_context import JobContext
+from nas.pareto import Point, hypervolume, pareto_front
+from nas.settings import Settings
+from workers.types import EvalResult
+
+logger = logging.getLogger(__name__)
+EventHook = Callable[[str, dict[str, Any]], None]
+
+
+class Recorder:
+    """The single writer of one controller's results (each job's rows, tells and front)."""
+
+    def __init__(self, storage: Storage, settings: Settings, *, on_event: EventHook) -> None:
+        self.storage = storage
+        self.settings = settings
+        self.on_event = on_event
+
+    # ---- the strategy ----------------------------------------------------------------------------
+    def tell(self, ctx: JobContext, optuna_number: int, state: str, *, metric: float | None,
+             latency_ms: float | None) -> None:
+        """Tell the strategy a finished trial: failures as failed; infeasible ones with the worst metric."""
+        if state == "failed":
+            ctx.strategy.tell_failed(optuna_number)
+            return
+        if state == "stopped":
+            ctx.strategy.tell_stopped(optuna_number)
+            return
+        latency = latency_ms or 0.0
+        value = metric if state == "complete" and metric is not None else ctx.task.worst_metric()
+        ctx.strategy.tell(optuna_number, [value, latency], constraint=latency - ctx.spec.latency_target_ms)
+
+    def fail_trial(self, ctx: JobContext, trial: TrialRow, error: str, **fields: Any) -> None:
+        self.storage.update_trial(trial.id, state="failed", error=error, finished_at=utcnow(), **fields)
+        self.tell(ctx, trial.optuna_number, "failed", metric=None, latency_ms=None)
+        ctx.stats.trials += 1
+        self.on_event("trial", {"number": trial.number, "state": "failed", "error": error})
+
+    def infeasible(self, ctx: JobContext, trial: TrialRow, *, error: str, **fields: Any) -> None:
+        self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), error=error, **fields)
+        latency = fields.get("predicted_latency_ms")
+        self.tell(ctx, trial.optuna_number, "infeasible", metric=None, latency_ms=latency)
+        ctx.stats.trials += 1
+        self.on_event("trial", {"number": trial.number, "state": "infeasible", "latency_ms": latency})
+
+    # ---- results ---------------------------------------------------------------------------------
+    def record(self, ctx: JobContext, result: EvalResult, queue: deque[TrialRow]) -> None:
+        """Write one result; a trial that must run again (lost worker, promotion) goes on `queue`."""
+        trial = ctx.dispatched.pop(result.trial_number, None) or self.storage.trial(ctx.job.id, result.trial_number)
+        if trial.state not in ("running", "pending"):
+            logger.warning("job %s trial %s: ignoring a second result", ctx.job.id, trial.number)
+            return
+        ctx.stats.results += 1
+        if result.lost:
+            self._lost(ctx, trial, result, queue)
+        elif result.state == "failed" or result.metric is None or not math.isfinite(result.metric):
+            self.fail_trial(ctx, trial, result.error or f"metric is {result.metric}; the candidate diverged",
+                            worker=result.worker)
+        else:
+            self._trained(ctx, trial, result, queue, metric=result.metric)
+
+    def _lost(self, ctx: JobContext, trial: TrialRow, result: EvalResult, queue: deque[TrialRow]) -> None:
+        lost = trial.attempts - len(trial.rungs or [])  # dispatches that brought no rung result back
+        limit = self.settings.trial_max_attempts
+        if lost < limit:
+            logger.warning("job %s trial %s: %s; dispatching it again (attempt %d of %d)", ctx.job.id,
+                           trial.number, (result.error or "").splitlines()[0], lost + 1, limit)
+            self.storage.update_trial(trial.id, state="pending", error=result.error, worker=result.worker)
+            trial.state = "pending"
+            queue.appendleft(trial)
+            return
+        self.fail_trial(ctx, trial, f"lost its worker {lost} times (HWNAS_TRIAL_MAX_ATTEMPTS={limit}); "
+                                    f"last: {result.error}", worker=result.worker)
+
+    def _trained(self, ctx: JobContext, trial: TrialRow, result: EvalResult, queue: deque[TrialRow], *,
+                 metric: float) -> None:
+        latency = trial.latency_ms or 0.0
+        budget = ctx.spec.budget
+        steps = result.steps_done or budget.train_steps
+        fields: dict[str, Any] = {"metric": metric, "params": result.params, "train_loss": result.train_loss,
+                                  "worker": result.worker, "metrics": result.extra.get("metrics"),
+                                  "weights_path": result.weights_path, "steps_done": steps, "error": None}
+        if len(ctx.rungs) > 1:
+            fields["rungs"] = [*(trial.rungs or []), {"steps": steps, "metric": metric}]
+        if steps < budget.train_steps:
+            point = Point(trial.id, metric, latency)
+            peers = ctx.rung_points.setdefault(steps, [])
+            peers.append(point)
+            decision = decide(point, peers, reduction_factor=budget.reduction_factor,
+                              maximize_metric=ctx.maximize_metric)
+            if decision.keep_going:
+                self.storage.update_trial(trial.id, state="pending", **fields)
+                for key, value in fields.items():
+                    setattr(trial, key, value)
+                trial.state = "pending"
+                queue.appendleft(trial)  # promotions first, as in ASHA
+                return
+            self.storage.update_trial(trial.id, state="stopped", finished_at=utcnow(), **{
+                **fields, "error": f"stopped early at {steps} of {budget.train_steps} steps: place "
+                                   f"{decision.position + 1} of the {decision.peers} trials at this rung, "
+                                   f"{decision.kept} go on"})
+            ctx.strategy.tell_stopped(trial.optuna_number)
+            ctx.stats.trials += 1
+            self.on_event("trial", {"number": trial.number, "state": "stopped", "metric": metric,
+                                    "steps": steps})
+            return
+        self.storage.update_trial(trial.id, state="complete", finished_at=utcnow(), **fields)
+        self.tell(ctx, trial.optuna_number, "complete", metric=metric, latency_ms=latency)
+        self.add_to_front(ctx, Point(trial.id, metric, latency))
+        ctx.stats.trials += 1
+        self.on_event("trial", {"number": trial.number, "state": "complete", "metric": metric,
+                                "latency_ms": latency})
+
+    # ---- the Pareto front ------------------------------------------------------------------------
+    def add_to_front(self, ctx: JobContext, point: Point) -> None:
+        """Add a complete trial to the front; store the front if it changed, and the hypervolume either way."""
+        front = pareto_front([*ctx.front, point], maximize_metric=ctx.maximize_metric)
+        changed = any(p.key == point.key for p in front)
+        if changed:
+            ctx.front = front
+        volume = hypervolume(ctx.front, reference=ctx.hypervolume_reference, maximize_metric=ctx.maximize_metric)
+        members = [(p.key, p.metric, p.latency_ms) for p in ctx.front] if changed else None
+        self.storage.replace_front(ctx.job.id, members, trials_done=ctx.next_number, hypervolume=volume)
+
+    def update_front(self, ctx: JobContext) -> list[Point]:
+        """Recompute the front from every complete trial in the database (latencies may have been re-measured)."""
+        complete = self.storage.trials(ctx.job.id, states=("complete",))
+        points = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in complete if t.metric is not None]
+        ctx.front = pareto_front(points, maximize_metric=ctx.maximize_metric)
+        volume = hypervolume(ctx.front, reference=ctx.hypervolume_reference, maximize_metric=ctx.maximize_metric)
+        self.storage.replace_front(ctx.job.id, [(p.key, p.metric, p.latency_ms) for p in ctx.front],
+                                   trials_done=self.storage.count_trials(ctx.job.id), hypervolume=volume)
+        return ctx.front

@@ -1,0 +1,107 @@
+"""Every strategy passes the strategy contract on SQLite and PostgreSQL; the Optuna-backed ones also keep
+their in-memory working copy and the database's record in step (constraints, failed writes, Optuna's own
+trial format)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from nas.strategies.base import Strategy, StrategyConfig, make_strategy, strategy_names
+from search_spaces.errors import DatabaseUnavailableError
+from tests.contracts import StrategyContract, toy_sample
+
+
+@pytest.fixture(params=strategy_names())
+def strategy_name(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture()
+def make(strategy_name: str, database_url: str) -> Callable[[str, int], Strategy]:
+    def build(study_name: str, seed: int) -> Strategy:
+        return make_strategy(strategy_name, StrategyConfig(
+            study_name=study_name, storage_url=database_url, directions=("maximize", "minimize"), seed=seed,
+            trials_budget=12, parallel=3))
+
+    return build
+
+
+@pytest.fixture()
+def record_trials(database_url: str) -> Callable[[str], list[Any]]:
+    import optuna
+
+    def read(study_name: str) -> list[Any]:
+        return optuna.load_study(study_name=study_name, storage=database_url).get_trials(deepcopy=False)
+
+    return read
+
+
+class TestStrategies(StrategyContract):
+    pass
+
+
+def test_the_latency_constraint_reaches_the_record(make: Callable[[str, int], Strategy],
+                                                   record_trials: Callable[[str], list[Any]]) -> None:
+    strategy = make("s", 0)
+    (number, _), = strategy.ask_batch(1, toy_sample)
+    strategy.tell(number, [0.5, 2.0], constraint=-1.5)
+    (trial,) = record_trials("s")
+    assert trial.system_attrs["constraints:latency_ms"] == -1.5
+
+
+def test_a_failed_write_leaves_nothing_half_stored(make: Callable[[str, int], Strategy],
+                                                   record_trials: Callable[[str], list[Any]],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database outage in the middle of an ask: DatabaseUnavailableError, and the next ask continues the
+    numbering the database holds (the in-memory copy asked three trials the database never got)."""
+    from sqlalchemy.exc import OperationalError
+
+    import nas.strategies.optuna_strategies as module
+
+    strategy = make("s", 0)
+    strategy.ask_batch(2, toy_sample)
+    original = module.create_trials
+
+    def unavailable(*args: object, **kwargs: object) -> object:
+        raise OperationalError("INSERT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(module, "create_trials", unavailable)
+    with pytest.raises(DatabaseUnavailableError):
+        strategy.ask_batch(3, toy_sample)
+    monkeypatch.setattr(module, "create_trials", original)
+    assert [number for number, _ in strategy.ask_batch(2, toy_sample)] == [2, 3]
+    assert sorted(t.number for t in record_trials("s")) == [0, 1, 2, 3]
+    assert sorted(strategy.open_numbers()) == [0, 1, 2, 3]
+
+
+def test_batch_writes_are_what_optuna_writes(database_url: str) -> None:
+    """`create_trials` stores the same trial as `RDBStorage.create_new_trial(template_trial=...)` does."""
+    import optuna
+
+    from nas.strategies.optuna_record import create_trials
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    memory = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=0))
+    trials = []
+    for _ in range(3):
+        trial = memory.ask()
+        toy_sample(trial)
+        trial.storage.set_trial_system_attr(trial._trial_id, "note", {"a": [1, 2.5, None]})
+        trials.append(memory._storage.get_trial(trial._trial_id))
+    storage = optuna.storages.RDBStorage(database_url)
+    ours = optuna.create_study(study_name="ours", storage=storage, directions=["maximize", "minimize"])
+    theirs = optuna.create_study(study_name="theirs", storage=storage, directions=["maximize", "minimize"])
+    assert [number for number, _ in create_trials(storage, ours._study_id, trials)] == [0, 1, 2]
+    for trial in trials:
+        storage.create_new_trial(theirs._study_id, template_trial=trial)
+
+    def fields(t: Any) -> tuple[Any, ...]:
+        return (t.number, t.state, t.params, t.distributions, t.system_attrs, t.values, t.datetime_start)
+
+    assert [fields(t) for t in ours.get_trials()] == [fields(t) for t in theirs.get_trials()]
+    with pytest.raises(ValueError, match="only running trials"):
+        create_trials(storage, ours._study_id, [optuna.trial.create_trial(
+            state=optuna.trial.TrialState.COMPLETE, values=[1.0, 2.0], params={}, distributions={})])
