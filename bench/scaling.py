@@ -1,9 +1,9 @@
 """Issue 6's benchmark: how the controller scales, and what it costs per trial.
 
 1. `inprocess`: one job of 1,000 trials with a negligible evaluation (a fake that builds the tiny model and
-   saves its weights, no training) on the in-process executor and SQLite; wall time of the whole job
-   (goal: under 2 minutes) and the controller's own time per trial (asking, predicting, writing; goal
-   under 20 ms).
+   saves its weights, no training) on the in-process executor, on SQLite and on PostgreSQL; wall time of
+   the whole job (goal: under 2 minutes) and the controller's own time per trial (asking, predicting,
+   writing, for every trial including those predicted infeasible; goal under 20 ms).
 2. `cluster`: trials per minute of one job on a local cluster (Ray head with no CPUs, `hwnas worker`
    nodes of 1 CPU each, an `hwnas controller` process, PostgreSQL), with 1 and with 2 worker nodes,
    interleaved over `--rounds` rounds; each job trains `--trials` tiny sparse transformers for
@@ -31,6 +31,16 @@ sys.path.insert(0, str(REPO))
 
 
 def in_process(trials: int) -> dict[str, Any]:
+    from tests.conftest import temporary_postgres_database
+
+    folder = Path(tempfile.mkdtemp(prefix="hwnas-scaling-"))
+    results = {"sqlite": _in_process(trials, f"sqlite:///{folder / 'hwnas.db'}", folder)}
+    with temporary_postgres_database("hwnas_scaling") as url:
+        results["postgresql"] = _in_process(trials, url, folder)
+    return results
+
+
+def _in_process(trials: int, url: str, folder: Path) -> dict[str, Any]:
     from nas.controller import Controller
     from nas.db.storage import open_storage
     from nas.service import submit_job
@@ -40,10 +50,9 @@ def in_process(trials: int) -> dict[str, Any]:
     from tests.fakes import FakeDeviceRunner, feature_sum_factory, make_fake_evaluate
     from workers.executors.in_process import InProcessExecutor
 
-    folder = Path(tempfile.mkdtemp(prefix="hwnas-scaling-"))
     corpus = folder / "corpus.txt"
     corpus.write_text("alpha beta gamma delta\n" * 500)
-    storage = open_storage(f"sqlite:///{folder / 'hwnas.db'}")
+    storage = open_storage(url)
     spec = parse_spec({"space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS,
                        "task": {"kind": "language-modeling", "train": str(corpus), "seq_len": 16},
                        "latency_target_ms": 0.3, "budget": {"trials": trials, "train_steps": 1}, "seed": 0})
@@ -59,7 +68,7 @@ def in_process(trials: int) -> dict[str, Any]:
         finally:
             eval_s[0] += time.perf_counter() - began
 
-    controller = Controller(storage, Settings(data_dir=folder / "data", executor="in-process"),
+    controller = Controller(storage, Settings(data_dir=folder / f"data-{url.split(':')[0]}", executor="in-process"),
                             executor_factory=lambda: InProcessExecutor(evaluate=timed),
                             latency_model_factory=feature_sum_factory, device_runner=FakeDeviceRunner())
     began = time.perf_counter()
@@ -71,7 +80,7 @@ def in_process(trials: int) -> dict[str, Any]:
               "wall_s": round(wall_s, 2), "evaluation_s": round(eval_s[0], 2),
               "controller_overhead_ms_per_trial": round(stats.overhead_ms_per_trial, 2),
               "controller_overhead_s": round(stats.overhead_s, 2)}
-    print(f"in-process, {result['trials']} trials {counts}: {wall_s:.1f} s wall ({eval_s[0]:.1f} s evaluating); "
+    print(f"in-process, {url.split(':')[0]}, {result['trials']} trials {counts}: {wall_s:.1f} s wall ({eval_s[0]:.1f} s evaluating); "
           f"controller {stats.overhead_ms_per_trial:.2f} ms per trial", flush=True)
     return result
 
@@ -152,12 +161,16 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scaling.json")
     args = parser.parse_args()
-    results: dict[str, Any] = {"machine": f"{platform.node()} {platform.machine()}, {platform.python_version()}",
-                               "date": time.strftime("%Y-%m-%d")}
+    # One part run alone replaces only its own entry in the results file.
+    results: dict[str, Any] = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results = {key: value for key, value in results.items() if key in ("inprocess", "cluster")}
+    machine = f"{platform.node()} {platform.machine()}, {platform.python_version()}"
     if args.part in ("all", "inprocess"):
-        results["inprocess"] = in_process(args.inprocess_trials)
+        results["inprocess"] = {**in_process(args.inprocess_trials), "machine": machine,
+                                "date": time.strftime("%Y-%m-%d")}
     if args.part in ("all", "cluster"):
-        results["cluster"] = cluster(rounds=args.rounds, trials=args.trials, train_steps=args.train_steps)
+        results["cluster"] = {**cluster(rounds=args.rounds, trials=args.trials, train_steps=args.train_steps),
+                              "machine": machine, "date": time.strftime("%Y-%m-%d")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     print(f"wrote {args.out}")

@@ -32,7 +32,7 @@ from nas.fidelity import rung_budgets
 from nas.job_context import ControllerStats, JobContext
 from nas.job_end import finish_job
 from nas.latency import job_latency_model
-from nas.pareto import Point, pareto_front
+from nas.pareto import Point
 from nas.recording import EventHook, Recorder
 from nas.settings import Settings
 from nas.spec import JobSpec
@@ -242,9 +242,7 @@ class Controller:
                 self.recorder.tell(ctx, trial.optuna_number, trial.state, metric=trial.metric,
                                    latency_ms=trial.latency_ms)
         ctx.next_number = len(trials)
-        ctx.front = pareto_front([Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in trials
-                                  if t.state == "complete" and t.metric is not None],
-                                 maximize_metric=ctx.maximize_metric)
+        self.recorder.restore_front(ctx, trials)
         ctx.rung_points = {}
         for t in trials:
             for entry in t.rungs or []:
@@ -267,57 +265,81 @@ class Controller:
         return min(limit for limit in limits if limit)
 
     def _fill(self, ctx: JobContext, executor: Executor, queue: deque[TrialRow]) -> None:
-        """Dispatch queued trials (resumed, retried, promoted) and then new proposals into the free slots.
+        """Dispatch queued trials (resumed, retried, promoted), then new proposals, into the free slots.
 
-        New trials are asked from the strategy as one batch for all free slots and stored in one
-        transaction; those predicted over the target are recorded infeasible and do not use a slot.
+        New trials are asked from the strategy as one batch for all free slots, predicted, and stored in one
+        transaction already in their state: infeasible when predicted over the target (they take no slot),
+        else running, and dispatched at once.
         """
         free = self._slots(ctx, executor) - executor.in_flight
-        while free > 0:
-            if not queue:
-                queue.extend(self._propose(ctx, count=free))
-                if not queue:
-                    return
+        while free > 0 and queue:
             if self._predict_and_dispatch(ctx, queue.popleft(), executor):
                 free -= 1
+        while free > 0:
+            dispatched = self._propose_and_dispatch(ctx, executor, count=free)
+            if dispatched is None:
+                return
+            free -= dispatched
 
-    def _propose(self, ctx: JobContext, *, count: int) -> list[TrialRow]:
+    def _infeasible_fields(self, ctx: JobContext, arch: Arch) -> tuple[dict[str, Any], str | None]:
+        """The prediction's columns, and the reason when it is over the target by more than its uncertainty."""
+        target = ctx.spec.latency_target_ms
+        prediction = ctx.latency_model.predict(arch)
+        fields = {"predicted_latency_ms": prediction.mean_ms, "predicted_latency_std_ms": prediction.std_ms}
+        if prediction.mean_ms - prediction.std_ms > target:
+            return fields, (f"predicted latency {prediction.mean_ms:.3f} ms is over the target {target} ms by more "
+                            f"than its uncertainty ({prediction.std_ms:.3f} ms)")
+        return fields, None
+
+    def _propose_and_dispatch(self, ctx: JobContext, executor: Executor, *, count: int) -> int | None:
+        """Ask, predict, store and dispatch up to `count` new trials; how many took a slot (None: budget spent)."""
         count = min(count, ctx.spec.budget.trials - ctx.next_number)
         if count <= 0:
-            return []
-        items = []
+            return None
+        items, reasons = [], []
+        now = utcnow()
         for optuna_number, arch in ctx.strategy.ask_batch(count, ctx.space.sample):
+            fields, reason = self._infeasible_fields(ctx, arch)
+            state = {"state": "infeasible", "finished_at": now, "error": reason} if reason else \
+                {"state": "running", "started_at": now, "attempts": 1}
             items.append({"number": ctx.next_number + len(items), "optuna_number": optuna_number,
-                          "arch": arch.to_dict(), "arch_hash": arch.hash})
+                          "arch": arch.to_dict(), "arch_hash": arch.hash, **fields, **state})
+            reasons.append(reason)
         rows = self.storage.add_trials(job_id=ctx.job.id, items=items)
         ctx.next_number += len(rows)
-        return rows
+        for row, reason in zip(rows, reasons):
+            if reason:
+                self.recorder.infeasible_stored(ctx, row)
+            else:
+                self._submit(ctx, row, executor)
+        return sum(1 for reason in reasons if reason is None)
 
     def _predict_and_dispatch(self, ctx: JobContext, trial: TrialRow, executor: Executor) -> bool:
-        """Dispatch `trial` unless it is predicted infeasible (recorded so); True if it took a slot."""
+        """Dispatch a queued trial unless it is predicted infeasible (recorded so); True if it took a slot."""
         fields: dict[str, Any] = {}
         if trial.predicted_latency_ms is None or not trial.steps_done:
-            target = ctx.spec.latency_target_ms
-            prediction = ctx.latency_model.predict(Arch.from_dict(trial.arch))
-            fields = {"predicted_latency_ms": prediction.mean_ms, "predicted_latency_std_ms": prediction.std_ms}
-            trial.predicted_latency_ms = prediction.mean_ms
-            if prediction.mean_ms - prediction.std_ms > target:
-                self.recorder.infeasible(ctx, trial, **fields,
-                                         error=f"predicted latency {prediction.mean_ms:.3f} ms is over the target "
-                                               f"{target} ms by more than its uncertainty ({prediction.std_ms:.3f} ms)")
+            fields, reason = self._infeasible_fields(ctx, Arch.from_dict(trial.arch))
+            trial.predicted_latency_ms = fields["predicted_latency_ms"]
+            if reason:
+                self.recorder.infeasible(ctx, trial, error=reason, **fields)
                 return False
-        attempts = trial.attempts + 1
+        trial.attempts += 1
+        trial.started_at = trial.started_at or utcnow()
+        trial.state = "running"
+        self.storage.update_trial(trial.id, state="running", started_at=trial.started_at, attempts=trial.attempts,
+                                  **fields)
+        self._submit(ctx, trial, executor)
+        return True
+
+    def _submit(self, ctx: JobContext, trial: TrialRow, executor: Executor) -> None:
+        """Hand a trial stored as running to the executor, for its next rung (or its whole budget)."""
         steps_before = trial.steps_done or 0
         steps = next(b for b in ctx.rungs if b > steps_before)
-        started_at = trial.started_at or utcnow()
-        self.storage.update_trial(trial.id, state="running", started_at=started_at, attempts=attempts, **fields)
-        trial.state, trial.started_at, trial.attempts = "running", started_at, attempts
         ctx.dispatched[trial.number] = trial
         artifact_dir = self.settings.artifacts_dir / f"job-{ctx.job.id}" / f"trial-{trial.number}"
         executor.submit(CandidateTask(
             job_id=ctx.job.id, trial_number=trial.number, space=ctx.space.name,
             space_options=dict(ctx.space_options), arch=trial.arch, task=ctx.spec.task.model_dump(),
             train_steps=steps, seed=ctx.spec.seed, artifact_dir=str(artifact_dir),
-            threads=self.settings.training_threads, attempt=attempts,
+            threads=self.settings.training_threads, attempt=trial.attempts,
             resume_from=trial.weights_path if steps_before else None, steps_before=steps_before))
-        return True

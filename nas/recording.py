@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from nas.db.models import TrialRow, utcnow
@@ -57,11 +57,18 @@ class Recorder:
         self.on_event("trial", {"number": trial.number, "state": "failed", "error": error})
 
     def infeasible(self, ctx: JobContext, trial: TrialRow, *, error: str, **fields: Any) -> None:
+        """Mark a stored trial infeasible (`fields`: its prediction), and tell the strategy."""
         self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), error=error, **fields)
-        latency = fields.get("predicted_latency_ms")
-        self.tell(ctx, trial.optuna_number, "infeasible", metric=None, latency_ms=latency)
+        for key, value in fields.items():
+            setattr(trial, key, value)
+        self.infeasible_stored(ctx, trial)
+
+    def infeasible_stored(self, ctx: JobContext, trial: TrialRow) -> None:
+        """Tell the strategy about a trial stored as infeasible (with its predicted latency)."""
+        self.tell(ctx, trial.optuna_number, "infeasible", metric=None, latency_ms=trial.predicted_latency_ms)
         ctx.stats.trials += 1
-        self.on_event("trial", {"number": trial.number, "state": "infeasible", "latency_ms": latency})
+        self.on_event("trial", {"number": trial.number, "state": "infeasible",
+                                "latency_ms": trial.predicted_latency_ms})
 
     # ---- results ---------------------------------------------------------------------------------
     def record(self, ctx: JobContext, result: EvalResult, queue: deque[TrialRow]) -> None:
@@ -141,6 +148,17 @@ class Recorder:
         volume = hypervolume(ctx.front, reference=ctx.hypervolume_reference, maximize_metric=ctx.maximize_metric)
         members = [(p.key, p.metric, p.latency_ms) for p in ctx.front] if changed else None
         self.storage.replace_front(ctx.job.id, members, trials_done=ctx.next_number, hypervolume=volume)
+
+    def restore_front(self, ctx: JobContext, trials: Sequence[TrialRow]) -> None:
+        """Rebuild the in-memory front from the job's trials (on start, and after a database outage, when a
+        result may have been stored without its front update); store it if the stored one differs."""
+        points = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in trials
+                  if t.state == "complete" and t.metric is not None]
+        ctx.front = pareto_front(points, maximize_metric=ctx.maximize_metric)
+        if {p.key for p in ctx.front} != {member.trial_id for member, _ in self.storage.front(ctx.job.id)}:
+            volume = hypervolume(ctx.front, reference=ctx.hypervolume_reference, maximize_metric=ctx.maximize_metric)
+            self.storage.replace_front(ctx.job.id, [(p.key, p.metric, p.latency_ms) for p in ctx.front],
+                                       trials_done=len(trials), hypervolume=volume)
 
     def update_front(self, ctx: JobContext) -> list[Point]:
         """Recompute the front from every complete trial in the database (latencies may have been re-measured)."""

@@ -74,6 +74,24 @@ class Process:
             time.sleep(0.1)
         raise TimeoutError(f"{self.name}: no {pattern!r} within {timeout_s} s:\n{self.output[-4000:]}")
 
+    def runs_task(self, function: str) -> bool:
+        """Whether a Ray worker of this node executes a task of `function` now. Ray titles a worker process
+        `ray::<function>` while it runs such a task (`ray::IDLE` otherwise); workers are children of the
+        node's raylet, in process groups of their own."""
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                if not title.startswith(f"ray::{function}"):
+                    continue
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                if self.popen.pid in (os.getpgid(int(entry.name)), os.getpgid(parent)):
+                    return True
+            except (OSError, ProcessLookupError, ValueError, IndexError):
+                continue
+        return False
+
     def kill(self) -> None:
         """SIGKILL the whole process group (a node: its raylet and Ray workers too)."""
         if self.popen.poll() is None:

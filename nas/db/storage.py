@@ -237,9 +237,10 @@ class Storage:
             return trial
 
     def add_trials(self, *, job_id: int, items: Sequence[dict[str, Any]]) -> list[TrialRow]:
-        """Store a batch of proposed trials (`number`, `optuna_number`, `arch`, `arch_hash` each) in one transaction."""
+        """Store a batch of proposed trials (`number`, `optuna_number`, `arch`, `arch_hash` each, and any other
+        column; pending with no attempts unless given) in one transaction."""
         with self.session() as s:
-            rows = [TrialRow(job_id=job_id, state="pending", attempts=0, **item) for item in items]
+            rows = [TrialRow(**{"job_id": job_id, "state": "pending", "attempts": 0, **item}) for item in items]
             s.add_all(rows)
             s.flush()
             return rows

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from nas.strategies.base import A, Strategy, StrategyConfig, register_strategy
-from nas.strategies.optuna_record import create_trials
+from nas.strategies.optuna_record import create_trials, finish_trial
 from search_spaces.errors import DatabaseUnavailableError, StorageError
 
 logger = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ class OptunaStrategy(Strategy):
 
     Sampling and telling run against the in-memory copy; each batch of proposed trials then reaches the
     record in one transaction with all their parameters (`optuna_record.create_trials`), and each tell in
-    two (Optuna's `set_trial_system_attr` for the constraint, `set_trial_state_values`). Asking Optuna's RDB storage directly costs a commit per suggested parameter and a read of
+    one (`optuna_record.finish_trial`). Asking Optuna's RDB storage directly costs a commit per suggested parameter and a read of
     the study's trials per ask. The controller is its job's only writer (lease), so the copy cannot
     miss another writer's trials; after any failed write it is rebuilt from the record before next use.
     """
@@ -122,12 +122,10 @@ class OptunaStrategy(Strategy):
     def _tell_record(self, number: int) -> None:
         """Copy the working copy's outcome of `number` (state, values, new system attrs) to the record."""
         frozen = self._frozen(number)
-        record_id = self._record_ids[number]
         before = self._recorded_attrs.pop(number, {})
-        for key, value in frozen.system_attrs.items():
-            if before.get(key, _MISSING) != value:
-                self.storage.set_trial_system_attr(record_id, key, value)
-        self.storage.set_trial_state_values(record_id, frozen.state, frozen.values)
+        changed = {key: value for key, value in frozen.system_attrs.items() if before.get(key, _MISSING) != value}
+        finish_trial(self.storage, self._record_ids[number], state=frozen.state, values=frozen.values,
+                     system_attrs=changed)
 
     def _finished(self, number: int) -> bool:
         return bool(self._frozen(number).state.is_finished())

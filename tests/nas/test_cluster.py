@@ -124,9 +124,12 @@ def test_a_killed_worker_node_is_retried_on_another(cluster: LocalCluster, env: 
     node = cluster.add_worker(cpus=1, device="cpu-1t")  # the device node: profiling runs there
     job_id = submit(cluster_db, corpus_file)
     controller = cluster.start_controller(env, "--exit-when-idle")
-    # Two slots, two 1-CPU nodes: with two trials running, one runs on the node about to die.
-    poll(cluster_db, job_id, lambda c, s: c.get("running", 0) == 2 and finished(c) >= 1, timeout_s=240,
-         watch=[controller])
+    # Two slots, two 1-CPU nodes: once trials are under way, kill the node while it trains one.
+    poll(cluster_db, job_id, lambda c, s: finished(c) >= 1, timeout_s=240, watch=[controller])
+    deadline = time.monotonic() + 120
+    while not node.runs_task("evaluate_candidate"):
+        assert time.monotonic() < deadline, "the device node never trained a candidate"
+        time.sleep(0.05)
     node.kill()
     assert exit_code(controller, timeout_s=300) == 0, controller.output[-3000:]
     trials = assert_full_budget_once(cluster_db, job_id)

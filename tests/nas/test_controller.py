@@ -345,3 +345,44 @@ def test_a_tell_lost_in_a_crash_is_told_on_resume(tmp_path: Path, corpus_file: P
     assert sorted(told) == sorted(t.optuna_number for t in trials)
     if lost.state == "complete":
         assert told[lost.optuna_number].values[0] == lost.metric
+
+
+def test_a_database_outage_while_recording_loses_nothing(tmp_path: Path, corpus_file: Path, database_url: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The database goes away between a result's row and its tell: the controller waits, reconciles (tells
+    Optuna from the stored row, puts the trial on the stored front) and finishes with every trial once."""
+    import optuna
+
+    from nas.db.storage import Storage
+    from nas.pareto import pareto_front
+    from nas.strategies.optuna_strategies import OptunaStrategy
+    from search_spaces.errors import DatabaseUnavailableError
+
+    original = OptunaStrategy.tell
+    tells = {"n": 0}
+
+    def unavailable_once(self: Any, number: int, values: Any, *, constraint: float) -> None:
+        tells["n"] += 1
+        if tells["n"] == 1:
+            raise DatabaseUnavailableError("database unavailable to the strategy: connection refused")
+        original(self, number, values, constraint=constraint)
+
+    waits: list[float] = []
+    monkeypatch.setattr(OptunaStrategy, "tell", unavailable_once)
+    monkeypatch.setattr(Storage, "wait_until_available", lambda self, *, timeout_s, poll_s=1.0: waits.append(timeout_s))
+    storage = open_storage(database_url)
+    fronts: list[bool] = []
+
+    def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "trial" and data["state"] == "complete" and waits:
+            points = [Point(t.id, t.metric, t.predicted_latency_ms) for t in storage.trials(1, states=("complete",))]
+            fronts.append({m.trial_id for m, _ in storage.front(1)} == {p.key for p in pareto_front(points)})
+
+    job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0), [], on_event=on_event)
+    assert job.state == "completed", job.message
+    assert len(waits) == 1 and fronts and all(fronts)
+    trials = storage.trials(job_id)
+    assert [t.number for t in trials] == list(range(12)) and {t.state for t in trials} == {"complete"}
+    study = optuna.load_study(study_name=job.study_name, storage=storage.url)
+    assert sorted(t.number for t in study.trials) == sorted(t.optuna_number for t in trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)

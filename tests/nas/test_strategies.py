@@ -78,10 +78,11 @@ def test_a_failed_write_leaves_nothing_half_stored(make: Callable[[str, int], St
 
 
 def test_batch_writes_are_what_optuna_writes(database_url: str) -> None:
-    """`create_trials` stores the same trial as `RDBStorage.create_new_trial(template_trial=...)` does."""
+    """`create_trials` and `finish_trial` store the same rows as Optuna's `RDBStorage` does
+    (`create_new_trial(template_trial=...)`, then `set_trial_system_attr` and `set_trial_state_values`)."""
     import optuna
 
-    from nas.strategies.optuna_record import create_trials
+    from nas.strategies.optuna_record import create_trials, finish_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     memory = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=0))
@@ -99,9 +100,23 @@ def test_batch_writes_are_what_optuna_writes(database_url: str) -> None:
         storage.create_new_trial(theirs._study_id, template_trial=trial)
 
     def fields(t: Any) -> tuple[Any, ...]:
-        return (t.number, t.state, t.params, t.distributions, t.system_attrs, t.values, t.datetime_start)
+        return (t.number, t.state, t.params, t.distributions, t.system_attrs, t.values, t.datetime_start,
+                t.datetime_complete is None)
 
     assert [fields(t) for t in ours.get_trials()] == [fields(t) for t in theirs.get_trials()]
+
+    outcomes = [(optuna.trial.TrialState.COMPLETE, [0.25, float("inf")], {"constraints:latency_ms": -0.5}),
+                (optuna.trial.TrialState.FAIL, None, {}),
+                (optuna.trial.TrialState.PRUNED, None, {"note": "changed"})]
+    for (mine, other), (state, values, attrs) in zip(zip(ours.get_trials(), theirs.get_trials()), outcomes):
+        assert finish_trial(storage, mine._trial_id, state=state, values=values, system_attrs=attrs)
+        for key, value in attrs.items():
+            storage.set_trial_system_attr(other._trial_id, key, value)
+        storage.set_trial_state_values(other._trial_id, state, values)
+    assert [fields(t) for t in ours.get_trials()] == [fields(t) for t in theirs.get_trials()]
+    assert not finish_trial(storage, ours.get_trials()[0]._trial_id, state=optuna.trial.TrialState.FAIL,
+                            values=None, system_attrs={})  # finished already: nothing written
+    assert ours.get_trials()[0].state == optuna.trial.TrialState.COMPLETE
     with pytest.raises(ValueError, match="only running trials"):
         create_trials(storage, ours._study_id, [optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE, values=[1.0, 2.0], params={}, distributions={})])
