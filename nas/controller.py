@@ -342,4 +342,5 @@ class Controller:
             space_options=dict(ctx.space_options), arch=trial.arch, task=ctx.spec.task.model_dump(),
             train_steps=steps, seed=ctx.spec.seed, artifact_dir=str(artifact_dir),
             threads=self.settings.training_threads, attempt=trial.attempts,
-            resume_from=trial.weights_path if steps_before else None, steps_before=steps_before))
+            resume_from=trial.weights_path if steps_before else None, steps_before=steps_before,
+            schedule_steps=ctx.spec.budget.train_steps))

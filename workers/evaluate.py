@@ -18,12 +18,17 @@ from typing import Any
 
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, get_space
-from workers.tasks.base import Task, TaskSpec, make_task
+from workers.tasks.base import Task, TaskSpec, TrainingRun, make_task
 from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "weights.safetensors"
+
+
+def training_state_file(steps: int) -> str:
+    """The optimiser's and generators' states at the end of a rung of `steps` steps."""
+    return f"training_state-step{steps}.pt"
 
 
 def task_and_space(space: str, space_options: dict[str, Any], task: dict[str, Any] | TaskSpec) -> tuple[Task, SearchSpace]:
@@ -58,6 +63,19 @@ def evaluate_candidate(candidate: CandidateTask) -> EvalResult:
                           error=f"{type(exc).__name__}: {exc}\n{tail}"[:4000])
 
 
+def _training_run(candidate: CandidateTask) -> TrainingRun:
+    """The candidate's training run: fresh, or continued from the state its last rung saved."""
+    import torch
+
+    run = TrainingRun(total_steps=max(candidate.schedule_steps or 0, candidate.train_steps),
+                      start_step=candidate.steps_before)
+    if candidate.resume_from:
+        saved = Path(candidate.resume_from).parent / training_state_file(candidate.steps_before)
+        if saved.is_file():
+            run.state = torch.load(saved, weights_only=True)
+    return run
+
+
 def _evaluate(candidate: CandidateTask) -> EvalResult:
     import torch
     from safetensors.torch import save_file
@@ -70,14 +88,17 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
     with pinned_threads(candidate.threads):
         began = time.perf_counter()
         model = space.build(arch, seed=candidate.seed)
+        run = _training_run(candidate)
         if candidate.resume_from:
             from safetensors.torch import load_file
 
             model.load_state_dict(load_file(candidate.resume_from), strict=True)
         params = sum(p.numel() for p in model.parameters())
-        # A promoted trial trains on from its rung with a fresh optimiser and its own data order.
+        # A promoted trial continues its run (schedule, optimiser, data order) from its rung; with no saved
+        # state (saved by an older version) it trains on with a fresh optimiser and its own data order.
         train_loss = task.train(model, steps=candidate.train_steps - candidate.steps_before,
-                                seed=candidate.seed + candidate.steps_before, teacher=space.teacher())
+                                seed=candidate.seed + (0 if run.state else candidate.steps_before),
+                                teacher=space.teacher(), run=run)
         train_s = time.perf_counter() - began
         began = time.perf_counter()
         metrics = task.evaluate_all(model)
@@ -87,10 +108,16 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
         raise FloatingPointError(f"metric {task.metric_name} is {metric}; the candidate diverged")
     folder = Path(candidate.artifact_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    weights_path = folder / WEIGHTS_FILE
-    tmp = folder / (WEIGHTS_FILE + ".tmp")
+    # A rung's files are named by its steps, so that a retried rung never resumes from a later one's.
+    rung = run.total_steps > candidate.train_steps  # more rungs may follow: keep what continuing needs
+    weights_path = folder / (f"weights-step{candidate.train_steps}.safetensors" if rung else WEIGHTS_FILE)
+    tmp = folder / (weights_path.name + ".tmp")
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
     tmp.replace(weights_path)
+    if rung:
+        tmp = folder / "training_state.tmp"
+        torch.save(run.state, tmp)
+        tmp.replace(folder / training_state_file(candidate.train_steps))
     return EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number, state="complete",
                       metric=float(metric), params=int(params), train_loss=train_loss, train_s=train_s,
                       eval_s=eval_s, weights_path=str(weights_path), worker=worker_name(),

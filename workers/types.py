@@ -21,9 +21,11 @@ class CandidateTask:
     artifact_dir: str
     threads: int = 1
     attempt: int = 1
-    # Early stopping: continue a trial that reached `steps_before` steps from the weights it saved there.
+    # Early stopping: continue a trial that reached `steps_before` steps from the weights (and the training
+    # state) it saved there; `schedule_steps` is the length of its whole run (None: `train_steps`).
     resume_from: str | None = None
     steps_before: int = 0
+    schedule_steps: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -94,3 +94,29 @@ def test_training_learns_and_distillation_follows_the_teacher(sentiment_files: t
     distil_task.train(student, steps=60, seed=0, teacher=teacher)
     agreement = sum(a == b for a, b in zip(distil_task.predict(student), task.predict(teacher))) / 80
     assert agreement > 0.85
+
+
+def test_training_continued_in_rungs_equals_training_in_one_go(sentiment_files: tuple[Path, Path],
+                                                               tiny_bert_dir: Path) -> None:
+    """`TrainingRun` carries the schedule, the optimiser, the data order and dropout's generator from rung to
+    rung (with a teacher too): 4 + 8 steps give the weights of 12 steps at once."""
+    import copy
+
+    import torch
+
+    from workers.tasks.base import TrainingRun
+
+    task, space = make(sentiment_files, tiny_bert_dir, distill_alpha=0.5)
+    teacher = space.build(space.full_arch(), seed=0)
+    arch = space.make_arch([{"source": 0, "heads": 2, "ffn": 32}])
+    whole = space.build(arch, seed=0)
+    task.train(whole, steps=12, seed=3, teacher=teacher)
+    rungs = space.build(arch, seed=0)
+    run = TrainingRun(total_steps=12)
+    task.train(rungs, steps=4, seed=3, teacher=teacher, run=run)
+    resumed = copy.deepcopy(rungs)  # as a new process would: the weights and the run's saved state only
+    run = TrainingRun(total_steps=12, start_step=run.start_step, state=copy.deepcopy(run.state))
+    task.train(resumed, steps=8, seed=3, teacher=teacher, run=run)
+    assert run.start_step == 12
+    expected, got = whole.state_dict(), resumed.state_dict()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)

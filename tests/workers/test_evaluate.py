@@ -34,3 +34,41 @@ def test_a_bad_candidate_is_a_failed_result_with_its_error(tmp_path: Path, corpu
     result = evaluate_candidate(candidate(tmp_path, corpus_file, arch))
     assert result.state == "failed"
     assert "d_model must be one of" in (result.error or "")
+
+
+def test_a_trial_trained_in_rungs_equals_one_trained_in_one_go(tmp_path: Path, corpus_file: Path) -> None:
+    """A promoted trial continues its run (learning-rate schedule, optimiser state, data order) from the
+    files its last rung saved, so rungs ending at 4, 12 and 24 steps give the weights of 24 steps at once."""
+    from safetensors.torch import load_file
+
+    space = get_space("sparse-transformer", TINY_SPACE_OPTIONS)
+    arch = space.make_arch(d_model=16, layers=[{"attn_heads": 2, "ffn": {"kind": "moe", "experts": 2, "top_k": 1,
+                                                                          "width": 32}}]).to_dict()
+    whole = evaluate_candidate(candidate(tmp_path, corpus_file, arch, train_steps=24,
+                                         artifact_dir=str(tmp_path / "whole")))
+    previous, steps_before = None, 0
+    for steps in (4, 12, 24):
+        result = evaluate_candidate(candidate(tmp_path, corpus_file, arch, train_steps=steps, schedule_steps=24,
+                                              steps_before=steps_before, resume_from=previous,
+                                              artifact_dir=str(tmp_path / "rungs")))
+        assert result.state == "complete" and result.steps_done == steps, result.error
+        previous, steps_before = result.weights_path, steps
+    assert sorted(p.name for p in (tmp_path / "rungs").iterdir()) == [
+        "training_state-step12.pt", "training_state-step4.pt", "weights-step12.safetensors",
+        "weights-step4.safetensors", "weights.safetensors"]
+    final, reference = load_file(previous), load_file(whole.weights_path or "")
+    assert all(torch_equal(final[name], reference[name]) for name in reference)
+    assert result.metric == whole.metric
+
+    # Without the saved state (an older version's files) the trial still continues, with a fresh optimiser.
+    (tmp_path / "rungs" / "training_state-step12.pt").unlink()
+    fresh = evaluate_candidate(candidate(tmp_path, corpus_file, arch, train_steps=24, schedule_steps=24,
+                                         steps_before=12, resume_from=str(tmp_path / "rungs" / "weights-step12.safetensors"),
+                                         artifact_dir=str(tmp_path / "rungs")))
+    assert fresh.state == "complete" and fresh.metric != whole.metric
+
+
+def torch_equal(a: object, b: object) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))  # type: ignore[arg-type]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -12,6 +13,22 @@ from search_spaces.registry import Registry
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
+
+
+@dataclass
+class TrainingRun:
+    """Where a trial trained in rungs stands in its one training run, so that each rung continues it.
+
+    `total_steps` is the length of the learning-rate schedule (the trial's whole budget); `start_step` the
+    steps already done. `state` (None for a fresh run) holds the optimiser's state and the random
+    generators' states after `start_step`; `Task.train` reads it, and leaves in it the state after its
+    own steps (and advances `start_step`), so that rungs of 30, 60 and 180 steps train the same weights as
+    270 steps in one go.
+    """
+
+    total_steps: int
+    start_step: int = 0
+    state: dict[str, Any] | None = None
 
 
 class TaskSpec(BaseModel):
@@ -45,9 +62,10 @@ class Task(ABC):
 
     @abstractmethod
     def train(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None = None,
-              learning_rate: float | None = None) -> float:
+              learning_rate: float | None = None, run: TrainingRun | None = None) -> float:
         """Train in place (distilling from `teacher` when given; `learning_rate` overrides the spec's);
-        return the mean training loss of the last steps."""
+        return the mean training loss of the last steps. With `run`, continue that training run (its
+        schedule, optimiser and data order) for `steps` more steps, and update it."""
 
     @abstractmethod
     def evaluate(self, model: nn.Module) -> float:
@@ -75,6 +93,23 @@ class Task(ABC):
     @abstractmethod
     def describe_data(self) -> dict[str, Any]:
         """Sizes and fingerprints of the data, for the model card and the job record."""
+
+
+def begin_run(run: TrainingRun | None, *, steps: int, optimizer: Any, generator: Any) -> tuple[int, int]:
+    """Restore a continued run's optimiser and data-order state; `(first step, schedule length)`."""
+    if run is None:
+        return 0, steps
+    if run.state is not None:
+        optimizer.load_state_dict(run.state["optimizer"])
+        generator.set_state(run.state["generator"])
+    return run.start_step, run.total_steps
+
+
+def end_run(run: TrainingRun | None, *, steps: int, optimizer: Any, generator: Any, **extra: Any) -> None:
+    """Leave in `run` the state after `steps` more steps."""
+    if run is not None:
+        run.state = {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), **extra}
+        run.start_step += steps
 
 
 def optimizer_step(loss: Tensor, *, step: int, model: nn.Module, optimizer: Any, schedule: Any) -> float:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from search_spaces.errors import DataError
-from workers.tasks.base import Task, TaskSpec, optimizer_step, register_task
+from workers.tasks.base import Task, TaskSpec, TrainingRun, begin_run, end_run, optimizer_step, register_task
 from workers.tasks.table_files import Columns, Examples, FileFormat, read_file, read_hub_split
 
 if TYPE_CHECKING:
@@ -200,16 +200,21 @@ class ClassificationTask(Task):
 
     # ---- training and scoring -------------------------------------------------------------------
     def train(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None = None,
-              learning_rate: float | None = None) -> float:
-        """AdamW with linear warm-up and decay; loss = (1 - a) CE + a T^2 KL(teacher || student) with a teacher."""
+              learning_rate: float | None = None, run: TrainingRun | None = None) -> float:
         import torch
 
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # dropout draws from the global generator: seed it for reproducible runs
-            return self._train_loop(model, steps=steps, seed=seed, teacher=teacher, learning_rate=learning_rate)
+            if run is not None and run.state is not None:
+                torch.set_rng_state(run.state["dropout"])
+            loss = self._train_loop(model, steps=steps, seed=seed, teacher=teacher, learning_rate=learning_rate,
+                                    run=run)
+            if run is not None and run.state is not None:
+                run.state["dropout"] = torch.get_rng_state()
+            return loss
 
     def _train_loop(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None,
-                    learning_rate: float | None) -> float:
+                    learning_rate: float | None, run: TrainingRun | None) -> float:
         import torch
         import torch.nn.functional as F
 
@@ -218,9 +223,10 @@ class ClassificationTask(Task):
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad],
                                       lr=learning_rate or s.learning_rate, weight_decay=0.01)
-        warmup = max(1, steps // 10)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min((step + 1) / warmup, max(0.0, (steps - step) / max(1, steps - warmup))))
+        first, total = begin_run(run, steps=steps, optimizer=optimizer, generator=generator)
+        warmup = max(1, total // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(
+            (first + step + 1) / warmup, max(0.0, (total - first - step) / max(1, total - warmup))))
         alpha, temperature = s.distill_alpha, s.distill_temperature
         if teacher is not None:
             teacher.eval()
@@ -237,9 +243,10 @@ class ClassificationTask(Task):
                 kd = F.kl_div(F.log_softmax(logits / temperature, dim=-1), F.log_softmax(soft / temperature, dim=-1),
                               reduction="batchmean", log_target=True) * temperature ** 2
                 loss = (1 - alpha) * loss + alpha * kd
-            value = optimizer_step(loss, step=step, model=model, optimizer=optimizer, schedule=schedule)
+            value = optimizer_step(loss, step=first + step, model=model, optimizer=optimizer, schedule=schedule)
             recent = (recent + [value])[-20:]
         model.eval()
+        end_run(run, steps=steps, optimizer=optimizer, generator=generator)
         return sum(recent) / len(recent) if recent else float("nan")
 
     def predict(self, model: nn.Module) -> list[int]:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from search_spaces.errors import DataError
-from workers.tasks.base import Task, TaskSpec, optimizer_step, register_task
+from workers.tasks.base import Task, TaskSpec, TrainingRun, begin_run, end_run, optimizer_step, register_task
 from workers.tasks.corpus import check_source, fingerprint, read_corpus
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ class LanguageModelingTask(Task):
         return torch.from_numpy(self.encode(self._texts[0])[0])
 
     def train(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None = None,
-              learning_rate: float | None = None) -> float:
+              learning_rate: float | None = None, run: TrainingRun | None = None) -> float:
         """Next-token cross-entropy; the sparse-transformer space has no teacher, so `teacher` is unused."""
         import torch
 
@@ -118,17 +118,19 @@ class LanguageModelingTask(Task):
         seq_len = min(s.seq_len, int(model.config.max_seq_len))  # type: ignore[union-attr]
         generator = torch.Generator().manual_seed(seed)
         optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate or s.learning_rate, weight_decay=0.01)
-        warmup = max(1, steps // 10)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda step: min(1.0, (step + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * step / max(1, steps))))
+        first, total = begin_run(run, steps=steps, optimizer=optimizer, generator=generator)
+        warmup = max(1, total // 10)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (first + step + 1) / warmup)
+                                                     * 0.5 * (1 + math.cos(math.pi * (first + step) / max(1, total))))
         model.train()
         recent: list[float] = []
         for step in range(steps):
             batch = self._random_windows(generator, seq_len)
             loss = model(input_ids=batch, labels=batch).loss
-            value = optimizer_step(loss, step=step, model=model, optimizer=optimizer, schedule=schedule)
+            value = optimizer_step(loss, step=first + step, model=model, optimizer=optimizer, schedule=schedule)
             recent = (recent + [value])[-20:]
         model.eval()
+        end_run(run, steps=steps, optimizer=optimizer, generator=generator)
         return sum(recent) / len(recent) if recent else float("nan")
 
     def _random_windows(self, generator: torch.Generator, seq_len: int) -> Tensor:
