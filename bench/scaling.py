@@ -7,7 +7,9 @@
 2. `cluster`: trials per minute of one job on a local cluster (Ray head with no CPUs, `hwnas worker`
    nodes of 1 CPU each, an `hwnas controller` process, PostgreSQL), with 1 and with 2 worker nodes,
    interleaved over `--rounds` rounds; each job trains `--trials` tiny sparse transformers for
-   `--train-steps` steps. A warm-up job first profiles the device (not timed).
+   `--train-steps` steps. A warm-up job first profiles the device (not timed). Then the controller's
+   own time per trial with a cheap candidate budget: one job of `--overhead-trials` trials of one
+   training step on 2 nodes.
 
     python bench/scaling.py                       # both; JSON in bench/results/scaling.json
     python bench/scaling.py --part inprocess
@@ -85,14 +87,14 @@ def _in_process(trials: int, url: str, folder: Path) -> dict[str, Any]:
     return result
 
 
-def cluster(*, rounds: int, trials: int, train_steps: int) -> dict[str, Any]:
+def cluster(*, rounds: int, trials: int, train_steps: int, overhead_trials: int) -> dict[str, Any]:
     from tests.conftest import temporary_postgres_database
 
     with temporary_postgres_database("hwnas_scaling") as url:
-        return _cluster(url, rounds=rounds, trials=trials, train_steps=train_steps)
+        return _cluster(url, rounds=rounds, trials=trials, train_steps=train_steps, overhead_trials=overhead_trials)
 
 
-def _cluster(url: str, *, rounds: int, trials: int, train_steps: int) -> dict[str, Any]:
+def _cluster(url: str, *, rounds: int, trials: int, train_steps: int, overhead_trials: int) -> dict[str, Any]:
     from nas.db.storage import open_storage
     from tests.conftest import FAST_MEASURING_ENV, TINY_SPACE_OPTIONS
     from tests.local_cluster import LocalCluster
@@ -104,13 +106,13 @@ def _cluster(url: str, *, rounds: int, trials: int, train_steps: int) -> dict[st
            "HWNAS_RUNNER_POLL_S": "0.2"}
     storage = open_storage(url)
 
-    def run_job(local: LocalCluster, seed: int, count: int) -> dict[str, Any]:
+    def run_job(local: LocalCluster, seed: int, count: int, steps: int = train_steps) -> dict[str, Any]:
         from nas.service import submit_job
         from nas.spec import parse_spec
 
         spec = parse_spec({"space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS, "device": "cpu-1t",
                            "task": {"kind": "language-modeling", "train": str(corpus), "seq_len": 16},
-                           "latency_target_ms": 1000.0, "budget": {"trials": count, "train_steps": train_steps},
+                           "latency_target_ms": 1000.0, "budget": {"trials": count, "train_steps": steps},
                            "seed": seed})
         job_id = submit_job(storage, spec)
         controller = local.start_controller(env, "--exit-when-idle")
@@ -143,13 +145,19 @@ def _cluster(url: str, *, rounds: int, trials: int, train_steps: int) -> dict[st
                 result = run_job(local, r, trials)
                 runs[nodes].append(result)
                 print(f"round {r}, {nodes} worker node(s): {result}", flush=True)
+        if second is None:
+            second = local.add_worker(cpus=1)
+        # The controller's own time per trial, with a cheap candidate budget (one training step) and enough
+        # trials that the job's one-time costs (Ray's first task, the strategy's study) are spread thin.
+        overhead = run_job(local, 1000, overhead_trials, steps=1)
+        print(f"{overhead_trials} trials of 1 training step, 2 worker nodes: {overhead}", flush=True)
     finally:
         local.shutdown()
     one = statistics.median(x["trials_per_min"] for x in runs["1"])
     two = statistics.median(x["trials_per_min"] for x in runs["2"])
     print(f"trials per minute: 1 node {one:.1f}, 2 nodes {two:.1f} (x{two / one:.2f})", flush=True)
     return {"runs": runs, "median_trials_per_min": {"1": one, "2": two}, "speedup_2_over_1": round(two / one, 2),
-            "trials": trials, "train_steps": train_steps}
+            "trials": trials, "train_steps": train_steps, "cheap_trials_2_nodes": overhead}
 
 
 def main() -> None:
@@ -159,6 +167,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--overhead-trials", type=int, default=200)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scaling.json")
     args = parser.parse_args()
     # One part run alone replaces only its own entry in the results file.
@@ -169,7 +178,8 @@ def main() -> None:
         results["inprocess"] = {**in_process(args.inprocess_trials), "machine": machine,
                                 "date": time.strftime("%Y-%m-%d")}
     if args.part in ("all", "cluster"):
-        results["cluster"] = {**cluster(rounds=args.rounds, trials=args.trials, train_steps=args.train_steps),
+        results["cluster"] = {**cluster(rounds=args.rounds, trials=args.trials, train_steps=args.train_steps,
+                                          overhead_trials=args.overhead_trials),
                               "machine": machine, "date": time.strftime("%Y-%m-%d")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
