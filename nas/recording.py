@@ -107,8 +107,11 @@ class Recorder:
         fields: dict[str, Any] = {"metric": metric, "params": result.params, "train_loss": result.train_loss,
                                   "worker": result.worker, "metrics": result.extra.get("metrics"),
                                   "weights_path": result.weights_path, "steps_done": steps, "error": None}
+        superseded = None  # the previous rung's files: removed once the database points past them
         if len(ctx.rungs) > 1:
             fields["rungs"] = [*(trial.rungs or []), {"steps": steps, "metric": metric}]
+            if trial.weights_path and trial.steps_done and trial.weights_path != result.weights_path:
+                superseded = (trial.weights_path, trial.steps_done)
         if steps < budget.train_steps:
             point = Point(trial.id, metric, latency)
             peers = ctx.rung_points.setdefault(steps, [])
@@ -117,6 +120,7 @@ class Recorder:
                               maximize_metric=ctx.maximize_metric)
             if decision.keep_going:
                 self.storage.update_trial(trial.id, state="pending", **fields)
+                self._remove_superseded(superseded)
                 for key, value in fields.items():
                     setattr(trial, key, value)
                 trial.state = "pending"
@@ -126,17 +130,33 @@ class Recorder:
                 **fields, "error": f"stopped early at {steps} of {budget.train_steps} steps: place "
                                    f"{decision.position + 1} of the {decision.peers} trials at this rung, "
                                    f"{decision.kept} go on"})
+            self._remove_superseded(superseded)
             ctx.strategy.tell_stopped(trial.optuna_number)
             ctx.stats.trials += 1
             self.on_event("trial", {"number": trial.number, "state": "stopped", "metric": metric,
                                     "steps": steps})
             return
         self.storage.update_trial(trial.id, state="complete", finished_at=utcnow(), **fields)
+        self._remove_superseded(superseded)
         self.tell(ctx, trial.optuna_number, "complete", metric=metric, latency_ms=latency)
         self.add_to_front(ctx, Point(trial.id, metric, latency))
         ctx.stats.trials += 1
         self.on_event("trial", {"number": trial.number, "state": "complete", "metric": metric,
                                 "latency_ms": latency})
+
+    @staticmethod
+    def _remove_superseded(superseded: tuple[str, int] | None) -> None:
+        """Delete an earlier rung's files (weights path, steps) once the database points at the next rung's
+        (a retry resumes from the rung the database records, so only files it no longer names go)."""
+        from workers.evaluate import rung_files
+
+        if superseded is None:
+            return
+        for path in rung_files(*superseded):
+            try:
+                path.unlink(missing_ok=True)
+            except OSError as exc:
+                logger.warning("could not remove %s: %s", path, exc)
 
     # ---- the Pareto front ------------------------------------------------------------------------
     def add_to_front(self, ctx: JobContext, point: Point) -> None:

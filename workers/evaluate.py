@@ -31,6 +31,12 @@ def training_state_file(steps: int) -> str:
     return f"training_state-step{steps}.pt"
 
 
+def rung_files(weights_path: str, steps: int) -> list[Path]:
+    """The files a rung of `steps` steps saved (its weights at `weights_path`, its training state)."""
+    weights = Path(weights_path)
+    return [weights, weights.parent / training_state_file(steps)]
+
+
 def task_and_space(space: str, space_options: dict[str, Any], task: dict[str, Any] | TaskSpec) -> tuple[Task, SearchSpace]:
     """The task and the space of a job, bound together: the task gives the space its options (vocabulary,
     labels), the space gives the task its tokenizer (a pretrained base's)."""

@@ -12,6 +12,7 @@ from nas.strategies.optuna_record import create_trials, finish_trial
 from search_spaces.errors import DatabaseUnavailableError, StorageError
 
 logger = logging.getLogger(__name__)
+_MISSING = object()
 
 
 @contextlib.contextmanager
@@ -40,9 +41,10 @@ class OptunaStrategy(Strategy):
 
     Sampling and telling run against the in-memory copy; each batch of proposed trials then reaches the
     record in one transaction with all their parameters (`optuna_record.create_trials`), and each tell in
-    one (`optuna_record.finish_trial`). Asking Optuna's RDB storage directly costs a commit per suggested parameter and a read of
-    the study's trials per ask. The controller is its job's only writer (lease), so the copy cannot
-    miss another writer's trials; after any failed write it is rebuilt from the record before next use.
+    one (`optuna_record.finish_trial`). Asking Optuna's RDB storage directly costs a commit per suggested
+    parameter and a read of the study's trials per ask. The controller is its job's only writer (lease),
+    so the copy cannot miss another writer's trials; after any failed write it is rebuilt from the record
+    before its next use.
     """
 
     def __init__(self, config: StrategyConfig) -> None:
@@ -164,9 +166,6 @@ class OptunaStrategy(Strategy):
 
         study = self._working_study()
         return [t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))]
-
-
-_MISSING = object()
 
 
 @register_strategy("nsga2")

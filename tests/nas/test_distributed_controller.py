@@ -82,12 +82,20 @@ def steps_evaluate(calls: list[tuple[int, int, int]]) -> Any:
     base = make_fake_evaluate([])
 
     def evaluate(candidate: CandidateTask) -> EvalResult:
+        from workers.evaluate import rung_files
+
         calls.append((candidate.trial_number, candidate.steps_before, candidate.train_steps))
-        if candidate.steps_before:
-            assert candidate.resume_from and Path(candidate.resume_from).is_file()
+        assert candidate.schedule_steps == 90
+        if candidate.steps_before:  # the previous rung's files are still there to continue from
+            assert candidate.resume_from and all(p.is_file() for p in rung_files(candidate.resume_from,
+                                                                                  candidate.steps_before))
         result = base(candidate)
         metric = fake_metric(Arch.from_dict(candidate.arch)) * (1 + 10 / candidate.train_steps)
-        return dataclasses.replace(result, metric=metric, steps_done=candidate.train_steps)
+        weights = Path(result.weights_path or "")
+        if candidate.train_steps < candidate.schedule_steps:  # a rung's files, named as the real evaluation does
+            weights = weights.rename(weights.with_name(f"weights-step{candidate.train_steps}.safetensors"))
+            rung_files(str(weights), candidate.train_steps)[1].write_bytes(b"state")
+        return dataclasses.replace(result, metric=metric, steps_done=candidate.train_steps, weights_path=str(weights))
 
     return evaluate
 
@@ -124,6 +132,13 @@ def test_early_stopping_stops_poor_trials_at_their_rung(database_url: str, tmp_p
     # The best trial at the first rung always went on.
     first = min(rows, key=lambda t: t.rungs[0]["metric"])
     assert first.steps_done > 10
+    # Only the files of each trial's last rung are left (earlier rungs' go once the next one is recorded).
+    for t in rows:
+        from workers.evaluate import rung_files
+
+        kept = {p.name for p in Path(t.weights_path).parent.iterdir()}
+        assert kept == ({"weights.safetensors"} if t.state == "complete" else
+                        {p.name for p in rung_files(t.weights_path, t.steps_done)}), (t.number, kept)
 
 
 def test_min_train_steps_must_be_below_train_steps(corpus_file: Path) -> None:

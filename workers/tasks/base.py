@@ -105,10 +105,10 @@ def begin_run(run: TrainingRun | None, *, steps: int, optimizer: Any, generator:
     return run.start_step, run.total_steps
 
 
-def end_run(run: TrainingRun | None, *, steps: int, optimizer: Any, generator: Any, **extra: Any) -> None:
+def end_run(run: TrainingRun | None, *, steps: int, optimizer: Any, generator: Any) -> None:
     """Leave in `run` the state after `steps` more steps."""
     if run is not None:
-        run.state = {"optimizer": optimizer.state_dict(), "generator": generator.get_state(), **extra}
+        run.state = {"optimizer": optimizer.state_dict(), "generator": generator.get_state()}
         run.start_step += steps
 
 
