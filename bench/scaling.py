@@ -81,9 +81,11 @@ def _in_process(trials: int, url: str, folder: Path) -> dict[str, Any]:
     result = {"trials": storage.count_trials(job_id), "states": counts, "job_state": job.state,
               "wall_s": round(wall_s, 2), "evaluation_s": round(eval_s[0], 2),
               "controller_overhead_ms_per_trial": round(stats.overhead_ms_per_trial, 2),
+              "controller_cpu_ms_per_trial": round(stats.cpu_ms_per_trial, 2),
               "controller_overhead_s": round(stats.overhead_s, 2)}
-    print(f"in-process, {url.split(':')[0]}, {result['trials']} trials {counts}: {wall_s:.1f} s wall ({eval_s[0]:.1f} s evaluating); "
-          f"controller {stats.overhead_ms_per_trial:.2f} ms per trial", flush=True)
+    print(f"in-process, {url.split(':')[0]}, {result['trials']} trials {counts}: {wall_s:.1f} s wall "
+          f"({eval_s[0]:.1f} s evaluating); controller {stats.overhead_ms_per_trial:.2f} ms per trial "
+          f"(CPU {stats.cpu_ms_per_trial:.2f} ms)", flush=True)
     return result
 
 
@@ -121,10 +123,11 @@ def _cluster(url: str, *, rounds: int, trials: int, train_steps: int, overhead_t
         first = min(t.started_at for t in rows if t.started_at)
         last = max(t.finished_at for t in rows if t.finished_at)
         minutes = (last - first).total_seconds() / 60
-        overhead = re.search(r"controller overhead ([\d.]+) ms per trial", controller.output)
+        overhead = re.search(r"controller overhead ([\d.]+) ms per trial \(CPU ([\d.]+) ms\)", controller.output)
         return {"job": job_id, "trials": len(rows), "states": storage.trial_state_counts(job_id),
                 "trials_per_min": round(len(rows) / minutes, 2), "span_s": round(minutes * 60, 1),
-                "controller_overhead_ms_per_trial": float(overhead.group(1)) if overhead else None}
+                "controller_overhead_ms_per_trial": float(overhead.group(1)) if overhead else None,
+                "controller_cpu_ms_per_trial": float(overhead.group(2)) if overhead else None}
 
     local = LocalCluster().start()
     runs: dict[str, list[dict[str, Any]]] = {"1": [], "2": []}

@@ -195,14 +195,14 @@ class Controller:
                 try:
                     if heartbeat.lost.is_set():
                         raise ConflictError(f"job {job_id}: lease lost to another controller; stopping")
-                    began = time.perf_counter()
+                    began, began_cpu = time.perf_counter(), time.thread_time()
                     while results:
                         self.recorder.record(ctx, results[0], queue)
                         results.popleft()
                     cancelled = cancelled or self.storage.cancel_requested(job_id)
                     if not cancelled and time.monotonic() < deadline:
                         self._fill(ctx, executor, queue)
-                    ctx.stats.add(time.perf_counter() - began)
+                    ctx.stats.add(wall_s=time.perf_counter() - began, cpu_s=time.thread_time() - began_cpu)
                     if executor.in_flight == 0:
                         break
                     results.extend(executor.wait(timeout_s=max(1.0, self.settings.lease_ttl_s / 4)))
@@ -216,8 +216,9 @@ class Controller:
             if cancelled:
                 for number in executor.cancel_all():
                     self.recorder.fail_trial(ctx, self.storage.trial(job_id, number), "cancelled with its job")
-        logger.info("job %s: controller overhead %.2f ms per trial over %d trials (%d results)", job_id,
-                    ctx.stats.overhead_ms_per_trial, ctx.stats.trials, ctx.stats.results)
+        logger.info("job %s: controller overhead %.2f ms per trial (CPU %.2f ms) over %d trials (%d results)",
+                    job_id, ctx.stats.overhead_ms_per_trial, ctx.stats.cpu_ms_per_trial, ctx.stats.trials,
+                    ctx.stats.results)
         self.stats[job_id] = ctx.stats
         if cancelled:
             return "cancelled", f"cancelled after {self.storage.count_trials(job_id)} trials"

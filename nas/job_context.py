@@ -18,22 +18,29 @@ from workers.tasks.base import Task
 
 @dataclass
 class ControllerStats:
-    """Time the controller spends on a job outside waiting for workers (asking, predicting, writing).
+    """Time the controller spends on a job outside waiting for workers (asking, predicting, writing): wall
+    time, and the CPU time of the controller's thread in it.
 
     `trials` counts trials that reached a final state here (complete, infeasible, stopped, failed);
     `results` counts evaluation results received (a trial trained in rungs brings one per rung).
     """
 
-    overhead_s: float = 0.0
+    overhead_s: float = 0.0  # wall time
+    cpu_s: float = 0.0  # the controller thread's CPU time in the same spans (waiting for the database excluded)
     trials: int = 0
     results: int = 0
 
-    def add(self, seconds: float) -> None:
-        self.overhead_s += seconds
+    def add(self, *, wall_s: float, cpu_s: float) -> None:
+        self.overhead_s += wall_s
+        self.cpu_s += cpu_s
 
     @property
     def overhead_ms_per_trial(self) -> float:
         return 1000.0 * self.overhead_s / max(1, self.trials)
+
+    @property
+    def cpu_ms_per_trial(self) -> float:
+        return 1000.0 * self.cpu_s / max(1, self.trials)
 
 
 @dataclass

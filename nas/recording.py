@@ -136,10 +136,11 @@ class Recorder:
             self.on_event("trial", {"number": trial.number, "state": "stopped", "metric": metric,
                                     "steps": steps})
             return
-        self.storage.update_trial(trial.id, state="complete", finished_at=utcnow(), **fields)
+        # Our row and the front first, in one transaction (the record a crash is recovered from), then the tell.
+        self.add_to_front(ctx, Point(trial.id, metric, latency),
+                          trial_fields={"state": "complete", "finished_at": utcnow(), **fields})
         self._remove_superseded(superseded)
         self.tell(ctx, trial.optuna_number, "complete", metric=metric, latency_ms=latency)
-        self.add_to_front(ctx, Point(trial.id, metric, latency))
         ctx.stats.trials += 1
         self.on_event("trial", {"number": trial.number, "state": "complete", "metric": metric,
                                 "latency_ms": latency})
@@ -159,15 +160,18 @@ class Recorder:
                 logger.warning("could not remove %s: %s", path, exc)
 
     # ---- the Pareto front ------------------------------------------------------------------------
-    def add_to_front(self, ctx: JobContext, point: Point) -> None:
-        """Add a complete trial to the front; store the front if it changed, and the hypervolume either way."""
+    def add_to_front(self, ctx: JobContext, point: Point, *, trial_fields: dict[str, Any]) -> None:
+        """Store a complete trial (`trial_fields`), the front if the trial changed it, and the hypervolume, in
+        one transaction."""
         front = pareto_front([*ctx.front, point], maximize_metric=ctx.maximize_metric)
         changed = any(p.key == point.key for p in front)
+        volume = hypervolume(front if changed else ctx.front, reference=ctx.hypervolume_reference,
+                             maximize_metric=ctx.maximize_metric)
+        members = [(p.key, p.metric, p.latency_ms) for p in front] if changed else None
+        self.storage.replace_front(ctx.job.id, members, trials_done=ctx.next_number, hypervolume=volume,
+                                   trial_update=(point.key, trial_fields))
         if changed:
             ctx.front = front
-        volume = hypervolume(ctx.front, reference=ctx.hypervolume_reference, maximize_metric=ctx.maximize_metric)
-        members = [(p.key, p.metric, p.latency_ms) for p in ctx.front] if changed else None
-        self.storage.replace_front(ctx.job.id, members, trials_done=ctx.next_number, hypervolume=volume)
 
     def restore_front(self, ctx: JobContext, trials: Sequence[TrialRow]) -> None:
         """Rebuild the in-memory front from the job's trials (on start, and after a database outage, when a

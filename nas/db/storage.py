@@ -300,10 +300,13 @@ class Storage:
 
     # ---- Pareto front ----------------------------------------------------------------------------
     def replace_front(self, job_id: int, members: Sequence[tuple[int, float, float]] | None, *, trials_done: int,
-                      hypervolume: float) -> None:
+                      hypervolume: float, trial_update: tuple[int, dict[str, Any]] | None = None) -> None:
         """Store the job's current front `(trial_id, metric, latency_ms)` (None: unchanged) and append to its
-        hypervolume history, in one transaction."""
+        hypervolume history, in one transaction; with `trial_update` (trial id, fields), update that trial
+        in the same transaction (the result that changed the front)."""
         with self.session() as s:
+            if trial_update is not None:
+                s.execute(update(TrialRow).where(TrialRow.id == trial_update[0]).values(**trial_update[1]))
             if members is not None:
                 s.execute(delete(FrontMemberRow).where(FrontMemberRow.job_id == job_id))
                 s.add_all(FrontMemberRow(job_id=job_id, trial_id=trial_id, metric=metric, latency_ms=latency_ms)

@@ -94,6 +94,9 @@ def test_submit_watch_plot_click_and_download(live_server: LiveServer, browser: 
     assert target_line == [0.5, 0.5]
     infeasible = browser.execute_script("return window.hwnas.charts.pareto.data.datasets[3].data.length")
     assert infeasible == sum(t.state == "infeasible" for t in service.storage.trials(job_id))
+    stopped = browser.execute_script("return window.hwnas.charts.pareto.data.datasets[4]")
+    assert stopped["label"].startswith("stopped early") and len(stopped["data"]) == sum(
+        t.state == "stopped" for t in service.storage.trials(job_id))
     browser.save_screenshot(str(browser.downloads.parent / "pareto-page.png"))
     shutil.copy(browser.downloads.parent / "pareto-page.png", "/tmp/pareto-page.png")
 

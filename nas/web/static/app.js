@@ -129,7 +129,10 @@ function paretoChart(canvas, front, trials) {
   const onFront = new Set(front.members.map((m) => m.trial));
   const target = front.latency_target_ms;
   const point = (t) => ({ x: t.latency_ms, y: t.metric, trial: t.trial, arch: t.arch_text });
-  const trained = trials.filter((t) => t.metric !== null && t.latency_ms !== null && !onFront.has(t.trial));
+  const trained = trials.filter((t) => t.state === "complete" && t.metric !== null && t.latency_ms !== null
+    && !onFront.has(t.trial));
+  // Stopped early: their metric is at a lower budget than the others', so they get a series of their own.
+  const stopped = trials.filter((t) => t.state === "stopped" && t.metric !== null && t.latency_ms !== null);
   const metrics = trials.filter((t) => t.metric !== null).map((t) => t.metric);
   const floor = metrics.length ? Math.min(...metrics) : 0;
   const ceiling = metrics.length ? Math.max(...metrics) : 1;
@@ -143,6 +146,8 @@ function paretoChart(canvas, front, trials) {
     { label: "over target", data: trained.filter((t) => t.latency_ms > target).map(point), backgroundColor: "rgba(214, 90, 60, 0.25)", pointRadius: 4 },
     { label: "infeasible (predicted over target, not trained)", data: infeasible, backgroundColor: "rgba(214, 90, 60, 0.2)",
       pointStyle: "crossRot", pointRadius: 6, borderColor: "rgba(214, 90, 60, 0.35)" },
+    { label: "stopped early (metric at its last rung)", data: stopped.map((t) => ({ ...point(t), steps: t.steps_done })),
+      backgroundColor: "rgba(154, 103, 0, 0.3)", pointStyle: "triangle", pointRadius: 5 },
     { label: `target ${target} ms`, data: [{ x: target, y: floor }, { x: target, y: ceiling }], showLine: true,
       borderColor: "#d1242f", borderDash: [6, 4], pointRadius: 0, borderWidth: 2, order: 5 },
   ];
@@ -155,8 +160,9 @@ function paretoChart(canvas, front, trials) {
                 y: { title: { display: true, text: `${front.metric_name} (${front.maximize_metric ? "higher" : "lower"} is better)` } } },
       plugins: { tooltip: { callbacks: { label: (ctx) => {
         const p = ctx.raw;
-        return p.trial === undefined ? ctx.dataset.label
-          : [`trial ${p.trial}: ${front.metric_name} ${fmt(p.y, 4)} at ${fmt(p.x)} ms`, p.arch];
+        if (p.trial === undefined) return ctx.dataset.label;
+        const steps = p.steps === undefined ? "" : ` after ${p.steps} steps (stopped early)`;
+        return [`trial ${p.trial}: ${front.metric_name} ${fmt(p.y, 4)} at ${fmt(p.x)} ms${steps}`, p.arch];
       } } } },
       onClick: (_event, elements, chart) => {
         if (!elements.length) return;
