@@ -3,12 +3,13 @@
 1. `inprocess`: one job of 1,000 trials with a negligible evaluation (a fake that builds the tiny model and
    saves its weights, no training) on the in-process executor, on SQLite and on PostgreSQL; wall time of
    the whole job (goal: under 2 minutes) and the controller's own time per trial (asking, predicting,
-   writing, for every trial including those predicted infeasible; goal under 20 ms).
+   writing, for every trial including those predicted infeasible; goal under 20 ms); wall time and the
+   controller thread's CPU time; `--inprocess-repeats` runs per database, interleaved, medians.
 2. `cluster`: trials per minute of one job on a local cluster (Ray head with no CPUs, `hwnas worker`
    nodes of 1 CPU each, an `hwnas controller` process, PostgreSQL), with 1 and with 2 worker nodes,
    interleaved over `--rounds` rounds; each job trains `--trials` tiny sparse transformers for
    `--train-steps` steps. A warm-up job first profiles the device (not timed). Then the controller's
-   own time per trial with a cheap candidate budget: one job of `--overhead-trials` trials of one
+   own time per trial with a cheap candidate budget: three jobs of `--overhead-trials` trials of one
    training step on 2 nodes.
 
     python bench/scaling.py                       # both; JSON in bench/results/scaling.json
@@ -32,14 +33,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def in_process(trials: int) -> dict[str, Any]:
+def in_process(trials: int, *, repeats: int) -> dict[str, Any]:
+    """`repeats` runs on each database, interleaved; each run in a fresh database and folder."""
     from tests.conftest import temporary_postgres_database
 
-    folder = Path(tempfile.mkdtemp(prefix="hwnas-scaling-"))
-    results = {"sqlite": _in_process(trials, f"sqlite:///{folder / 'hwnas.db'}", folder)}
-    with temporary_postgres_database("hwnas_scaling") as url:
-        results["postgresql"] = _in_process(trials, url, folder)
-    return results
+    runs: dict[str, list[dict[str, Any]]] = {"sqlite": [], "postgresql": []}
+    for _ in range(repeats):
+        folder = Path(tempfile.mkdtemp(prefix="hwnas-scaling-"))
+        runs["sqlite"].append(_in_process(trials, f"sqlite:///{folder / 'hwnas.db'}", folder))
+        with temporary_postgres_database("hwnas_scaling") as url:
+            runs["postgresql"].append(_in_process(trials, url, folder))
+    medians = {db: {key: statistics.median(run[key] for run in rows)
+                    for key in ("wall_s", "controller_overhead_ms_per_trial", "controller_cpu_ms_per_trial")}
+               for db, rows in runs.items()}
+    print(f"in-process medians of {repeats}: {medians}", flush=True)
+    return {"runs": runs, "medians": medians}
 
 
 def _in_process(trials: int, url: str, folder: Path) -> dict[str, Any]:
@@ -152,21 +160,26 @@ def _cluster(url: str, *, rounds: int, trials: int, train_steps: int, overhead_t
             second = local.add_worker(cpus=1)
         # The controller's own time per trial, with a cheap candidate budget (one training step) and enough
         # trials that the job's one-time costs (Ray's first task, the strategy's study) are spread thin.
-        overhead = run_job(local, 1000, overhead_trials, steps=1)
-        print(f"{overhead_trials} trials of 1 training step, 2 worker nodes: {overhead}", flush=True)
+        overhead = [run_job(local, 1000 + r, overhead_trials, steps=1) for r in range(3)]
+        for result in overhead:
+            print(f"{overhead_trials} trials of 1 training step, 2 worker nodes: {result}", flush=True)
     finally:
         local.shutdown()
     one = statistics.median(x["trials_per_min"] for x in runs["1"])
     two = statistics.median(x["trials_per_min"] for x in runs["2"])
     print(f"trials per minute: 1 node {one:.1f}, 2 nodes {two:.1f} (x{two / one:.2f})", flush=True)
     return {"runs": runs, "median_trials_per_min": {"1": one, "2": two}, "speedup_2_over_1": round(two / one, 2),
-            "trials": trials, "train_steps": train_steps, "cheap_trials_2_nodes": overhead}
+            "trials": trials, "train_steps": train_steps, "cheap_trials_2_nodes": overhead,
+            "cheap_trials_median_overhead_ms_per_trial": statistics.median(
+                r["controller_overhead_ms_per_trial"] for r in overhead),
+            "cheap_trials_median_cpu_ms_per_trial": statistics.median(r["controller_cpu_ms_per_trial"] for r in overhead)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--part", choices=["all", "inprocess", "cluster"], default="all")
     parser.add_argument("--inprocess-trials", type=int, default=1000)
+    parser.add_argument("--inprocess-repeats", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--trials", type=int, default=16)
     parser.add_argument("--train-steps", type=int, default=300)
@@ -178,7 +191,7 @@ def main() -> None:
     results = {key: value for key, value in results.items() if key in ("inprocess", "cluster")}
     machine = f"{platform.node()} {platform.machine()}, {platform.python_version()}"
     if args.part in ("all", "inprocess"):
-        results["inprocess"] = {**in_process(args.inprocess_trials), "machine": machine,
+        results["inprocess"] = {**in_process(args.inprocess_trials, repeats=args.inprocess_repeats), "machine": machine,
                                 "date": time.strftime("%Y-%m-%d")}
     if args.part in ("all", "cluster"):
         results["cluster"] = {**cluster(rounds=args.rounds, trials=args.trials, train_steps=args.train_steps,

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 
@@ -58,20 +58,25 @@ def create_trials(storage: Any, study_id: int, trials: Sequence[Any]) -> list[tu
 
 
 def finish_trial(storage: Any, trial_id: int, *, state: Any, values: Sequence[float] | None,
-                 system_attrs: Mapping[str, Any]) -> bool:
-    """Finish a running trial: set `system_attrs` (added or changed since it was created), its `values` and
-    `state`, in one transaction. False (nothing written) if it had already finished."""
+                 system_attrs: Mapping[str, Any], replace: Sequence[str] = ()) -> bool:
+    """Finish a running trial: add `system_attrs` (replacing those named in `replace`, which it held already),
+    set its `values` and `state`, in one transaction. False (nothing written) if it was not running."""
     from optuna.storages._rdb import models
+    from optuna.trial import TrialState
 
+    trials = models.TrialModel.__table__
     with Session(storage.engine) as session, session.begin():
-        trial = session.execute(select(models.TrialModel).where(models.TrialModel.trial_id == trial_id)
-                                .with_for_update()).scalar_one()
-        if trial.state.is_finished():
+        finished = session.execute(
+            update(trials).where(trials.c.trial_id == trial_id, trials.c.state == TrialState.RUNNING)
+            .values(state=state, datetime_complete=datetime.now(timezone.utc).replace(tzinfo=None)))  # naive UTC
+        if finished.rowcount != 1:
+            session.rollback()
             return False
-        if system_attrs:
+        if replace:
             session.execute(delete(models.TrialSystemAttributeModel).where(
                 models.TrialSystemAttributeModel.trial_id == trial_id,
-                models.TrialSystemAttributeModel.key.in_(list(system_attrs))))
+                models.TrialSystemAttributeModel.key.in_(list(replace))))
+        if system_attrs:
             session.execute(insert(models.TrialSystemAttributeModel), [
                 {"trial_id": trial_id, "key": key, "value_json": json.dumps(value)}
                 for key, value in system_attrs.items()])
@@ -80,6 +85,4 @@ def finish_trial(storage: Any, trial_id: int, *, state: Any, values: Sequence[fl
             session.execute(insert(models.TrialValueModel), [
                 {"trial_id": trial_id, "objective": objective, "value": value, "value_type": value_type}
                 for objective, (value, value_type) in enumerate(stored)])
-        trial.state = state
-        trial.datetime_complete = datetime.now()
         return True

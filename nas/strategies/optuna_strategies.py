@@ -127,7 +127,7 @@ class OptunaStrategy(Strategy):
         before = self._recorded_attrs.pop(number, {})
         changed = {key: value for key, value in frozen.system_attrs.items() if before.get(key, _MISSING) != value}
         finish_trial(self.storage, self._record_ids[number], state=frozen.state, values=frozen.values,
-                     system_attrs=changed)
+                     system_attrs=changed, replace=[key for key in changed if key in before])
 
     def _finished(self, number: int) -> bool:
         return bool(self._frozen(number).state.is_finished())
