@@ -74,27 +74,36 @@ class Process:
             time.sleep(0.1)
         raise TimeoutError(f"{self.name}: no {pattern!r} within {timeout_s} s:\n{self.output[-4000:]}")
 
-    def runs_task(self, function: str) -> bool:
-        """Whether a Ray worker of this node executes a task of `function` now. Ray titles a worker process
-        `ray::<function>` while it runs such a task (`ray::IDLE` otherwise); workers are children of the
-        node's raylet, in process groups of their own."""
+    def _children_elsewhere(self) -> list[tuple[int, str]]:
+        """Processes in other process groups whose parent is in this one, with their titles: a node's Ray
+        workers (children of its raylet, each in a process group of its own)."""
+        found = []
         for entry in Path("/proc").iterdir():
             if not entry.name.isdigit():
                 continue
             try:
-                title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
-                if not title.startswith(f"ray::{function}"):
-                    continue
                 parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                if self.popen.pid in (os.getpgid(int(entry.name)), os.getpgid(parent)):
-                    return True
+                if os.getpgid(parent) == self.popen.pid and os.getpgid(int(entry.name)) != self.popen.pid:
+                    title = (entry / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+                    found.append((int(entry.name), title))
             except (OSError, ProcessLookupError, ValueError, IndexError):
                 continue
-        return False
+        return found
+
+    def runs_task(self, function: str) -> bool:
+        """Whether a Ray worker of this node executes a task of `function` now (Ray titles a worker process
+        `ray::<function>` while it runs such a task, `ray::IDLE` otherwise)."""
+        return any(title.startswith(f"ray::{function}") for _, title in self._children_elsewhere())
 
     def kill(self) -> None:
-        """SIGKILL the whole process group (a node: its raylet and Ray workers too)."""
+        """SIGKILL the whole process group and the node's Ray workers, as if its machine died at once (a
+        worker left alive would still hand its running task's result to the controller)."""
         if self.popen.poll() is None:
+            for pid, _ in self._children_elsewhere():  # the workers first: they could still report a result
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             try:
                 os.killpg(self.popen.pid, signal.SIGKILL)
             except ProcessLookupError:
