@@ -172,7 +172,8 @@ def _cluster(url: str, *, rounds: int, trials: int, train_steps: int, overhead_t
             "trials": trials, "train_steps": train_steps, "cheap_trials_2_nodes": overhead,
             "cheap_trials_median_overhead_ms_per_trial": statistics.median(
                 r["controller_overhead_ms_per_trial"] for r in overhead),
-            "cheap_trials_median_cpu_ms_per_trial": statistics.median(r["controller_cpu_ms_per_trial"] for r in overhead)}
+            "cheap_trials_median_cpu_ms_per_trial": statistics.median(
+                r["controller_cpu_ms_per_trial"] for r in overhead)}
 
 
 def main() -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -129,6 +131,10 @@ class SpaceContract:
         raise NotImplementedError
 
 
+MakeStrategy = Callable[[str, int], Any]  # (study name, seed) -> a Strategy over the test's database
+RecordTrials = Callable[[str], list[Any]]  # study name -> the trials the database holds (Optuna FrozenTrials)
+
+
 def toy_sample(trial: object) -> dict[str, object]:
     """A small mixed search space, sampled the way spaces sample (suggest_* on the strategy's trial)."""
     return {"width": trial.suggest_int("width", 1, 64, log=True),  # type: ignore[attr-defined]
@@ -137,10 +143,11 @@ def toy_sample(trial: object) -> dict[str, object]:
 
 
 class StrategyContract:
-    """Every strategy passes this suite. Provide a `make` fixture: `make(study_name, seed) -> Strategy` over
-    one database, and `record_trials(study_name)` giving the trials the database holds (Optuna's FrozenTrials)."""
+    """Every strategy passes this suite. Provide fixtures `make` (a `MakeStrategy` over one database) and
+    `record_trials` (a `RecordTrials` reading that database)."""
 
-    def test_asks_a_batch_and_stores_it_before_returning(self, make, record_trials) -> None:  # type: ignore[no-untyped-def]
+    def test_asks_a_batch_and_stores_it_before_returning(self, make: MakeStrategy,
+                                                         record_trials: RecordTrials) -> None:
         strategy = make("s", 0)
         asked = strategy.ask_batch(4, toy_sample)
         assert [number for number, _ in asked] == [0, 1, 2, 3]
@@ -150,7 +157,7 @@ class StrategyContract:
             assert stored[number].state.name == "RUNNING"
             assert stored[number].params == arch
 
-    def test_tells_reach_the_database(self, make, record_trials) -> None:  # type: ignore[no-untyped-def]
+    def test_tells_reach_the_database(self, make: MakeStrategy, record_trials: RecordTrials) -> None:
         strategy = make("s", 0)
         asked = [number for number, _ in strategy.ask_batch(3, toy_sample)]
         strategy.tell(asked[0], [0.5, 2.0], constraint=-1.0)
@@ -162,7 +169,7 @@ class StrategyContract:
         assert stored[asked[1]].state.name == "FAIL" and stored[asked[2]].state.name == "PRUNED"
         assert strategy.open_numbers() == []
 
-    def test_a_new_object_resumes_the_study(self, make, record_trials) -> None:  # type: ignore[no-untyped-def]
+    def test_a_new_object_resumes_the_study(self, make: MakeStrategy, record_trials: RecordTrials) -> None:
         first = make("s", 0)
         asked = [number for number, _ in first.ask_batch(3, toy_sample)]
         first.tell(asked[0], [0.1, 1.0], constraint=0.0)
@@ -172,7 +179,7 @@ class StrategyContract:
         assert [number for number, _ in second.ask_batch(2, toy_sample)] == [3, 4]
         assert sorted(t.number for t in record_trials("s")) == [0, 1, 2, 3, 4]
 
-    def test_same_seed_same_proposals(self, make) -> None:  # type: ignore[no-untyped-def]
+    def test_same_seed_same_proposals(self, make: MakeStrategy) -> None:
         def run(study: str, seed: int) -> list[dict[str, object]]:
             strategy = make(study, seed)
             archs = []

@@ -62,9 +62,9 @@ def test_a_trial_trained_in_rungs_equals_one_trained_in_one_go(tmp_path: Path, c
 
     # Without the saved state (an older version's files) the trial still continues, with a fresh optimiser.
     (tmp_path / "rungs" / "training_state-step12.pt").unlink()
+    rung = tmp_path / "rungs" / "weights-step12.safetensors"
     fresh = evaluate_candidate(candidate(tmp_path, corpus_file, arch, train_steps=24, schedule_steps=24,
-                                         steps_before=12, resume_from=str(tmp_path / "rungs" / "weights-step12.safetensors"),
-                                         artifact_dir=str(tmp_path / "rungs")))
+                                         steps_before=12, resume_from=str(rung), artifact_dir=str(tmp_path / "rungs")))
     assert fresh.state == "complete" and fresh.metric != whole.metric
 
 
