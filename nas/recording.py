@@ -176,20 +176,23 @@ class Recorder:
     def restore_front(self, ctx: JobContext, trials: Sequence[TrialRow]) -> None:
         """Rebuild the in-memory front from the job's trials (on start, and after a database outage, when a
         result may have been stored without its front update); store it if the stored one differs."""
-        points = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in trials
-                  if t.state == "complete" and t.metric is not None]
-        ctx.front = pareto_front(points, maximize_metric=ctx.maximize_metric)
+        self._rebuild_front(ctx, trials)
         if {p.key for p in ctx.front} != {member.trial_id for member, _ in self.storage.front(ctx.job.id)}:
-            volume = hypervolume(ctx.front, reference=ctx.hypervolume_reference, maximize_metric=ctx.maximize_metric)
-            self.storage.replace_front(ctx.job.id, [(p.key, p.metric, p.latency_ms) for p in ctx.front],
-                                       trials_done=len(trials), hypervolume=volume)
+            self._store_front(ctx, trials_done=len(trials))
 
     def update_front(self, ctx: JobContext) -> list[Point]:
         """Recompute the front from every complete trial in the database (latencies may have been re-measured)."""
-        complete = self.storage.trials(ctx.job.id, states=("complete",))
-        points = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in complete if t.metric is not None]
+        self._rebuild_front(ctx, self.storage.trials(ctx.job.id, states=("complete",)))
+        self._store_front(ctx, trials_done=self.storage.count_trials(ctx.job.id))
+        return ctx.front
+
+    @staticmethod
+    def _rebuild_front(ctx: JobContext, trials: Sequence[TrialRow]) -> None:
+        points = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in trials
+                  if t.state == "complete" and t.metric is not None]
         ctx.front = pareto_front(points, maximize_metric=ctx.maximize_metric)
+
+    def _store_front(self, ctx: JobContext, *, trials_done: int) -> None:
         volume = hypervolume(ctx.front, reference=ctx.hypervolume_reference, maximize_metric=ctx.maximize_metric)
         self.storage.replace_front(ctx.job.id, [(p.key, p.metric, p.latency_ms) for p in ctx.front],
-                                   trials_done=self.storage.count_trials(ctx.job.id), hypervolume=volume)
-        return ctx.front
+                                   trials_done=trials_done, hypervolume=volume)
