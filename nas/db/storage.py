@@ -227,15 +227,6 @@ class Storage:
             return bool(s.scalar(select(JobRow.cancel_requested).where(JobRow.id == job_id)))
 
     # ---- trials ----------------------------------------------------------------------------------
-    def add_trial(self, *, job_id: int, number: int, optuna_number: int, arch: dict[str, Any],
-                  arch_hash: str) -> TrialRow:
-        with self.session() as s:
-            trial = TrialRow(job_id=job_id, number=number, optuna_number=optuna_number, arch=arch,
-                             arch_hash=arch_hash, state="pending", attempts=0)
-            s.add(trial)
-            s.flush()
-            return trial
-
     def add_trials(self, *, job_id: int, items: Sequence[dict[str, Any]]) -> list[TrialRow]:
         """Store a batch of proposed trials (`number`, `optuna_number`, `arch`, `arch_hash` each, and any other
         column; pending with no attempts unless given) in one transaction."""

@@ -98,10 +98,13 @@ class OptunaStrategy(Strategy):
             self.study = None
             raise
 
-    def _frozen(self, number: int) -> Any:
+    def _trial_id(self, number: int) -> int:
+        """The working copy's trial id of trial `number`."""
         study = self._working_study()
-        return study._storage.get_trial(study._storage.get_trial_id_from_study_id_trial_number(study._study_id,
-                                                                                                 number))
+        return int(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+
+    def _frozen(self, number: int) -> Any:
+        return self._working_study()._storage.get_trial(self._trial_id(number))
 
     # ---- the contract ----------------------------------------------------------------------------
     def ask_batch(self, count: int, sample: Callable[[Any], A]) -> list[tuple[int, A]]:
@@ -139,8 +142,7 @@ class OptunaStrategy(Strategy):
         with self._writing() as study:
             if self._finished(number):
                 return  # told before a crash: telling again would change nothing
-            trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
-            optuna.trial.Trial(study, trial_id).set_constraint("latency_ms", float(constraint))
+            optuna.trial.Trial(study, self._trial_id(number)).set_constraint("latency_ms", float(constraint))
             study.tell(number, list(values), skip_if_finished=True)
             self._tell_record(number)
 

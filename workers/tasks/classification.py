@@ -201,6 +201,7 @@ class ClassificationTask(Task):
     # ---- training and scoring -------------------------------------------------------------------
     def train(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None = None,
               learning_rate: float | None = None, run: TrainingRun | None = None) -> float:
+        """AdamW with linear warm-up and decay; loss = (1 - a) CE + a T^2 KL(teacher || student) with a teacher."""
         import torch
 
         with torch.random.fork_rng(devices=[]):
@@ -209,8 +210,8 @@ class ClassificationTask(Task):
                 torch.set_rng_state(run.state["dropout"])
             loss = self._train_loop(model, steps=steps, seed=seed, teacher=teacher, learning_rate=learning_rate,
                                     run=run)
-            if run is not None and run.state is not None:
-                run.state["dropout"] = torch.get_rng_state()
+            if run is not None:  # `end_run` left the run's state: dropout's generator goes with it
+                run.state["dropout"] = torch.get_rng_state()  # type: ignore[index]
             return loss
 
     def _train_loop(self, model: nn.Module, *, steps: int, seed: int, teacher: nn.Module | None,
