@@ -123,7 +123,7 @@ def teacher_scores(storage: Any, job_id: int) -> dict[str, float]:
     from search_spaces.arch import Arch
 
     job = storage.get_job(job_id)
-    task, space = job_task_and_space(job)
+    task, space = job_task_and_space(storage, job)
     return task.evaluate_all(space.build(Arch.from_dict(job.preparation["baseline"]["arch"])))
 
 

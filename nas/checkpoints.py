@@ -101,7 +101,7 @@ def deterministic_archive(folder: Path, archive_path: Path) -> tuple[str, int]:
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def export_trial(*, job: JobRow, trial: TrialRow, out_dir: Path, latency_ms: float | None,
+def export_trial(storage: Storage, *, job: JobRow, trial: TrialRow, out_dir: Path, latency_ms: float | None,
                  protocol: dict[str, Any] | None) -> ExportedCheckpoint:
     """Rebuild the trial's network, load its trained weights, and write the checkpoint folder and archive."""
     from safetensors.torch import load_file
@@ -114,7 +114,7 @@ def export_trial(*, job: JobRow, trial: TrialRow, out_dir: Path, latency_ms: flo
                             "export a complete trial")
     hf_logging.disable_progress_bar()
     spec = JobSpec.model_validate(job.spec)
-    task, space = job_task_and_space(job)
+    task, space = job_task_and_space(storage, job)
     arch = Arch.from_dict(trial.arch)
     model = space.build(arch, seed=0)
     model.load_state_dict(load_file(trial.weights_path), strict=True)
@@ -138,7 +138,7 @@ def export_and_record(storage: Storage, *, job_id: int, trial: TrialRow, latency
     """Export `trial` with the protocol of its latest latency sample, and store the checkpoint's row."""
     samples = [s for s in storage.latency_samples(job_id=job_id) if s.trial_id == trial.id]
     protocol = samples[-1].protocol if samples else None
-    exported = export_trial(job=storage.get_job(job_id), trial=trial, out_dir=out_dir, latency_ms=latency_ms,
+    exported = export_trial(storage, job=storage.get_job(job_id), trial=trial, out_dir=out_dir, latency_ms=latency_ms,
                             protocol=protocol)
     return storage.add_checkpoint(job_id=job_id, trial_id=trial.id, path=str(exported.path),
                                   archive_path=str(exported.archive_path), sha256=exported.sha256,

@@ -42,6 +42,7 @@ from search_spaces.base import Preparation, SearchSpace, get_space
 from search_spaces.errors import ConflictError, DatabaseUnavailableError, HwnasError
 from workers.executors.base import Executor
 from workers.device_tasks import DeviceRunner
+from nas.datasets import materialize_task
 from workers.evaluate import task_and_space
 from workers.types import CandidateTask, EvalResult
 
@@ -123,6 +124,7 @@ class Controller:
 
     def _context(self, job: JobRow) -> JobContext:
         spec = JobSpec.model_validate(job.spec)
+        spec = spec.model_copy(update={"task": materialize_task(self.storage, spec.task)})  # datasets -> files
         task, space = task_and_space(spec.space, spec.space_options, spec.task)
         data_info = task.describe_data()
         self.storage.set_job_fields(job.id, data_info=data_info)

@@ -94,12 +94,17 @@ def issue_first_admin_token(storage: Storage) -> str | None:
     return issue_token(storage, name="first admin (hwnas serve)", scope="admin")[1]
 
 
-def submit_job(storage: Storage, spec: JobSpec) -> int:
-    """Store a validated spec as a queued job. The device profile must exist in the database."""
+def submit_job(storage: Storage, spec: JobSpec, *, created_by: str | None = None) -> int:
+    """Store a validated spec as a queued job. The device profile must exist in the database; `dataset:`
+    references are pinned to their content and the job's use of them recorded (`nas.datasets`)."""
+    from nas.datasets import pin_datasets
+
     storage.device(spec.device)
+    spec, dataset_sha256s = pin_datasets(storage, spec)
     return storage.create_job(spec=spec.model_dump(mode="json"), name=spec.name, space=spec.space,
                               device=spec.device, latency_target_ms=spec.latency_target_ms,
-                              strategy=spec.strategy, trials_budget=spec.budget.trials)
+                              strategy=spec.strategy, trials_budget=spec.budget.trials, created_by=created_by,
+                              dataset_sha256s=dataset_sha256s)
 
 
 def job_metric(job: JobRow) -> tuple[str, bool]:
@@ -137,13 +142,14 @@ def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
     }
 
 
-def job_task_and_space(job: JobRow) -> tuple[Task, SearchSpace]:
+def job_task_and_space(storage: Storage, job: JobRow) -> tuple[Task, SearchSpace]:
     """A stored job's task and space, with what its preparation made (the pruned-bert teacher, importance)."""
+    from nas.datasets import materialize_task
     from workers.evaluate import task_and_space
 
     spec = JobSpec.model_validate(job.spec)
     prepared = (job.preparation or {}).get("options") or {}
-    return task_and_space(spec.space, {**spec.space_options, **prepared}, spec.task)
+    return task_and_space(spec.space, {**spec.space_options, **prepared}, materialize_task(storage, spec.task))
 
 
 def checkpoint_dict(row: Any, *, job_id: int, trial_number: int) -> dict[str, Any]:

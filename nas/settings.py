@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 if TYPE_CHECKING:
     from latency_models.meter import MeterSettings
@@ -42,8 +44,36 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=1 << 30, description="largest request body accepted")
     events_interval_s: float = Field(default=0.5, gt=0, le=60, description="how often progress events are checked")
     runner_poll_s: float = Field(default=1.0, gt=0, le=3600, description="how often the serve loop looks for jobs")
+    data_roots: Annotated[tuple[Path, ...], NoDecode] = Field(
+        default=(), description="folders whose files a job sent to the server may name by path (os.pathsep- "
+                                "separated, or a JSON list); default none: remote jobs use datasets or builtin:")
+    max_upload_bytes: int = Field(default=1 << 30, ge=1024, le=1 << 40, description="largest dataset upload")
+    auth_failures_per_minute: int = Field(default=30, ge=1, le=1_000_000,
+                                          description="failed authentications one client address may make per "
+                                                      "minute before it is answered 429")
+    token_touch_interval_s: float = Field(default=60.0, ge=0, le=86_400,
+                                          description="how stale a token's recorded last use may get")
+    api_workers: int = Field(default=1, ge=1, le=64, description="API worker processes of `hwnas serve`")
     url: str | None = Field(default=None, description="a server for the CLI and nas.client; unset: the local database")
     token: SecretStr | None = Field(default=None, description="bearer token for `url`")
+
+    @field_validator("data_roots", mode="before")
+    @classmethod
+    def _split_roots(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return tuple(json.loads(text))
+            return tuple(part for part in text.split(os.pathsep) if part.strip())
+        return value
+
+    @field_validator("data_roots")
+    @classmethod
+    def _absolute_roots(cls, value: tuple[Path, ...]) -> tuple[Path, ...]:
+        for root in value:
+            if not root.is_absolute():
+                raise ValueError(f"HWNAS_DATA_ROOTS: each root must be an absolute folder, got {str(root)!r}")
+        return tuple(Path(os.path.realpath(root)) for root in value)
 
     def meter(self, *, seed: int = 0) -> MeterSettings:
         from latency_models.meter import MeterSettings

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import ValidationError as PydanticValidationError
 
 from search_spaces.arch import Arch
+from search_spaces.data_paths import DataPath
 from search_spaces.errors import InvalidArchError, SpecError
 from search_spaces.registry import Registry
 
@@ -70,6 +71,11 @@ class SpaceOptions(BaseModel):
     """Base of each space's options; unknown fields are refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def data_paths(cls, raw: Mapping[str, Any]) -> list[DataPath]:
+        """The fields of `raw` (options as sent, not yet validated) that name the server's disk."""
+        return []
 
 
 class SearchSpace(ABC):

@@ -59,12 +59,13 @@ def _validation_problems(exc: RequestValidationError) -> tuple[int, list[str]]:
 class BodyLimit:
     """Refuse request bodies over `max_bytes` with 413 before any route sees them (chunked bodies too)."""
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, streamed: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.streamed = streamed  # POST paths whose route streams the body under its own limit (uploads)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (scope.get("method") == "POST" and scope.get("path") in self.streamed):
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
@@ -96,7 +97,7 @@ class BodyLimit:
 
 def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
     """The service's app over `storage` (default: the settings' database, migrated)."""
-    from nas.api.routes import checkpoints, devices, jobs
+    from nas.api.routes import checkpoints, datasets, devices, jobs
     from nas.service import storage_for
 
     app = FastAPI(title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
@@ -138,7 +139,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    for router in (jobs.router, checkpoints.router, devices.router):
+    for router in (jobs.router, checkpoints.router, devices.router, datasets.router):
         app.include_router(router, prefix=API_PREFIX)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -147,5 +148,5 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     def index() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, streamed=(f"{API_PREFIX}/datasets",))
     return app

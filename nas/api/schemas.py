@@ -146,3 +146,29 @@ class CancelOut(BaseModel):
     job_id: int
     state: str
     detail: str
+
+
+class DatasetOut(BaseModel):
+    """A stored dataset. Name it in a job spec as `dataset:NAME`, or pin its bytes as `dataset:sha256:HEX`."""
+
+    id: int
+    name: str
+    format: str = Field(description="text (a corpus), tsv, csv or jsonl (a table)")
+    sha256: str
+    size_bytes: int
+    ref: str = Field(description="the reference that pins this content in a job spec")
+    info: dict[str, Any] = Field(description="what the format check found: rows and columns, or lines")
+    created_by: str | None = Field(description="the name of the token that uploaded it")
+    created_at: str | None
+
+
+class DatasetPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[DatasetOut]
+
+
+class DeletedOut(BaseModel):
+    id: int
+    detail: str

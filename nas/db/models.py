@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -41,6 +41,8 @@ class JobRow(Base):
     data_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     # What the space prepared once for the job (teacher, importance) and the baseline it is compared with.
     preparation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The name of the API token that submitted the job (None: the local CLI).
+    created_by: Mapped[str | None] = mapped_column(String(200))
     # The stored latency predictor the job's search used.
     latency_model_id: Mapped[int | None] = mapped_column(
         ForeignKey("nas_latency_models.id", ondelete="SET NULL", name="fk_nas_jobs_latency_model_id"))
@@ -176,3 +178,41 @@ class ApiTokenRow(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Recorded at most once per `token_touch_interval_s`, never a write per request.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DatasetBlobRow(Base):
+    """Uploaded bytes, stored once by their sha256 (kept while a dataset or a job refers to them)."""
+
+    __tablename__ = "nas_dataset_blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    path: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DatasetRow(Base):
+    """A named, format-checked dataset over a blob."""
+
+    __tablename__ = "nas_datasets"
+    __table_args__ = (UniqueConstraint("name", name="uq_nas_datasets_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(200))
+    sha256: Mapped[str] = mapped_column(ForeignKey("nas_dataset_blobs.sha256"), index=True)
+    format: Mapped[str] = mapped_column(String(16))
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class JobDatasetRow(Base):
+    """A job's use of a blob (its spec names it as dataset:sha256:...)."""
+
+    __tablename__ = "nas_job_datasets"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("nas_jobs.id", ondelete="CASCADE"), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("nas_dataset_blobs.sha256"), primary_key=True, index=True)

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, SQLAlch
 from sqlalchemy.orm import Session, defer, sessionmaker
 
 from latency_models.device import BUILTIN_DEVICES, DeviceProfile
+from nas.db.dataset_storage import DatasetStorage
 from nas.db.models import (
     ApiTokenRow,
     CheckpointRow,
@@ -124,15 +125,22 @@ class Storage:
             return [self._profile(r) for r in s.scalars(select(DeviceProfileRow).order_by(DeviceProfileRow.name))]
 
     # ---- jobs ------------------------------------------------------------------------------------
+    @property
+    def datasets(self) -> DatasetStorage:
+        return DatasetStorage(self)
+
     def create_job(self, *, spec: dict[str, Any], name: str | None, space: str, device: str,
-                   latency_target_ms: float, strategy: str, trials_budget: int) -> int:
+                   latency_target_ms: float, strategy: str, trials_budget: int, created_by: str | None = None,
+                   dataset_sha256s: Sequence[str] = ()) -> int:
+        """Store a queued job and, in the same transaction, the stored datasets it uses."""
         with self.session() as s:
             job = JobRow(name=name, state="queued", spec=spec, space=space, device=device,
                          latency_target_ms=latency_target_ms, strategy=strategy, trials_budget=trials_budget,
-                         study_name="pending", cancel_requested=False)
+                         study_name="pending", cancel_requested=False, created_by=created_by)
             s.add(job)
             s.flush()
             job.study_name = f"hwnas-job-{job.id}"
+            DatasetStorage.link_job(s, job.id, dataset_sha256s)
             return job.id
 
     def get_job(self, job_id: int) -> JobRow:

@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from search_spaces.arch import Arch
+from search_spaces.data_paths import DataPath
 from search_spaces.base import Block, Preparation, SearchSpace, SpaceOptions, TaskRunner, TrialLike, register_space
 from search_spaces.errors import InvalidArchError
 from search_spaces.pruned_bert.base_model import BaseShape, base_shape, load_base_state
@@ -58,6 +60,19 @@ class PrunedBertOptions(SpaceOptions):
     teacher_learning_rate: float = Field(default=5e-5, gt=0.0, le=1.0)
     teacher_dir: str | None = None
     importance_file: str | None = None
+
+    @classmethod
+    def data_paths(cls, raw: Mapping[str, Any]) -> list[DataPath]:
+        from search_spaces.pruned_bert.base_model import BUILTIN_BASES
+
+        paths = []
+        base = raw.get("base_model")
+        if isinstance(base, str) and base not in BUILTIN_BASES:
+            paths.append(DataPath("space_options.base_model", base, "folder"))
+        for name in ("teacher_dir", "importance_file"):
+            if raw.get(name) is not None:
+                paths.append(DataPath(f"space_options.{name}", str(raw[name]), "internal"))
+        return paths
 
     @model_validator(mode="after")
     def _labels_match(self) -> PrunedBertOptions:

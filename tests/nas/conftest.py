@@ -64,7 +64,8 @@ class Service:
 def service(database_url: str, tmp_path: Path, corpus_file: Path) -> Service:
     storage = open_storage(database_url)
     settings = Settings(data_dir=tmp_path / "data", database_url=database_url, executor="in-process",
-                        lease_ttl_s=5, events_interval_s=0.05, runner_poll_s=0.1, max_body_bytes=64 * 1024)
+                        lease_ttl_s=5, events_interval_s=0.05, runner_poll_s=0.1, max_body_bytes=64 * 1024,
+                        data_roots=(corpus_file.parent,))
     svc = Service(storage=storage, settings=settings, corpus=corpus_file)
     for scope in ("read", "submit", "admin"):
         svc.tokens[scope] = issue_token(storage, name=f"test {scope}", scope=scope)[1]

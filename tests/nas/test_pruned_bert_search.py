@@ -84,7 +84,7 @@ def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny
     from search_spaces.arch import Arch
 
     trial = storage.trial(job_id, int(folder.name.rsplit("-", 1)[1]))
-    task, space = job_task_and_space(job)
+    task, space = job_task_and_space(storage, job)
     model = space.build(Arch.from_dict(trial.arch))
     model.load_state_dict(load_file(trial.weights_path))
     expected = task.predict(model)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from search_spaces.data_paths import DataPath, is_reference
 from search_spaces.registry import Registry
 
 if TYPE_CHECKING:
@@ -32,11 +33,34 @@ class TrainingRun:
 
 
 class TaskSpec(BaseModel):
-    """Base of each task's spec (the `task:` section of a job spec); unknown fields are refused."""
+    """Base of each task's spec (the `task:` section of a job spec); unknown fields are refused.
+
+    `data_fields` names the fields that hold data (a path, `builtin:NAME` or `dataset:...`) and whether a
+    path there is a file or a folder; `dataset_formats` the uploaded dataset formats (`text`, `tsv`, ...)
+    its file fields take; `remote_refused` names fields a spec sent to the server may not use,
+    with the reason and the fix.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    data_fields: ClassVar[dict[str, Literal["file", "folder"]]] = {}
+    dataset_formats: ClassVar[tuple[str, ...]] = ()
+    remote_refused: ClassVar[dict[str, str]] = {}
+
     kind: str
+
+    @classmethod
+    def data_paths(cls, raw: dict[str, Any]) -> list[DataPath]:
+        """The fields of `raw` (the task as sent, not yet validated) that name the server's disk."""
+        paths = []
+        for name, kind in cls.data_fields.items():
+            value = raw.get(name)
+            if isinstance(value, str) and not is_reference(value):
+                paths.append(DataPath(f"task.{name}", value, kind))
+        for name, reason in cls.remote_refused.items():
+            if raw.get(name) is not None:
+                paths.append(DataPath(f"task.{name}", str(raw[name]), "refused", reason))
+        return paths
 
 
 class Task(ABC):

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from search_spaces.data_paths import DATASET_PREFIX, parse_dataset_ref
 from search_spaces.errors import DataError
 from workers.tasks.base import Task, TaskSpec, TrainingRun, begin_run, end_run, optimizer_step, register_task
 from workers.tasks.table_files import Columns, Examples, FileFormat, read_file, read_hub_split
@@ -20,9 +21,17 @@ if TYPE_CHECKING:
 
 
 class ClassificationSpec(TaskSpec):
+    data_fields: ClassVar[dict[str, Literal["file", "folder"]]] = {
+        "train": "file", "validation": "file", "tokenizer": "folder"}
+    dataset_formats: ClassVar[tuple[str, ...]] = ("tsv", "csv", "jsonl")
+    remote_refused: ClassVar[dict[str, str]] = {
+        "dataset": "a Hugging Face dataset name is looked up on the server's disk; upload the splits as "
+                   "datasets and name them in task.train and task.validation (dataset:NAME)"}
+
     kind: Literal["classification"] = "classification"
-    train: str | None = Field(default=None, description="TSV, CSV or JSONL file of training examples")
-    validation: str | None = Field(default=None, description="file of validation (dev) examples")
+    train: str | None = Field(default=None, description="training examples: dataset:NAME (an uploaded TSV, CSV "
+                                                        "or JSONL dataset) or a file path")
+    validation: str | None = Field(default=None, description="validation (dev) examples: dataset:NAME or a path")
     dataset: str | None = Field(default=None, description="a Hugging Face dataset name, loaded offline")
     dataset_config: str | None = None
     train_split: str = "train"
@@ -51,7 +60,9 @@ class ClassificationSpec(TaskSpec):
             raise ValueError("task.train and task.validation files are both needed (or a task.dataset name)")
         for name in ("train", "validation"):
             value = getattr(self, name)
-            if value is not None and not Path(value).expanduser().is_file():
+            if value is not None and value.startswith(DATASET_PREFIX):
+                parse_dataset_ref(value)  # its form only: the service resolves it before the task reads it
+            elif value is not None and not Path(value).expanduser().is_file():
                 raise ValueError(f"task.{name}: no such file {value!r}; give a TSV, CSV or JSONL file")
         if self.train is not None and self.train == self.validation:
             raise ValueError("task.validation must differ from task.train")

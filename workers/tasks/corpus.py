@@ -7,6 +7,7 @@ import sysconfig
 from functools import lru_cache
 from pathlib import Path
 
+from search_spaces.data_paths import DATASET_PREFIX, parse_dataset_ref
 from search_spaces.errors import DataError
 
 BUILTIN_PREFIX = "builtin:"
@@ -18,7 +19,14 @@ def is_builtin(source: str) -> bool:
 
 
 def check_source(source: str) -> None:
-    """Raise `DataError` unless `source` is a readable file or a built-in corpus."""
+    """Raise `DataError` unless `source` is a readable file, a built-in corpus or a `dataset:` reference
+    (checked for its form here; the service resolves it to its stored file before the task reads it)."""
+    if source.startswith(DATASET_PREFIX):
+        try:
+            parse_dataset_ref(source)
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        return
     if is_builtin(source):
         name = source[len(BUILTIN_PREFIX):]
         if name not in BUILTIN_CORPORA:

@@ -22,9 +22,14 @@ BYTE_OFFSET = 3  # ByT5's id layout: 0 pad, 1 eos, 2 unk, then byte b at id b + 
 
 
 class LanguageModelingSpec(TaskSpec):
+    data_fields: ClassVar[dict[str, Literal["file", "folder"]]] = {"train": "file", "validation": "file"}
+    dataset_formats: ClassVar[tuple[str, ...]] = ("text",)
+
     kind: Literal["language-modeling"] = "language-modeling"
-    train: str = Field(min_length=1, description="text file path, or builtin:python-stdlib")
-    validation: str | None = Field(default=None, description="separate validation file; else a tail split")
+    train: str = Field(min_length=1, description="a text corpus: dataset:NAME (an uploaded dataset), "
+                                                "builtin:python-stdlib, or a file path")
+    validation: str | None = Field(default=None, description="separate validation corpus (dataset:NAME or a "
+                                                             "path); else a tail split of train")
     validation_fraction: float = Field(default=0.05, gt=0.0, lt=0.5)
     tokenizer: Literal["byte", "char"] = "byte"
     seq_len: int = Field(default=64, ge=8, le=4096)

@@ -60,8 +60,10 @@ def file_format(path: Path, fmt: FileFormat, *, field: str) -> str:
                         f"set task.format to tsv, csv or jsonl") from None
 
 
-def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs; raises DataError naming the file and line for malformed rows."""
+def table_rows(path: Path, fmt: str, *, shown: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, row) pairs; raises DataError naming the file (as `shown`, default its path) and line for
+    malformed rows."""
+    name = shown or str(path)
     csv.field_size_limit(MAX_FIELD_CHARS)
     with path.open(encoding="utf-8-sig", newline="") as handle:
         if fmt == "jsonl":
@@ -71,10 +73,10 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise DataError(f"{path}:{number}: not a JSON object ({exc.msg}); each line of a JSONL file "
+                    raise DataError(f"{name}:{number}: not a JSON object ({exc.msg}); each line of a JSONL file "
                                     "must be one JSON object") from None
                 if not isinstance(row, dict):
-                    raise DataError(f"{path}:{number}: a JSONL line must be a JSON object, got {type(row).__name__}")
+                    raise DataError(f"{name}:{number}: a JSONL line must be a JSON object, got {type(row).__name__}")
                 yield number, row
             return
         reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE) if fmt == "tsv" else csv.reader(handle)
@@ -87,11 +89,11 @@ def _rows(path: Path, fmt: str) -> Iterator[tuple[int, dict[str, Any]]]:
             if not values or values == [""]:
                 continue
             if len(values) != len(header):
-                raise DataError(f"{path}:{number}: expected {len(header)} {fmt.upper()} fields ({', '.join(header)}), "
+                raise DataError(f"{name}:{number}: expected {len(header)} {fmt.upper()} fields ({', '.join(header)}), "
                                 f"found {len(values)}; fix the row (a tab or comma inside a text?)")
             yield number, dict(zip(header, values))
         if header is None:
-            raise DataError(f"{path}: the file is empty; a header row naming the columns is needed")
+            raise DataError(f"{name}: the file is empty; a header row naming the columns is needed")
 
 
 def read_file(path: str | Path, *, fmt: FileFormat, columns: Columns, field: str) -> Examples:
@@ -105,7 +107,7 @@ def read_file(path: str | Path, *, fmt: FileFormat, columns: Columns, field: str
     labels: list[str] = []
     lines: list[int] = []
     try:
-        for number, row in _rows(path, kind):
+        for number, row in table_rows(path, kind):
             missing = [c for c in columns.names() if c not in row]
             if missing:
                 raise DataError(f"{path}:{number}: no column {', '.join(map(repr, missing))} (columns: "

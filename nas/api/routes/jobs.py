@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path as FilePath
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request
@@ -14,6 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from nas.api.schemas import CancelOut, FrontMemberOut, FrontOut, JobOut, JobPage, Problem, TrialOut, TrialPage
 from nas.api.security import ReadToken, StorageDep, SubmitToken
+from nas.data_roots import check_server_paths
 from nas.db.storage import FINISHED_JOB_STATES
 from nas.errors import NotFoundError, SpecError
 from nas.service import best_front_member, front_view, job_summary, submit_job, trial_dict
@@ -39,23 +39,16 @@ SPEC_EXAMPLE = {
 }
 
 
-def _server_paths(spec: JobSpec) -> None:
-    """Data paths in a spec sent over the network are read on the server: they must be absolute."""
-    for key in ("train", "validation"):
-        value = getattr(spec.task, key, None)
-        if isinstance(value, str) and not value.startswith("builtin:") and not FilePath(value).is_absolute():
-            raise SpecError(f"task.{key}: a spec sent to the server needs an absolute path or builtin:NAME, "
-                            f"got {value!r}; `hwnas submit SPEC` resolves paths relative to the spec file")
-
-
 @router.post("", status_code=201, response_model=JobOut, responses=ERRORS,
              summary="Submit a search job (the same spec as `hwnas search --spec`)")
 def submit(body: Annotated[dict[str, Any], Body(openapi_examples={"demo": {"value": SPEC_EXAMPLE}})],
-           storage: StorageDep, _: SubmitToken) -> dict[str, Any]:
+           request: Request, storage: StorageDep, token: SubmitToken) -> dict[str, Any]:
+    # Paths are checked against the data roots before the spec's own validators touch the disk.
+    settings = request.app.state.settings
+    body = check_server_paths(body, roots=settings.data_roots, private=(settings.data_dir,))
     spec = parse_spec(body)
-    _server_paths(spec)
     try:
-        job_id = submit_job(storage, spec)
+        job_id = submit_job(storage, spec, created_by=token.name)
     except NotFoundError:
         raise SpecError(f"device: no device profile named {spec.device!r}; list them with GET /api/v1/devices "
                         "or add one with POST /api/v1/devices") from None
