@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tarfile
 import tempfile
 import time
@@ -22,12 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.errors import HwnasError, SpecError, error_for_status
+from search_spaces.data_paths import dataset_ref, is_reference
 
 if TYPE_CHECKING:
     import httpx
     import pandas as pd
 
     from nas.settings import Settings
+    from nas.spec import JobSpec
 
 API = "/api/v1"
 FINISHED = ("completed", "failed", "cancelled")
@@ -78,13 +81,56 @@ class HwnasClient:
             detail = response.text[:300]
         raise error_for_status(response.status_code, str(detail))
 
+    # ---- datasets --------------------------------------------------------------------------------
+    def upload_dataset(self, path: str | Path, *, name: str, fmt: str, progress: bool = False) -> dict[str, Any]:
+        """Upload a local file as a dataset (streamed; `fmt`: text, tsv, csv or jsonl). Uploading the same
+        bytes under the same name again returns the stored dataset."""
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+        path = Path(path)
+        size = path.stat().st_size
+        with Progress(TextColumn(f"upload {path.name}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                      disable=not progress) as bar, path.open("rb") as handle:
+            task = bar.add_task("upload", total=size)
+            reader = _ProgressReader(handle, lambda n: bar.advance(task, n))
+            return self._request("POST", "/datasets", files={"file": (path.name, reader, "application/octet-stream")},
+                                 data={"name": name, "format": fmt})
+
+    def datasets(self, *, sha256: str | None = None) -> list[dict[str, Any]]:
+        params = {"sha256": sha256} if sha256 else {"limit": 500}
+        return self._request("GET", "/datasets", params=params)["items"]
+
+    def delete_dataset(self, dataset_id: int) -> dict[str, Any]:
+        return self._request("DELETE", f"/datasets/{dataset_id}")
+
+    def upload_spec_files(self, spec: JobSpec, *, progress: bool = False) -> dict[str, Any]:
+        """The spec (as JSON) with each local data file it names replaced by `dataset:sha256:...`, uploading
+        the files the server does not hold yet (a server has no access to the client's disk)."""
+        task = spec.task
+        changes: dict[str, str] = {}
+        for field, kind in type(task).data_fields.items():
+            value = getattr(task, field, None)
+            if kind != "file" or not isinstance(value, str) or is_reference(value) or not Path(value).is_file():
+                continue
+            path = Path(value)
+            digest = _sha256_of(path)
+            if not any(d["format"] in type(task).dataset_formats for d in self.datasets(sha256=digest)):
+                fmt = _dataset_format(task, path)
+                stem = re.sub(r"[^A-Za-z0-9_.-]", "-", path.stem)[:150] or "data"
+                self.upload_dataset(path, name=f"{stem}-{digest[:12]}", fmt=fmt, progress=progress)
+            changes[field] = dataset_ref(digest)
+        data = spec.model_dump(mode="json")
+        data["task"].update(changes)
+        return data
+
     # ---- jobs ------------------------------------------------------------------------------------
-    def submit(self, spec: dict[str, Any] | str | Path) -> dict[str, Any]:
-        """Submit a job; a path is read like `hwnas search --spec` (data paths relative to the file)."""
+    def submit(self, spec: dict[str, Any] | str | Path, *, progress: bool = False) -> dict[str, Any]:
+        """Submit a job; a path is read like `hwnas search --spec` (data paths relative to the file), and the
+        local data files it names are uploaded as datasets first (skipped when the server has their bytes)."""
         if isinstance(spec, (str, Path)):
             from nas.spec import load_spec
 
-            spec = load_spec(spec).model_dump(mode="json")
+            spec = self.upload_spec_files(load_spec(spec), progress=progress)
         return self._request("POST", "/jobs", json=spec)
 
     def job(self, job_id: int) -> dict[str, Any]:
@@ -196,6 +242,46 @@ class HwnasClient:
 
     def download_best(self, job_id: int, out_dir: str | Path, *, max_latency_ms: float | None = None) -> Path:
         return self.download(self.export(job_id, max_latency_ms=max_latency_ms), out_dir)
+
+
+class _ProgressReader:
+    """A file object that reports each read (httpx streams multipart files by reading them in chunks)."""
+
+    def __init__(self, handle: Any, advance: Any) -> None:
+        self._handle = handle
+        self._advance = advance
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._handle.read(size)
+        self._advance(len(chunk))
+        return chunk
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _dataset_format(task: Any, path: Path) -> str:
+    """The dataset format of a local file a task names: text for a corpus, else the table's format."""
+    formats = type(task).dataset_formats
+    if formats == ("text",):
+        return "text"
+    fmt = getattr(task, "format", "auto")
+    if fmt != "auto":
+        return str(fmt)
+    from workers.tasks.table_files import SUFFIXES
+
+    try:
+        return SUFFIXES[path.suffix.lower()]
+    except KeyError:
+        raise SpecError(f"task.format: cannot tell the format of {path} from its suffix; set task.format") from None
 
 
 def _unpack(archive: Path, out: Path) -> None:

@@ -18,7 +18,8 @@ from nas.settings import Settings
 
 def submit(spec: Path = typer.Argument(..., help="job spec, YAML or JSON"),
            wait: bool = typer.Option(False, "--wait", help="wait for the job to finish, with a progress bar")) -> None:
-    """Queue a job: on the server when HWNAS_URL and HWNAS_TOKEN are set, else in the local database."""
+    """Queue a job: on the server when HWNAS_URL and HWNAS_TOKEN are set (the local data files the spec names
+    are uploaded as datasets, skipped when the server has their bytes), else in the local database."""
     from nas.service import submit_job
     from nas.spec import load_spec
 
@@ -28,7 +29,7 @@ def submit(spec: Path = typer.Argument(..., help="job spec, YAML or JSON"),
         typer.echo(f"queued job {job_id} in the local database; a running `hwnas serve` takes it, "
                    f"or run it now with `hwnas resume {job_id}`")
         return
-    job = client.submit(spec)
+    job = client.submit(spec, progress=True)  # uploads the spec's local data files first
     typer.echo(f"submitted job {job['job_id']} to {client.url}")
     if wait:
         job = client.wait(job["job_id"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, exists, func, select
@@ -36,8 +36,11 @@ class DatasetRecord:
 
 
 def _record(row: DatasetRow, size_bytes: int) -> DatasetRecord:
+    created = row.created_at
+    if created is not None and created.tzinfo is None:  # SQLite hands back naive datetimes; they are UTC
+        created = created.replace(tzinfo=UTC)
     return DatasetRecord(id=row.id, name=row.name, sha256=row.sha256, format=row.format, size_bytes=size_bytes,
-                         info=dict(row.info or {}), created_by=row.created_by, created_at=row.created_at)
+                         info=dict(row.info or {}), created_by=row.created_by, created_at=created)
 
 
 class DatasetStorage:

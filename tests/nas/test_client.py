@@ -70,10 +70,17 @@ def test_cli_as_a_client_submit_jobs_pareto_fetch(live_server: LiveServer, tmp_p
 
     submitted = cli(env, "submit", str(spec), "--wait")
     assert submitted.returncode == 0, submitted.stderr
-    job_id = int(submitted.stdout.split()[2])
+    job_id = int(next(line for line in submitted.stdout.splitlines() if line.startswith("submitted job")).split()[2])
     assert f"job {job_id} completed" in submitted.stdout
+    # the local corpus went up as a dataset, and the stored spec names its bytes
+    (dataset,) = service.storage.datasets.list()[1]
+    assert dataset.sha256 == hashlib.sha256(service.corpus.read_bytes()).hexdigest()
+    assert service.storage.get_job(job_id).spec["task"]["train"] == f"dataset:sha256:{dataset.sha256}"
+    again = cli(env, "submit", str(spec))  # the server has these bytes: no second upload
+    assert again.returncode == 0, again.stderr
+    assert service.storage.datasets.list()[0] == 1 and dataset.created_by == "test submit"
     jobs = cli(env, "jobs", "--json")
-    assert [j["job_id"] for j in json.loads(jobs.stdout)] == [job_id]
+    assert [j["job_id"] for j in json.loads(jobs.stdout)][-1] == job_id
     pareto = json.loads(cli(env, "pareto", str(job_id), "--json").stdout)
     assert [m["trial"] for m in pareto["front"]] == [t.number for _, t in service.storage.front(job_id)]
 

@@ -62,7 +62,13 @@ async def upload_dataset(request: Request, response: Response, storage: StorageD
 
 @router.get("", response_model=DatasetPage, responses=ERRORS, summary="List datasets, newest first")
 def list_datasets(storage: StorageDep, _: ReadToken, offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-                  limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+                  limit: Annotated[int, Query(ge=1, le=500)] = 100,
+                  sha256: Annotated[str | None, Query(pattern=r"^[0-9a-f]{64}$",
+                                                      description="only datasets of these bytes")] = None,
+                  ) -> dict[str, Any]:
+    if sha256 is not None:
+        records = storage.datasets.by_sha256(sha256)
+        return {"total": len(records), "offset": 0, "limit": limit, "items": [dataset_out(r) for r in records]}
     total, records = storage.datasets.list(offset=offset, limit=limit)
     return {"total": total, "offset": offset, "limit": limit, "items": [dataset_out(r) for r in records]}
 
