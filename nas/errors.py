@@ -34,6 +34,7 @@ __all__ = [
     "AuthError",
     "ForbiddenError",
     "PayloadTooLargeError",
+    "TooManyRequestsError",
     "error_for_status",
     "exit_code_for",
     "http_status_for",
@@ -41,7 +42,7 @@ __all__ = [
 
 
 class AuthError(HwnasError):
-    """No bearer token, or one that is unknown or revoked (HTTP 401)."""
+    """No bearer token, or one that is unknown, expired or revoked (HTTP 401)."""
 
 
 class ForbiddenError(HwnasError):
@@ -51,10 +52,19 @@ class ForbiddenError(HwnasError):
 class PayloadTooLargeError(HwnasError):
     """A request body over the service's limit (HTTP 413)."""
 
+
+class TooManyRequestsError(HwnasError):
+    """Too many failed authentications from one client address (HTTP 429); `retry_after_s` says when to retry."""
+
+    def __init__(self, message: str, *, retry_after_s: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
 # Ordered most specific first: the first matching class decides.
 _EXIT_CODES: tuple[tuple[type[HwnasError], int], ...] = (
     (AuthError, 8),
     (ForbiddenError, 8),
+    (TooManyRequestsError, 8),
     (PayloadTooLargeError, 2),
     (SpecError, 2),
     (RegistryError, 2),
@@ -82,6 +92,7 @@ _HTTP_STATUS: tuple[tuple[type[HwnasError], int], ...] = (
     (AuthError, 401),
     (ForbiddenError, 403),
     (PayloadTooLargeError, 413),
+    (TooManyRequestsError, 429),
     (SpecError, 422),
     (RegistryError, 422),
     (DataError, 422),

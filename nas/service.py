@@ -72,19 +72,30 @@ def latency_model_dict(row: Any) -> dict[str, Any]:
             "created_at": isoformat(row.created_at)}
 
 
-def issue_token(storage: Storage, *, name: str, scope: str) -> tuple[int, str]:
-    """Create a bearer token of `scope`; returns (id, token). The token is shown once: only its hash is kept."""
+def issue_token(storage: Storage, *, name: str, scope: str, expires_in_s: float | None = None) -> tuple[int, str]:
+    """Create a bearer token of `scope` (expiring after `expires_in_s`, None: never); returns (id, token).
+    The token is shown once: only its hash is kept."""
+    from datetime import UTC, datetime, timedelta
+
     from nas.auth import SCOPES, TOKEN_PREFIX, hash_token, new_token
 
     if scope not in SCOPES:
-        raise SpecError(f"--scope: must be one of {', '.join(SCOPES)}, got {scope!r}")
+        raise SpecError(f"scope: must be one of {', '.join(SCOPES)}, got {scope!r}")
     name = name.strip()
     if not name or len(name) > 200:
-        raise SpecError(f"--name: must be 1 to 200 characters, got {len(name)}")
+        raise SpecError(f"name: must be 1 to 200 characters, got {len(name)}")
     token = new_token()
+    expires_at = datetime.now(UTC) + timedelta(seconds=expires_in_s) if expires_in_s is not None else None
     token_id = storage.add_token(name=name, scope=scope, token_hash=hash_token(token),
-                                 prefix=token[:len(TOKEN_PREFIX) + 4])
+                                 prefix=token[:len(TOKEN_PREFIX) + 4], expires_at=expires_at)
     return token_id, token
+
+
+def token_dict(row: Any) -> dict[str, Any]:
+    """A stored token as the CLI and the API list it (never the token or its hash)."""
+    return {"id": row.id, "name": row.name, "scope": row.scope, "prefix": row.prefix,
+            "created_at": isoformat(row.created_at), "expires_at": isoformat(row.expires_at),
+            "last_used_at": isoformat(row.last_used_at), "revoked_at": isoformat(row.revoked_at)}
 
 
 def issue_first_admin_token(storage: Storage) -> str | None:
@@ -124,7 +135,7 @@ def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
     metric_name, maximize = job_metric(job)
     trials = sum(counts.values())
     return {
-        "job_id": job.id, "name": job.name, "state": job.state, "space": job.space, "device": job.device,
+        "job_id": job.id, "name": job.name, "state": job.state, "created_by": job.created_by, "space": job.space, "device": job.device,
         "latency_target_ms": job.latency_target_ms, "strategy": job.strategy, "trials_budget": job.trials_budget,
         "trials": trials, "trial_states": counts, "progress": min(1.0, trials / max(1, job.trials_budget)),
         "cancel_requested": bool(job.cancel_requested), "message": job.message,

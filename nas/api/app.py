@@ -9,6 +9,7 @@ same `Problem` body.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +20,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nas.auth import FailedAuthLimiter
 from nas.db.storage import Storage
-from nas.errors import HwnasError, PayloadTooLargeError, http_status_for
+from nas.errors import HwnasError, PayloadTooLargeError, TooManyRequestsError, http_status_for
 from nas.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ class BodyLimit:
 
 def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
     """The service's app over `storage` (default: the settings' database, migrated)."""
-    from nas.api.routes import checkpoints, datasets, devices, jobs
+    from nas.api.routes import checkpoints, datasets, devices, jobs, tokens
     from nas.service import storage_for
 
     app = FastAPI(title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
@@ -107,6 +109,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
                               "`Authorization: Bearer <token>` (`hwnas token create --scope read|submit|admin`).")
     app.state.settings = settings
     app.state.storage = storage or storage_for(settings)
+    app.state.auth_limiter = FailedAuthLimiter(per_minute=settings.auth_failures_per_minute)
 
     @app.exception_handler(HwnasError)
     async def hwnas_error(_: Request, exc: HwnasError) -> JSONResponse:
@@ -114,6 +117,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         if status >= 500:
             logger.error("%s: %s", type(exc).__name__, exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, TooManyRequestsError):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
         return _problem(status, " ".join(str(exc).split()), type(exc).__name__, getattr(exc, "problems", None),
                         headers)
 
@@ -139,7 +144,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     def health() -> dict[str, Any]:
         return {"status": "ok"}
 
-    for router in (jobs.router, checkpoints.router, devices.router, datasets.router):
+    for router in (jobs.router, checkpoints.router, devices.router, datasets.router, tokens.router):
         app.include_router(router, prefix=API_PREFIX)
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

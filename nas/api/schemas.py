@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -44,6 +44,8 @@ class JobOut(BaseModel):
     job_id: int
     name: str | None
     state: str = Field(description="queued, running, completed, failed or cancelled")
+    created_by: str | None = Field(default=None, description="the name of the token that submitted it (None: the "
+                                                             "local CLI)")
     space: str
     device: str
     latency_target_ms: float
@@ -172,3 +174,29 @@ class DatasetPage(BaseModel):
 class DeletedOut(BaseModel):
     id: int
     detail: str
+
+
+class TokenIn(BaseModel):
+    """A token to create: its name, scope and (optionally) lifetime."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200)
+    scope: Literal["read", "submit", "admin"]
+    expires_in: str | None = Field(default=None, pattern=r"^\s*\d{1,9}\s*[smhd]\s*$",
+                                   description="lifetime such as 90s, 15m, 12h or 30d; unset: no expiry")
+
+
+class TokenOut(BaseModel):
+    id: int
+    name: str
+    scope: str
+    prefix: str = Field(description="the token's first characters, to tell tokens apart")
+    created_at: str | None
+    expires_at: str | None
+    last_used_at: str | None = Field(description="recorded at most once a minute (HWNAS_TOKEN_TOUCH_INTERVAL_S)")
+    revoked_at: str | None
+
+
+class TokenCreatedOut(TokenOut):
+    token: str = Field(description="the secret: shown only in this answer, only its sha256 is stored")

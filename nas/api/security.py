@@ -6,6 +6,7 @@ The token is hashed before it is looked up; neither the token nor its hash is ev
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -14,9 +15,15 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from nas.auth import Scope, hash_token, scope_allows
 from nas.db.models import ApiTokenRow
 from nas.db.storage import Storage
-from nas.errors import AuthError, ForbiddenError
+from nas.errors import AuthError, ForbiddenError, TooManyRequestsError
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `hwnas token create --scope read|submit|admin`")
+
+
+def _age_s(when: datetime) -> float:
+    if when.tzinfo is None:  # SQLite hands back naive datetimes; they are UTC
+        when = when.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - when).total_seconds()
 
 
 def get_storage(request: Request) -> Storage:
@@ -26,15 +33,26 @@ def get_storage(request: Request) -> Storage:
 def require(scope: Scope) -> Callable[..., ApiTokenRow]:
     """A dependency that lets a request through with a live token of at least `scope`."""
 
-    def check(storage: Annotated[Storage, Depends(get_storage)],
+    def check(request: Request, storage: Annotated[Storage, Depends(get_storage)],
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiTokenRow:
+        limiter = request.app.state.auth_limiter
+        address = request.client.host if request.client else "unknown"
+        wait_s = limiter.retry_after_s(address)
+        if wait_s > 0:
+            raise TooManyRequestsError(f"too many failed authentications from {address}; retry in {wait_s:.0f} s "
+                                       "with a valid token", retry_after_s=wait_s)
         if credentials is None or not credentials.credentials:
+            limiter.record_failure(address)
             raise AuthError("no bearer token: send the header 'Authorization: Bearer <token>'; "
                             f"create a token with `hwnas token create --scope {scope}`")
         row = storage.token_by_hash(hash_token(credentials.credentials))
         if row is None:
-            raise AuthError("the bearer token is unknown or revoked; create one with "
+            limiter.record_failure(address)
+            raise AuthError("the bearer token is unknown, expired or revoked; create one with "
                             f"`hwnas token create --scope {scope}`")
+        touch_s = request.app.state.settings.token_touch_interval_s
+        if row.last_used_at is None or _age_s(row.last_used_at) >= touch_s:
+            storage.touch_token(row.id, stale_after_s=touch_s)
         if not scope_allows(row.scope, scope):
             raise ForbiddenError(f"this needs a token of scope {scope!r} (or above); this token's scope is "
                                  f"{row.scope!r}; create one with `hwnas token create --scope {scope}`")

@@ -109,11 +109,16 @@ token_app = typer.Typer(no_args_is_help=True, help="API bearer tokens (stored ha
 
 @token_app.command("create")
 def token_create(scope: str = typer.Option(..., "--scope", help="read, submit (includes read) or admin (all)"),
-                 name: str = typer.Option("", "--name", help="what the token is for")) -> None:
+                 name: str = typer.Option("", "--name", help="what the token is for"),
+                 expires_in: str | None = typer.Option(None, "--expires-in",
+                                                       help="lifetime: 90s, 15m, 12h, 30d (default: no expiry)"),
+                 ) -> None:
     """Create a token and print it once (only its sha256 is stored)."""
+    from nas.auth import parse_duration_s
     from nas.service import issue_token
 
-    token_id, token = issue_token(_storage(), name=name or f"{scope} token", scope=scope)
+    expires_in_s = parse_duration_s(expires_in) if expires_in is not None else None
+    token_id, token = issue_token(_storage(), name=name or f"{scope} token", scope=scope, expires_in_s=expires_in_s)
     typer.echo(token)
     typer.echo(f"token {token_id} ({scope}); it is shown only now: use it as `Authorization: Bearer <token>` "
                "or HWNAS_TOKEN", err=True)
@@ -125,18 +130,18 @@ def token_list(as_json: bool = typer.Option(False, "--json")) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nas.db.storage import isoformat
+    from nas.service import token_dict
 
-    rows = [{"id": t.id, "name": t.name, "scope": t.scope, "prefix": t.prefix, "created_at": isoformat(t.created_at),
-             "revoked_at": isoformat(t.revoked_at)} for t in _storage().list_tokens()]
+    rows = [token_dict(t) for t in _storage().list_tokens()]
     if as_json:
         _emit_json(rows)
         return
+    columns = ("id", "name", "scope", "prefix", "created_at", "expires_at", "last_used_at", "revoked_at")
     table = Table(title="API tokens")
-    for column in ("id", "name", "scope", "prefix", "created_at", "revoked_at"):
+    for column in columns:
         table.add_column(column)
     for r in rows:
-        table.add_row(*(str(r[c] or "") for c in ("id", "name", "scope", "prefix", "created_at", "revoked_at")))
+        table.add_row(*(str(r[c] or "") for c in columns))
     Console().print(table)
 
 

@@ -412,30 +412,44 @@ class Storage:
                             "list the job's checkpoints with GET /api/v1/jobs/{job_id}")
 
     # ---- API tokens ------------------------------------------------------------------------------
-    def add_token(self, *, name: str, scope: str, token_hash: str, prefix: str) -> int:
+    def add_token(self, *, name: str, scope: str, token_hash: str, prefix: str,
+                  expires_at: datetime | None = None) -> int:
         with self.session() as s:
-            row = ApiTokenRow(name=name, scope=scope, token_hash=token_hash, prefix=prefix)
+            row = ApiTokenRow(name=name, scope=scope, token_hash=token_hash, prefix=prefix, expires_at=expires_at)
             s.add(row)
             s.flush()
             return row.id
 
     def token_by_hash(self, token_hash: str) -> ApiTokenRow | None:
-        """The live (not revoked) token with this hash, if any."""
+        """The live token with this hash (not revoked, not expired), if any."""
         with self.session() as s:
-            return s.scalar(select(ApiTokenRow).where(ApiTokenRow.token_hash == token_hash,
-                                                      ApiTokenRow.revoked_at.is_(None)))
+            return s.scalar(select(ApiTokenRow).where(
+                ApiTokenRow.token_hash == token_hash, ApiTokenRow.revoked_at.is_(None),
+                ApiTokenRow.expires_at.is_(None) | (ApiTokenRow.expires_at > utcnow())))
+
+    def touch_token(self, token_id: int, *, stale_after_s: float) -> None:
+        """Record a token's use unless it was recorded in the last `stale_after_s` (one conditional UPDATE,
+        so that several API processes write it at most about once per interval)."""
+        now = utcnow()
+        cutoff = datetime.fromtimestamp(now.timestamp() - stale_after_s, tz=now.tzinfo)
+        with self.session() as s:
+            s.execute(update(ApiTokenRow).where(ApiTokenRow.id == token_id,
+                                                ApiTokenRow.last_used_at.is_(None)
+                                                | (ApiTokenRow.last_used_at < cutoff))
+                      .values(last_used_at=now))
 
     def list_tokens(self) -> list[ApiTokenRow]:
         with self.session() as s:
             return list(s.scalars(select(ApiTokenRow).order_by(ApiTokenRow.id)))
 
-    def revoke_token(self, token_id: int) -> None:
+    def revoke_token(self, token_id: int) -> ApiTokenRow:
         with self.session() as s:
             row = s.get(ApiTokenRow, token_id)
             if row is None:
                 raise NotFoundError(f"token {token_id} does not exist; list tokens with `hwnas token list`")
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
+            return row
 
 
 def open_storage(url: str) -> Storage:

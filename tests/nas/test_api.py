@@ -26,7 +26,7 @@ def test_no_or_bad_token_is_401_and_a_weak_scope_is_403_with_nothing_stored(serv
     assert missing.status_code == 401 and missing.headers["www-authenticate"] == "Bearer"
     assert missing.json()["error"] == "AuthError" and "hwnas token create" in missing.json()["detail"]
     bad = api.get("/api/v1/jobs", headers={"Authorization": "Bearer hwnas_not-a-token"})
-    assert bad.status_code == 401 and "unknown or revoked" in bad.json()["detail"]
+    assert bad.status_code == 401 and "unknown, expired or revoked" in bad.json()["detail"]
     assert api.get("/api/v1/jobs", headers={"Authorization": "Basic dXNlcjpwYXNz"}).status_code == 401
     weak = api.post("/api/v1/jobs", json=spec, headers=auth(service, "read"))
     assert weak.status_code == 403 and "scope 'submit'" in weak.json()["detail"]

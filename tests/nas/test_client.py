@@ -47,7 +47,7 @@ def test_python_client_submit_wait_front_and_download(live_server: LiveServer, t
         client.job(777)
     with pytest.raises(ForbiddenError, match="scope 'submit'"):
         HwnasClient(live_server.url, service.tokens["read"]).submit(tiny_spec(service.corpus))
-    with pytest.raises(AuthError, match="unknown or revoked"):
+    with pytest.raises(AuthError, match="unknown, expired or revoked"):
         HwnasClient(live_server.url, "hwnas_wrong").jobs()
 
 
@@ -95,7 +95,7 @@ def test_cli_as_a_client_submit_jobs_pareto_fetch(live_server: LiveServer, tmp_p
     assert not (tmp_path / "elsewhere").exists()
 
     bad = cli({**env, "HWNAS_TOKEN": "hwnas_wrong"}, "jobs")
-    assert bad.returncode == 8 and "unknown or revoked" in bad.stderr
+    assert bad.returncode == 8 and "unknown, expired or revoked" in bad.stderr
 
 
 @pytest.mark.slow
@@ -146,4 +146,4 @@ def test_serve_binds_loopback_prints_a_first_admin_token_and_never_logs_it(tmp_p
     assert created.returncode == 0 and created.stdout.strip().startswith("hwnas_")
     again = subprocess.run([sys.executable, "-m", "nas.cli", "token", "create", "--scope", "root"], env=env,
                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
-    assert again.returncode == 2 and "--scope: must be one of read, submit, admin" in again.stderr
+    assert again.returncode == 2 and "scope: must be one of read, submit, admin" in again.stderr
