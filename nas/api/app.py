@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from nas.api.headers import SecurityHeaders
 from nas.auth import FailedAuthLimiter
 from nas.db.storage import Storage
 from nas.errors import HwnasError, PayloadTooLargeError, TooManyRequestsError, http_status_for
@@ -154,4 +155,5 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, streamed=(f"{API_PREFIX}/datasets",))
+    app.add_middleware(SecurityHeaders, docs_path=f"{API_PREFIX}/docs")  # outermost: every answer has them
     return app

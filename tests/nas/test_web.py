@@ -39,6 +39,7 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         options.add_argument(flag)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     options.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                               "download.prompt_for_download": False})
     driver = webdriver.Chrome(options=options, service=DriverService(executable_path=CHROMEDRIVER))
@@ -67,20 +68,37 @@ def test_submit_watch_plot_click_and_download(live_server: LiveServer, browser: 
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
+    from selenium.webdriver.support.ui import Select
+
     service = live_server.service
     browser.get(f"{live_server.url}/#token={service.tokens['submit']}")
-    spec = wait_for(lambda: browser.find_element(By.ID, "spec"), what="the submit form")
+    wait_for(lambda: browser.find_element(By.ID, "data-file"), what="the submit form")
     assert browser.execute_script("return location.hash") == "#/", "the token must leave the address bar"
-    browser.execute_script("arguments[0].value = arguments[1]", spec, json.dumps(tiny_spec(service.corpus)))
-    target = browser.find_element(By.ID, "latency-target")
-    target.clear()
-    target.send_keys("0.5")
+    spec = tiny_spec(service.corpus)
+
+    def fill(element_id: str, value: str) -> None:
+        field = browser.find_element(By.ID, element_id)
+        field.clear()
+        field.send_keys(value)
+
+    # a person's form: a file to upload, the device from the list, the target, the budget
+    browser.find_element(By.ID, "data-file").send_keys(str(service.corpus))
+    Select(browser.find_element(By.ID, "device")).select_by_value("cpu-1t")
+    fill("space-options", json.dumps(spec["space_options"]))
+    fill("budget-trials", "10")
+    fill("budget-steps", "2")
+    fill("latency-target", "99999999")  # refused: the problem shows beside its field, and nothing is stored
+    browser.find_element(By.ID, "submit-job").click()
+    refusal = wait_for(lambda: browser.find_element(By.ID, "error-target").text, what="the refusal beside the field")
+    assert refusal.startswith("latency_target_ms:") and service.storage.count_jobs() == 0
+    fill("latency-target", "0.5")
     browser.find_element(By.ID, "submit-job").click()
 
     job_hash = wait_for(lambda: (h := browser.execute_script("return location.hash")).startswith("#/jobs/") and h,
                         what="the job page")
     job_id = int(job_hash.split("/")[-1])
     assert service.storage.get_job(job_id).latency_target_ms == 0.5
+    assert service.storage.get_job(job_id).spec["task"]["train"].startswith("dataset:sha256:")  # uploaded
     wait_for(lambda: browser.find_element(By.ID, "job-state").text == "completed", timeout_s=90,
              what="the job to finish")
 
@@ -118,3 +136,6 @@ def test_submit_watch_plot_click_and_download(live_server: LiveServer, browser: 
     assert number == plotted[0]
     trial_text = wait_for(lambda: browser.find_element(By.ID, "trial").text, what="the trial's details")
     assert service.storage.trial(job_id, number).arch_hash in trial_text
+    # the page works under its Content-Security-Policy: the browser reported no violation
+    violations = [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]]
+    assert violations == []

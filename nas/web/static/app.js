@@ -74,28 +74,123 @@ const EXAMPLE_SPEC = {
   device: "cpu-1t", latency_target_ms: 1.0, strategy: "nsga2", budget: { trials: 8, train_steps: 100 }, seed: 0,
 };
 
+const FIELD_OF = [  // where a refusal's field is shown: the first prefix that matches
+  ["task.train", "data"], ["task.validation", "data"], ["task", "data"], ["latency_target_ms", "target"],
+  ["device", "device"], ["space_options", "options"], ["space", "space"], ["budget", "budget"],
+  ["strategy", "strategy"], ["name", "name"], ["file", "data"], ["format", "data"],
+];
+
+function fieldRow(key, label, input, help) {
+  return el("div", { class: "field", "data-field": key },
+    el("label", {}, label, input), help ? el("span", { class: "help" }, help) : null,
+    el("span", { class: "field-error", id: `error-${key}` }));
+}
+
+async function uploadDataset(file, format) {
+  const stem = file.name.replace(/\.[^.]*$/, "").replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 150) || "data";
+  const form = new FormData();
+  form.append("name", `${stem}-${Date.now().toString(36)}`);
+  form.append("format", format);
+  form.append("file", file);
+  const response = await fetch(`${API}/datasets`, { method: "POST", headers: { Authorization: `Bearer ${token()}` }, body: form });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw Object.assign(new Error(`${response.status}: ${body.detail}`), { problems: body.problems || [] });
+  return body;
+}
+
 async function jobsPage() {
   const list = el("tbody");
   const table = el("table", { id: "jobs" }, el("thead", {}, el("tr", {},
     ["id", "name", "state", "progress", "target ms", "device", "space", "message"].map((h) => el("th", {}, h)))), list);
+  const [devices, datasets] = await Promise.all([getJSON("/devices"), getJSON("/datasets?limit=500")]);
+  const input = (attrs) => el("input", attrs);
+  const name = input({ id: "job-name", type: "text", placeholder: "optional" });
+  const space = el("select", { id: "space" }, el("option", { value: "sparse-transformer" }, "sparse-transformer (language model)"),
+    el("option", { value: "pruned-bert" }, "pruned-bert (text classification)"));
+  const device = el("select", { id: "device" }, devices.map((d) => el("option", { value: d.name }, d.name)));
+  const target = input({ id: "latency-target", type: "number", step: "any", min: "0", value: EXAMPLE_SPEC.latency_target_ms });
+  const file = input({ id: "data-file", type: "file" });
+  const picked = el("select", { id: "data-dataset" }, el("option", { value: "" }, "(or pick a stored dataset)"),
+    el("option", { value: "builtin:python-stdlib" }, "builtin:python-stdlib"),
+    datasets.items.map((d) => el("option", { value: `dataset:${d.name}` }, `${d.name} (${d.format})`)));
+  const validation = el("select", { id: "data-validation" }, el("option", { value: "" }, "(validation: split the training data)"),
+    datasets.items.map((d) => el("option", { value: `dataset:${d.name}` }, `${d.name} (${d.format})`)));
+  const trials = input({ id: "budget-trials", type: "number", min: "1", value: EXAMPLE_SPEC.budget.trials });
+  const steps = input({ id: "budget-steps", type: "number", min: "1", value: EXAMPLE_SPEC.budget.train_steps });
+  const strategy = el("select", { id: "strategy" }, ["nsga2", "tpe", "random"].map((s) => el("option", { value: s }, s)));
+  const options = input({ id: "space-options", type: "text", value: JSON.stringify(EXAMPLE_SPEC.space_options) });
+  const useJson = input({ id: "use-json", type: "checkbox" });
   const spec = el("textarea", { id: "spec", spellcheck: "false" }, JSON.stringify(EXAMPLE_SPEC, null, 2));
-  const target = el("input", { id: "latency-target", type: "number", step: "any", min: "0", value: EXAMPLE_SPEC.latency_target_ms });
-  const name = el("input", { id: "job-name", type: "text", value: "" });
   const form = el("form", { class: "submit", id: "submit-form" },
-    el("label", {}, "name ", name),
-    el("label", {}, "latency target (ms) ", target),
-    el("label", {}, "job spec (JSON, the same as `hwnas search --spec`; data paths are read on the server)", spec),
+    fieldRow("name", "name ", name),
+    fieldRow("space", "search space ", space),
+    fieldRow("device", "device ", device),
+    fieldRow("target", "latency target (ms) ", target),
+    fieldRow("data", "training data ", el("span", {}, file, " ", picked, " ", validation),
+             "a file to upload (text for a language model; TSV, CSV or JSONL for classification), or a stored dataset"),
+    fieldRow("budget", "budget: trials ", el("span", {}, trials, " training steps per trial ", steps)),
+    fieldRow("strategy", "strategy ", strategy),
+    fieldRow("options", "space options (JSON) ", options),
+    el("details", { id: "advanced" }, el("summary", {}, "advanced: the whole job spec as JSON"),
+      el("label", {}, useJson, " submit this JSON spec instead of the fields above"),
+      fieldRow("spec", "job spec (the same as `hwnas search --spec`)", spec)),
     el("button", { type: "submit", id: "submit-job" }, "submit job"));
+
+  function clearErrors() {
+    form.querySelectorAll(".field-error").forEach((node) => { node.textContent = ""; });
+    form.querySelectorAll(".field.invalid").forEach((node) => node.classList.remove("invalid"));
+    showError("");
+  }
+  function showProblems(error) {
+    const rest = [];
+    for (const problem of error.problems || []) {
+      const key = useJson.checked ? "spec" : (FIELD_OF.find(([prefix]) => problem.startsWith(prefix)) || [])[1];
+      const box = key && document.getElementById(`error-${key}`);
+      if (box) {
+        box.textContent += (box.textContent ? "\n" : "") + problem;
+        box.closest(".field").classList.add("invalid");
+      } else rest.push(problem);
+    }
+    showError(rest.length || !(error.problems || []).length ? error.message : "");
+  }
+  async function specFromFields() {
+    const classification = space.value === "pruned-bert";
+    let train = picked.value;
+    if (file.files.length) {
+      const ext = file.files[0].name.split(".").pop().toLowerCase();
+      const format = classification ? ({ tsv: "tsv", csv: "csv", jsonl: "jsonl", json: "jsonl" }[ext] || "tsv") : "text";
+      train = `dataset:${(await uploadDataset(file.files[0], format)).name}`;
+    }
+    if (!train) throw Object.assign(new Error("training data: choose a file or a dataset"), { problems: ["task.train: choose a file to upload or a stored dataset"] });
+    let spaceOptions = {};
+    try { spaceOptions = options.value.trim() ? JSON.parse(options.value) : {}; } catch (e) {
+      throw Object.assign(new Error("space options: not valid JSON"), { problems: [`space_options: not valid JSON (${e.message})`] });
+    }
+    const task = classification ? { kind: "classification", train, validation: validation.value || undefined }
+      : { kind: "language-modeling", train, validation: validation.value || undefined, seq_len: 64, batch_size: 16 };
+    const body = { space: space.value, space_options: spaceOptions, task, device: device.value,
+      latency_target_ms: Number(target.value), strategy: strategy.value,
+      budget: { trials: Number(trials.value), train_steps: Number(steps.value) }, seed: 0 };
+    if (name.value.trim()) body.name = name.value.trim();
+    return body;
+  }
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
+    clearErrors();
     try {
-      const body = JSON.parse(spec.value);
-      if (target.value) body.latency_target_ms = Number(target.value);
-      if (name.value.trim()) body.name = name.value.trim();
-      const job = await (await api("POST", "/jobs", body)).json();
-      location.hash = `#/jobs/${job.job_id}`;
+      let body;
+      if (useJson.checked) {
+        try { body = JSON.parse(spec.value); } catch (e) {
+          throw Object.assign(new Error(`job spec: not valid JSON (${e.message})`), { problems: [`spec: not valid JSON (${e.message})`] });
+        }
+      } else body = await specFromFields();
+      const response = await fetch(`${API}/jobs`, { method: "POST", body: JSON.stringify(body),
+        headers: { Authorization: `Bearer ${token()}`, "Content-Type": "application/json" } });
+      const answer = await response.json().catch(() => ({}));
+      if (!response.ok) throw Object.assign(new Error(`${response.status}: ${answer.detail}`), { problems: answer.problems || [] });
+      location.hash = `#/jobs/${answer.job_id}`;
     } catch (error) {
-      showError(error instanceof SyntaxError ? `job spec: not valid JSON (${error.message})` : error.message);
+      showProblems(error);
     }
   });
   view.replaceChildren(el("section", {}, el("h2", {}, "Jobs"), table),
