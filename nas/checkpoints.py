@@ -134,6 +134,23 @@ def export_trial(storage: Storage, *, job: JobRow, trial: TrialRow, out_dir: Pat
     return ExportedCheckpoint(path=out_dir, archive_path=archive, sha256=sha256, size_bytes=size)
 
 
+def export_lock(out_dir: Path) -> Any:
+    """A lock (across threads and the API's worker processes) on exporting into `out_dir`: two requests for
+    the same trial export it once, and the second answers with the first's checkpoint."""
+    from filelock import FileLock
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(out_dir.parent / f".{out_dir.name}.lock"), timeout=600)
+
+
+def existing_checkpoint(storage: Storage, job_id: int, trial_id: int) -> Any | None:
+    """The trial's newest checkpoint whose archive is still on disk, if any."""
+    for row in reversed(storage.checkpoints(job_id)):
+        if row.trial_id == trial_id and Path(row.archive_path).is_file():
+            return row
+    return None
+
+
 def export_and_record(storage: Storage, *, job_id: int, trial: TrialRow, latency_ms: float, out_dir: Path) -> int:
     """Export `trial` with the protocol of its latest latency sample, and store the checkpoint's row."""
     samples = [s for s in storage.latency_samples(job_id=job_id) if s.trial_id == trial.id]

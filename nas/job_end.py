@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from latency_models.meter import LatencySample
-from nas.checkpoints import export_and_record
+from nas.checkpoints import existing_checkpoint, export_and_record, export_lock
 from nas.db.models import TrialRow
 from nas.db.storage import Storage
 from nas.job_context import JobContext
@@ -53,8 +54,13 @@ def finish_job(storage: Storage, recorder: Recorder, ctx: JobContext, *, measure
                 f"{ctx.device.name!r} ({detail}); no checkpoint exported: raise latency_target_ms or allow "
                 "smaller archs")
     best = storage.trial(ctx.job.id, trials[best_point.key].number)
-    export_and_record(storage, job_id=ctx.job.id, trial=best, latency_ms=best_point.latency_ms,
-                      out_dir=artifacts_dir / f"job-{ctx.job.id}" / f"checkpoint-trial-{best.number}")
+    out_dir = artifacts_dir / f"job-{ctx.job.id}" / f"checkpoint-trial-{best.number}"
+    with export_lock(out_dir):  # an export requested over the API may be writing the same folder
+        if existing_checkpoint(storage, ctx.job.id, best.id) is None:
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            export_and_record(storage, job_id=ctx.job.id, trial=best, latency_ms=best_point.latency_ms,
+                              out_dir=out_dir)
     logger.info("job %s exported trial %s", ctx.job.id, best.number)
     return (f"{done} trials; best under {target} ms: trial {best.number} with {ctx.task.metric_name} "
             f"{best.metric:.4f} at {best_point.latency_ms:.3f} ms")

@@ -257,13 +257,16 @@ def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, t
     """The trial's checkpoint, exported into the job's artifacts on first request. Returns (checkpoint, created)."""
     if trial_number is None:
         trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]
-    trial = storage.trial(job_id, trial_number)
-    for row in reversed(storage.checkpoints(job_id)):
-        if row.trial_id == trial.id and Path(row.archive_path).is_file():
-            return checkpoint_dict(row, job_id=job_id, trial_number=trial.number), False
-    out_dir = settings.artifacts_dir / f"job-{job_id}" / f"checkpoint-trial-{trial_number}"
-    if out_dir.exists():
-        import shutil
+    from nas.checkpoints import existing_checkpoint, export_lock
 
-        shutil.rmtree(out_dir)  # a half-written export from an interrupted request
-    return export_job_trial(storage, job_id, trial_number=trial_number, out_dir=out_dir), True
+    trial = storage.trial(job_id, trial_number)
+    out_dir = settings.artifacts_dir / f"job-{job_id}" / f"checkpoint-trial-{trial_number}"
+    with export_lock(out_dir):  # check and export as one step: concurrent requests export once
+        row = existing_checkpoint(storage, job_id, trial.id)
+        if row is not None:
+            return checkpoint_dict(row, job_id=job_id, trial_number=trial.number), False
+        if out_dir.exists():
+            import shutil
+
+            shutil.rmtree(out_dir)  # a half-written export from an interrupted request
+        return export_job_trial(storage, job_id, trial_number=trial_number, out_dir=out_dir), True

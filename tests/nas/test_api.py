@@ -288,3 +288,37 @@ def test_openapi_schema_and_web_page_are_served(service: Service, api: Any) -> N
     assert page.status_code == 200 and "/static/app.js" in page.text
     assert "cdn" not in page.text.lower() and "http" not in page.text.replace("http-equiv", "")
     assert api.get("/static/vendor/chart.umd.min.js").status_code == 200
+
+
+def test_two_concurrent_exports_of_a_trial_make_one_checkpoint(service: Service, api: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    job_id = service.finished_job()
+    exported = {c.trial_id for c in service.storage.checkpoints(job_id)}
+    other = next(t for t in service.storage.trials(job_id) if t.state == "complete" and t.id not in exported)
+    before = len(service.storage.checkpoints(job_id))
+
+    def export(_: int) -> Any:
+        return api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": other.number},
+                        headers=auth(service, "submit"))
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(export, range(4)))
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201]
+    assert len({a.json()["id"] for a in answers}) == 1 and len({a.json()["sha256"] for a in answers}) == 1
+    assert len(service.storage.checkpoints(job_id)) == before + 1
+    archive = answers[0].json()["archive_name"]
+    download = api.get(f"/api/v1/jobs/{job_id}/checkpoints/{archive}", headers=auth(service, "read"))
+    assert hashlib.sha256(download.content).hexdigest() == answers[0].json()["sha256"]
+
+
+def test_every_answer_carries_the_security_headers(service: Service, api: Any) -> None:
+    for answer in (api.get("/"), api.get("/api/v1/health"), api.get("/api/v1/jobs"),
+                   api.get("/api/v1/nothing"), api.get("/static/app.js"),
+                   api.post("/api/v1/jobs", content=b"{", headers={**auth(service, "submit"),
+                                                                     "Content-Type": "application/json"})):
+        csp = answer.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+        assert answer.headers["x-content-type-options"] == "nosniff"
+        assert answer.headers["referrer-policy"] == "no-referrer"
+    assert "<script>" not in api.get("/").text  # the page has no inline script for the policy to block
