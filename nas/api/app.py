@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,8 @@ class BodyLimit:
 def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
     """The service's app over `storage` (default: the settings' database, migrated)."""
     from nas.api.routes import checkpoints, datasets, devices, jobs, tokens
-    from nas.service import storage_for
+    from nas.api.events import JobEvents
+    from nas.service import job_summary, storage_for
 
     app = FastAPI(title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
                   redoc_url=None,
@@ -111,6 +113,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     app.state.settings = settings
     app.state.storage = storage or storage_for(settings)
     app.state.auth_limiter = FailedAuthLimiter(per_minute=settings.auth_failures_per_minute)
+    app.state.job_events = JobEvents(partial(job_summary, app.state.storage), interval_s=settings.events_interval_s)
 
     @app.exception_handler(HwnasError)
     async def hwnas_error(_: Request, exc: HwnasError) -> JSONResponse:

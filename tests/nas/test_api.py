@@ -322,3 +322,33 @@ def test_every_answer_carries_the_security_headers(service: Service, api: Any) -
         assert answer.headers["x-content-type-options"] == "nosniff"
         assert answer.headers["referrer-policy"] == "no-referrer"
     assert "<script>" not in api.get("/").text  # the page has no inline script for the policy to block
+
+
+def test_many_watchers_share_one_poller(service: Service) -> None:
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    app = service.app()
+    watchers = 50
+    with TestClient(app) as client:
+        job_id = client.post("/api/v1/jobs", json=tiny_spec(service.corpus),
+                             headers=auth(service, "submit")).json()["job_id"]
+        runner = service.runner()
+        runner.start()
+        started = time.monotonic()
+        try:
+            with ThreadPoolExecutor(max_workers=watchers) as pool:
+                texts = list(pool.map(lambda _: client.get(f"/api/v1/jobs/{job_id}/events",
+                                                           headers=auth(service, "read")).text, range(watchers)))
+        finally:
+            runner.stop(timeout_s=10)
+        elapsed_s = time.monotonic() - started
+    for text in texts:
+        events = events_of(text)
+        assert events[-1][0] == "end" and events[-1][1]["state"] == "completed"
+        assert [d["trials"] for k, d in events if k == "progress"][-1] == 10
+    # one poller for all the watchers: its reads follow the clock, not the number of watchers
+    polls = app.state.job_events.polls
+    assert 0 < polls <= elapsed_s / service.settings.events_interval_s + 5, (polls, elapsed_s)

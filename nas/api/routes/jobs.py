@@ -11,6 +11,7 @@ from fastapi import APIRouter, Body, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
+from nas.api.events import summary_key
 from nas.api.schemas import CancelOut, FrontMemberOut, FrontOut, JobOut, JobPage, Problem, TrialOut, TrialPage
 from nas.api.security import ReadToken, StorageDep, SubmitToken
 from nas.data_roots import check_server_paths
@@ -126,29 +127,28 @@ async def job_events(job_id: JobId, request: Request, storage: StorageDep, _: Re
                                                         description="close the stream after this long")] = 600,
                      ) -> StreamingResponse:
     first = await run_in_threadpool(job_summary, storage, job_id)  # 404 before the stream starts
-    interval_s = request.app.state.settings.events_interval_s
+    events = request.app.state.job_events
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_s
 
     async def stream() -> AsyncIterator[str]:
-        summary, last, quiet_s = first, None, 0.0
-        while True:
-            key = (summary["state"], summary["trials"], summary["hypervolume"], summary["message"],
-                   (summary["checkpoint"] or {}).get("id"))
-            if key != last:
-                yield _event("progress", summary)
-                last, quiet_s = key, 0.0
-            if summary["state"] in FINISHED_JOB_STATES:
-                yield _event("end", {"job_id": job_id, "state": summary["state"], "message": summary["message"]})
-                return
-            if loop.time() >= deadline or await request.is_disconnected():
-                return
-            await asyncio.sleep(interval_s)
-            quiet_s += interval_s
-            if quiet_s >= 15:
-                yield ": keep-alive\n\n"
-                quiet_s = 0.0
-            summary = await run_in_threadpool(job_summary, storage, job_id)
+        last, quiet_since = None, loop.time()
+        watching = events.watch(job_id, first=first, quiet_s=1.0)
+        try:
+            async for summary in watching:
+                if summary is not None and summary_key(summary) != last:
+                    yield _event("progress", summary)
+                    last, quiet_since = summary_key(summary), loop.time()
+                if summary is not None and summary["state"] in FINISHED_JOB_STATES:
+                    yield _event("end", {"job_id": job_id, "state": summary["state"], "message": summary["message"]})
+                    return
+                if loop.time() >= deadline or await request.is_disconnected():
+                    return
+                if loop.time() - quiet_since >= 15:
+                    yield ": keep-alive\n\n"
+                    quiet_since = loop.time()
+        finally:
+            await watching.aclose()
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
