@@ -38,40 +38,52 @@ def scope_allows(granted: str, needed: Scope) -> bool:
     return SCOPES.index(granted) >= SCOPES.index(needed)  # type: ignore[arg-type]
 
 
-_DURATION = re.compile(r"^\s*(\d{1,9})\s*([smhd])\s*$")
+DURATION_PATTERN = r"^\s*0*[1-9]\d{0,5}\s*[smhd]\s*$"  # 1 to 999999 units: every match is accepted
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-MAX_TOKEN_LIFE_S = 10 * 365 * 86_400
 
 
 def parse_duration_s(text: str, *, field: str = "--expires-in") -> float:
     """'90s', '15m', '12h' or '30d' in seconds; SpecError naming `field` otherwise."""
     match = _DURATION.match(text or "")
-    if not match or int(match.group(1)) == 0:
-        raise SpecError(f"{field}: a positive whole number followed by s, m, h or d (90s, 15m, 12h, 30d), "
+    if not match or not re.match(DURATION_PATTERN, text):
+        raise SpecError(f"{field}: a whole number from 1 to 999999 followed by s, m, h or d (90s, 15m, 12h, 30d), "
                         f"got {text!r}")
-    seconds = int(match.group(1)) * _UNIT_S[match.group(2)]
-    if seconds > MAX_TOKEN_LIFE_S:
-        raise SpecError(f"{field}: at most 3650d, got {text!r}; leave it out for a token that does not expire")
-    return float(seconds)
+    return float(int(match.group(1)) * _UNIT_S[match.group(2)])
 
 
 class FailedAuthLimiter:
     """Counts failed authentications per client address over a sliding minute (in this process).
 
-    An address over `per_minute` failures is answered 429 until its oldest failure is a minute old; an
-    address under it, and every valid request from it, goes through at once (nothing sleeps).
+    An address over `per_minute` failures is answered 429 until its oldest failure is a minute old, for
+    every token except those that authenticated from it within `trusted_s` (so a client whose valid
+    token works goes on at once while guesses from its address are refused unread); an address under the
+    limit goes through at once (nothing sleeps).
     """
 
-    def __init__(self, *, per_minute: int, window_s: float = 60.0, max_addresses: int = 100_000) -> None:
+    def __init__(self, *, per_minute: int, window_s: float = 60.0, trusted_s: float = 3600.0,
+                 max_addresses: int = 100_000) -> None:
         self.per_minute = per_minute
         self.window_s = window_s
+        self.trusted_s = trusted_s
         self.max_addresses = max_addresses
         self._failures: dict[str, deque[float]] = {}
+        self._trusted: dict[tuple[str, str], float] = {}
         self._lock = threading.Lock()
 
-    def retry_after_s(self, address: str) -> float:
-        """0 when `address` may try; else the seconds until it may."""
+    def record_success(self, address: str, token_hash: str) -> None:
         with self._lock:
+            if len(self._trusted) >= self.max_addresses:
+                self._trusted.pop(next(iter(self._trusted)))
+            self._trusted[(address, token_hash)] = time.monotonic()
+
+    def retry_after_s(self, address: str, token_hash: str | None = None) -> float:
+        """0 when `address` may try (with `token_hash`); else the seconds until it may."""
+        with self._lock:
+            if token_hash is not None:
+                seen = self._trusted.get((address, token_hash))
+                if seen is not None and time.monotonic() - seen < self.trusted_s:
+                    return 0.0
             times = self._failures.get(address)
             if not times:
                 return 0.0

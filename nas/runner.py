@@ -66,8 +66,9 @@ class JobRunner:
 
     @property
     def active_jobs(self) -> list[int]:
+        """Jobs whose threads are still running (also after `stop()`)."""
         with self._lock:
-            return sorted(self._active)
+            return sorted(job_id for job_id, thread in self._active.items() if thread.is_alive())
 
     def _loop(self) -> None:
         while not self._stop.is_set():

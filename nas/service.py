@@ -11,7 +11,7 @@ from nas.db.storage import Storage, isoformat, open_storage
 from nas.pareto import Point, best_under
 from nas.settings import Settings
 from nas.spec import JobSpec
-from search_spaces.errors import NotFoundError, SpecError
+from search_spaces.errors import ConflictError, NotFoundError, SpecError
 from workers.executors.base import Executor
 
 if TYPE_CHECKING:
@@ -222,7 +222,8 @@ def trial_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
 
 
 def best_front_member(storage: Storage, job_id: int, *, max_latency_ms: float | None) -> dict[str, Any]:
-    """The best front member at most `max_latency_ms` (default: the job's target). NotFoundError if none."""
+    """The best front member at most `max_latency_ms` (default: the job's target). ConflictError if none: the
+    job exists, and its front (its state, not the address asked) holds nothing that fast yet."""
     job = storage.get_job(job_id)
     limit = job.latency_target_ms if max_latency_ms is None else max_latency_ms
     rows = front_rows(storage, job_id)
@@ -231,7 +232,7 @@ def best_front_member(storage: Storage, job_id: int, *, max_latency_ms: float | 
                       maximize_metric=maximize)
     if best is None:
         fastest = f"; its fastest member takes {rows[0]['latency_ms']:.3f} ms" if rows else " (its front is empty)"
-        raise NotFoundError(f"job {job_id} has no trained trial at or under {limit} ms{fastest}; "
+        raise ConflictError(f"job {job_id} has no trained trial at or under {limit} ms{fastest}; "
                             "raise max_latency_ms")
     return next(r for r in rows if r["trial"] == best.key)
 

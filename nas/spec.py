@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationInfo, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from search_spaces.errors import SpecError
@@ -45,6 +45,8 @@ class Budget(BaseModel):
 
 
 class JobSpec(BaseModel):
+    """A search job: the space to search, the task, the device and its latency target, the budget."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str | None = Field(default=None, max_length=200)
@@ -76,7 +78,7 @@ class JobSpec(BaseModel):
 
     @field_validator("task", mode="before")
     @classmethod
-    def _typed_task(cls, value: Any) -> Any:
+    def _typed_task(cls, value: Any, info: ValidationInfo) -> Any:
         from workers.tasks.base import TaskSpec, task_classes
 
         if isinstance(value, TaskSpec):
@@ -85,9 +87,11 @@ class JobSpec(BaseModel):
             raise ValueError(f"must be a mapping with a 'kind', got {value!r}")
         classes = task_classes()
         kind = value.get("kind")
-        if kind not in classes:
+        if not isinstance(kind, str) or kind not in classes:
             raise ValueError(f"task.kind must be one of: {', '.join(classes)}; got {kind!r}")
         try:
+            if info.mode == "json":  # the edge (parse_spec): as strict as the JSON it came in
+                return classes[kind].spec_model.model_validate_json(json.dumps(value), strict=True)
             return classes[kind].spec_model.model_validate(value)
         except PydanticValidationError as exc:
             raise ValueError("; ".join(p.removeprefix("spec: ") for p in format_errors(exc))) from None
@@ -127,7 +131,8 @@ def parse_spec(data: Any) -> JobSpec:
     if not isinstance(data, dict):
         raise SpecError(f"spec: must be a mapping of fields, got {type(data).__name__}")
     try:
-        return JobSpec.model_validate(data)
+        # Strict, as JSON: `false` is not a seed of 0 and "3" is not 3 (the types the schema documents).
+        return JobSpec.model_validate_json(json.dumps(data, default=str), strict=True)
     except PydanticValidationError as exc:
         problems = format_errors(exc)
         raise SpecError("invalid job spec: " + "; ".join(problems), problems=problems) from None
@@ -157,3 +162,24 @@ def load_spec(path: Path | str) -> JobSpec:
                 task[key] = str((path.parent / value).resolve())
         data = {**data, "task": task}
     return parse_spec(data)
+
+
+def job_spec_schema_model() -> type[BaseModel]:
+    """JobSpec as the API documents it: `space` one of the registered spaces, `task` one of the registered
+    tasks' spec models told apart by `kind`. Validation still goes through `parse_spec` (its messages)."""
+    from typing import Annotated, Union
+
+    from pydantic import create_model
+
+    from nas.strategies.base import strategy_names
+    from search_spaces.base import space_names
+    from workers.tasks.base import task_classes
+
+    tasks = tuple(cls.spec_model for cls in task_classes().values())
+    task_type = Annotated[Union[tasks], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+    space_type = Literal[tuple(space_names())]  # type: ignore[valid-type]
+    return create_model("JobSpec", __base__=JobSpec, __doc__=JobSpec.__doc__ or "A search job.",
+                        space=(space_type, Field(description="the search space")),
+                        strategy=(Literal[tuple(strategy_names())],  # type: ignore[valid-type]
+                                  Field(default="nsga2", description="the search strategy")),
+                        task=(task_type, Field(description="the task: its data, loss and metric")))

@@ -99,10 +99,24 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route of `app` answers on `path` (asked of the router itself, so included routers
+    count too)."""
+    from starlette.routing import Match
+
+    allowed = []
+    for method in ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"):
+        scope = {"type": "http", "path": path, "method": method, "root_path": "", "path_params": {}}
+        if any(route.matches(scope)[0] == Match.FULL for route in app.router.routes):
+            allowed.append(method)
+    return allowed
+
+
 def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI:
     """The service's app over `storage` (default: the settings' database, migrated)."""
     from nas.api.routes import checkpoints, datasets, devices, jobs, tokens
     from nas.api.events import JobEvents
+    from nas.api.schemas import add_job_spec_schema
     from nas.service import job_summary, storage_for
 
     app = FastAPI(title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
@@ -134,15 +148,29 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = str(exc.detail)
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404:
             detail = f"no such resource: {request.url.path}; the API is under {API_PREFIX} (see {API_PREFIX}/docs)"
-        return _problem(exc.status_code, detail, "HTTPException", headers=getattr(exc, "headers", None))
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            allowed = _allowed_methods(request.app, request.url.path)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            detail = f"{request.method} is not allowed on {request.url.path}; use {', '.join(allowed)}"
+        return _problem(exc.status_code, detail, "HTTPException", headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unexpected error while answering a request")
         return _problem(500, f"internal error ({type(exc).__name__}); the server log has the details",
                         "InternalError")
+
+    generate_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            add_job_spec_schema(generate_openapi(), path=f"{API_PREFIX}/jobs")
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.get(f"{API_PREFIX}/health", tags=["service"], summary="Liveness (no token needed)")
     def health() -> dict[str, Any]:

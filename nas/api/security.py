@@ -37,7 +37,8 @@ def require(scope: Scope) -> Callable[..., ApiTokenRow]:
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiTokenRow:
         limiter = request.app.state.auth_limiter
         address = request.client.host if request.client else "unknown"
-        wait_s = limiter.retry_after_s(address)
+        token_hash = hash_token(credentials.credentials) if credentials and credentials.credentials else None
+        wait_s = limiter.retry_after_s(address, token_hash)
         if wait_s > 0:
             raise TooManyRequestsError(f"too many failed authentications from {address}; retry in {wait_s:.0f} s "
                                        "with a valid token", retry_after_s=wait_s)
@@ -45,11 +46,12 @@ def require(scope: Scope) -> Callable[..., ApiTokenRow]:
             limiter.record_failure(address)
             raise AuthError("no bearer token: send the header 'Authorization: Bearer <token>'; "
                             f"create a token with `hwnas token create --scope {scope}`")
-        row = storage.token_by_hash(hash_token(credentials.credentials))
+        row = storage.token_by_hash(token_hash)
         if row is None:
             limiter.record_failure(address)
             raise AuthError("the bearer token is unknown, expired or revoked; create one with "
                             f"`hwnas token create --scope {scope}`")
+        limiter.record_success(address, token_hash)
         touch_s = request.app.state.settings.token_touch_interval_s
         if row.last_used_at is None or _age_s(row.last_used_at) >= touch_s:
             storage.touch_token(row.id, stale_after_s=touch_s)

@@ -175,7 +175,7 @@ def test_trials_front_and_best_under_a_tighter_latency(service: Service, api: An
         best = api.get(f"/api/v1/jobs/{job_id}/best?max_latency_ms={limit}", headers=read)
         assert best.status_code == 200 and best.json()["trial"] == expected.key
     too_tight = api.get(f"/api/v1/jobs/{job_id}/best?max_latency_ms=0.0001", headers=read)
-    assert too_tight.status_code == 404 and "no trained trial at or under 0.0001 ms" in too_tight.json()["detail"]
+    assert too_tight.status_code == 409 and "no trained trial at or under 0.0001 ms" in too_tight.json()["detail"]
 
 
 def test_cancel_queued_then_finished(service: Service, api: Any) -> None:

@@ -90,7 +90,7 @@ def test_cli_as_a_client_submit_jobs_pareto_fetch(live_server: LiveServer, tmp_p
     assert fetched.returncode == 0, fetched.stderr
     assert json.loads((tmp_path / "fast" / "hwnas.json").read_text())["trial"] == best_fast["trial"]
     none = cli(env, "fetch", str(job_id), "--best", "--max-latency-ms", "0.00001", "--out", str(tmp_path / "none"))
-    assert none.returncode == 3 and "no trained trial at or under 1e-05 ms" in none.stderr
+    assert none.returncode == 4 and "no trained trial at or under 1e-05 ms" in none.stderr
     assert not (tmp_path / "none").exists()
     assert not (tmp_path / "elsewhere").exists()
 

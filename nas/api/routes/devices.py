@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from nas.api.routes.jobs import ERRORS
-from nas.api.schemas import DeviceOut, LatencyModelOut
+from nas.api.schemas import DeviceIn, DeviceOut, LatencyModelOut
 from nas.api.security import AdminToken, ReadToken, StorageDep
 from nas.db.storage import Storage
 from latency_models.device import DeviceProfile
@@ -36,8 +36,8 @@ def get_device(name: DeviceName, storage: StorageDep, _: ReadToken) -> dict[str,
 
 @router.post("/devices", status_code=201, response_model=DeviceOut, responses=ERRORS,
              summary="Add a device profile (admin)")
-def add_device(profile: DeviceProfile, storage: StorageDep, _: AdminToken) -> dict[str, Any]:
-    storage.add_device(profile)
+def add_device(profile: DeviceIn, storage: StorageDep, _: AdminToken) -> dict[str, Any]:
+    storage.add_device(DeviceProfile(**profile.model_dump(exclude={"builtin"})))
     return _device(storage, profile.name)
 
 

@@ -28,8 +28,10 @@ JobState = Literal["queued", "running", "completed", "failed", "cancelled"]
 TrialState = Literal["pending", "running", "complete", "infeasible", "failed"]
 LatencyMs = Annotated[float | None, Query(gt=0, le=3_600_000, allow_inf_nan=False,
                                           description="keep what is at most this latency (ms)")]
+# Every error an operation can answer: 400 (a body that is not JSON), 401 and 403 (tokens), 404, 409
+# (state), 413 (size), 422 (fields), 429 (failed authentications from the address).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem} for code in (401, 403, 404, 409, 413, 422)}
+    code: {"model": Problem} for code in (400, 401, 403, 404, 409, 413, 422, 429)}
 
 SPEC_EXAMPLE = {
     "name": "demo", "space": "sparse-transformer",
