@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,37 +121,58 @@ def submit_job(storage: Storage, spec: JobSpec, *, created_by: str | None = None
 
 def job_metric(job: JobRow) -> tuple[str, bool]:
     """The job's task metric name and whether higher is better."""
+    import json
+
+    return _task_metric(json.dumps(job.spec["task"], sort_keys=True))
+
+
+@lru_cache(maxsize=4096)
+def _task_metric(task_json: str) -> tuple[str, bool]:
+    """A task spec's metric (cached: a spec never changes, and building the task checks its data files)."""
+    import json
+
     from workers.tasks.base import make_task
 
-    task = make_task(job.spec["task"])
+    task = make_task(json.loads(task_json))
     return task.metric_name, task.direction == "maximize"
 
 
 def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
     """A job as the CLI and the API show it: state, progress, front size, checkpoint, latency model."""
     job = storage.get_job(job_id)
-    counts = storage.trial_state_counts(job_id)
-    checkpoints = storage.checkpoints(job_id)
-    history = storage.hypervolume_history(job_id, last=1)
-    metric_name, maximize = job_metric(job)
-    trials = sum(counts.values())
-    return {
-        "job_id": job.id, "name": job.name, "state": job.state, "created_by": job.created_by, "space": job.space, "device": job.device,
-        "latency_target_ms": job.latency_target_ms, "strategy": job.strategy, "trials_budget": job.trials_budget,
-        "trials": trials, "trial_states": counts, "progress": min(1.0, trials / max(1, job.trials_budget)),
-        "cancel_requested": bool(job.cancel_requested), "message": job.message,
-        "metric_name": metric_name, "maximize_metric": maximize,
-        "created_at": isoformat(job.created_at), "started_at": isoformat(job.started_at),
-        "finished_at": isoformat(job.finished_at), "hypervolume": history[-1].hypervolume if history else None,
-        "checkpoint": checkpoint_dict(checkpoints[-1], job_id=job_id,
-                                      trial_number=storage.trial_by_id(checkpoints[-1].trial_id).number)
-        if checkpoints else None,
-        "data": job.data_info,
-        "baseline": (job.preparation or {}).get("baseline"),
-        "latency_model": latency_model_dict(storage.latency_model(job.latency_model_id, with_payload=False))
-        if job.latency_model_id is not None else None,
-        "spec": job.spec,
-    }
+    return job_summaries(storage, [job])[0]
+
+
+def job_summaries(storage: Storage, jobs: list[JobRow]) -> list[dict[str, Any]]:
+    """Jobs as the CLI and the API show them, in a fixed number of queries however many jobs."""
+    ids = [job.id for job in jobs]
+    counts = storage.trial_state_counts_for(ids)
+    checkpoints = storage.latest_checkpoints(ids)
+    hypervolumes = storage.latest_hypervolumes(ids)
+    models = storage.latency_models_by_id(sorted({j.latency_model_id for j in jobs if j.latency_model_id}))
+    out = []
+    for job in jobs:
+        metric_name, maximize = job_metric(job)
+        trials = sum(counts[job.id].values())
+        checkpoint = checkpoints.get(job.id)
+        model = models.get(job.latency_model_id) if job.latency_model_id is not None else None
+        out.append({
+            "job_id": job.id, "name": job.name, "state": job.state, "created_by": job.created_by,
+            "space": job.space, "device": job.device,
+            "latency_target_ms": job.latency_target_ms, "strategy": job.strategy, "trials_budget": job.trials_budget,
+            "trials": trials, "trial_states": counts[job.id], "progress": min(1.0, trials / max(1, job.trials_budget)),
+            "cancel_requested": bool(job.cancel_requested), "message": job.message,
+            "metric_name": metric_name, "maximize_metric": maximize,
+            "created_at": isoformat(job.created_at), "started_at": isoformat(job.started_at),
+            "finished_at": isoformat(job.finished_at), "hypervolume": hypervolumes.get(job.id),
+            "checkpoint": checkpoint_dict(checkpoint[0], job_id=job.id, trial_number=checkpoint[1])
+            if checkpoint else None,
+            "data": job.data_info,
+            "baseline": (job.preparation or {}).get("baseline"),
+            "latency_model": latency_model_dict(model) if model is not None else None,
+            "spec": job.spec,
+        })
+    return out
 
 
 def job_task_and_space(storage: Storage, job: JobRow) -> tuple[Task, SearchSpace]:
@@ -172,11 +194,11 @@ def checkpoint_dict(row: Any, *, job_id: int, trial_number: int) -> dict[str, An
             "download_url": f"/api/v1/jobs/{job_id}/checkpoints/{archive_name}"}
 
 
-def front_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
+def front_rows(storage: Storage, job_id: int, *, job: JobRow | None = None) -> list[dict[str, Any]]:
     """The job's front, fastest first, each member with its checkpoint when one was exported."""
     from search_spaces.base import space_class
 
-    job = storage.get_job(job_id)
+    job = job or storage.get_job(job_id)
     describe = space_class(job.space).describe
     checkpoints = {c.trial_id: c for c in storage.checkpoints(job_id)}
     rows = []
@@ -201,7 +223,7 @@ def front_view(storage: Storage, job_id: int) -> dict[str, Any]:
     history = storage.hypervolume_history(job_id, last=1)
     return {"job_id": job_id, "latency_target_ms": job.latency_target_ms, "metric_name": metric_name,
             "maximize_metric": maximize, "hypervolume": history[-1].hypervolume if history else None,
-            "members": front_rows(storage, job_id)}
+            "members": front_rows(storage, job_id, job=job)}
 
 
 def trial_dict(t: TrialRow, *, describe: Callable[[dict[str, Any]], str]) -> dict[str, Any]:

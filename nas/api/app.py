@@ -8,12 +8,15 @@ same `Problem` body.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
@@ -116,16 +119,24 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     """The service's app over `storage` (default: the settings' database, migrated)."""
     from nas.api.routes import checkpoints, datasets, devices, jobs, tokens
     from nas.api.events import JobEvents
+    from nas.api.read_cache import FinishedJobAnswers
     from nas.api.schemas import add_job_spec_schema
     from nas.service import job_summary, storage_for
 
-    app = FastAPI(title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Database work runs in threads; past a few per process they only contend for the GIL and the pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        yield
+
+    app = FastAPI(lifespan=lifespan, title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
                   redoc_url=None,
                   description="Hardware-aware neural architecture search: submit search jobs with a latency target, "
                               "browse Pareto fronts, download the best checkpoints. Authenticate with "
                               "`Authorization: Bearer <token>` (`hwnas token create --scope read|submit|admin`).")
     app.state.settings = settings
     app.state.storage = storage or storage_for(settings)
+    app.state.answers = FinishedJobAnswers()
     app.state.auth_limiter = FailedAuthLimiter(per_minute=settings.auth_failures_per_minute)
     app.state.job_events = JobEvents(partial(job_summary, app.state.storage), interval_s=settings.events_interval_s)
 
@@ -188,3 +199,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes, streamed=(f"{API_PREFIX}/datasets",))
     app.add_middleware(SecurityHeaders, docs_path=f"{API_PREFIX}/docs")  # outermost: every answer has them
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app of one API worker process of `hwnas serve --workers N` (settings from the environment)."""
+    return create_app(Settings())

@@ -129,14 +129,14 @@ def jobs(as_json: bool = typer.Option(False, "--json")) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nas.service import job_summary
+    from nas.service import job_summaries
 
     client = _client()
     if client:
         rows = client.jobs(limit=100)
     else:
         storage = _storage()
-        rows = [job_summary(storage, j.id) for j in storage.list_jobs()]
+        rows = job_summaries(storage, storage.list_jobs())
     if as_json:
         _emit_json(rows)
         return

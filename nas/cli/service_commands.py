@@ -6,6 +6,7 @@ local database otherwise. Registered on the main app by `nas.cli.app`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -66,6 +67,9 @@ def fetch(job_id: int = typer.Argument(...),
 
 def serve(host: str | None = typer.Option(None, "--host", help="bind address (default 127.0.0.1, HWNAS_HOST)"),
           port: int | None = typer.Option(None, "--port", help="port (default 8000, HWNAS_PORT)"),
+          workers: int | None = typer.Option(None, "--workers", min=1, max=64,
+                                             help="API worker processes (default 1, HWNAS_API_WORKERS); the loop "
+                                                  "that runs jobs stays one, in this process"),
           no_controller: bool = typer.Option(False, "--no-controller",
                                              help="serve the API only; `hwnas controller` processes run the jobs")) -> None:
     """Start the API and web page, a controller that runs queued jobs, and a local Ray (embedded defaults)."""
@@ -77,7 +81,8 @@ def serve(host: str | None = typer.Option(None, "--host", help="bind address (de
     from nas.service import executor_factory, issue_first_admin_token, storage_for
 
     settings = Settings()
-    settings = settings.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v is not None})
+    settings = settings.model_copy(update={k: v for k, v in {"host": host, "port": port, "api_workers": workers}.items()
+                                           if v is not None})
     storage = storage_for(settings)
     if not no_controller:
         hold_controller_lock(storage.url, role="hwnas serve")
@@ -97,8 +102,15 @@ def serve(host: str | None = typer.Option(None, "--host", help="bind address (de
     if runner is not None:
         runner.start()
     try:
-        uvicorn.run(create_app(settings, storage=storage), host=settings.host, port=settings.port,
-                    log_level="info", access_log=True)
+        if settings.api_workers > 1:
+            # Each worker process builds the app from the environment (nas.api.app:app_from_env); the
+            # database is migrated already, above.
+            os.environ["HWNAS_API_WORKERS"] = str(settings.api_workers)
+            uvicorn.run("nas.api.app:app_from_env", factory=True, workers=settings.api_workers, host=settings.host,
+                        port=settings.port, log_level="info", access_log=True)
+        else:
+            uvicorn.run(create_app(settings, storage=storage), host=settings.host, port=settings.port,
+                        log_level="info", access_log=True)
     finally:
         if runner is not None:
             runner.stop(timeout_s=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -47,13 +48,33 @@ class Storage:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._bound: contextvars.ContextVar[Session | None] = contextvars.ContextVar(f"hwnas-session-{id(self)}",
+                                                                                    default=None)
 
     @property
     def url(self) -> str:
         return self.engine.url.render_as_string(hide_password=False)
 
     @contextlib.contextmanager
+    def unit_of_work(self) -> Iterator[None]:
+        """Run every storage call inside on one session (one pooled connection, one transaction), committed
+        at the end: a request that makes several reads checks out one connection, not one per read."""
+        if self._bound.get() is not None:
+            yield
+            return
+        with self.session() as session:
+            token = self._bound.set(session)
+            try:
+                yield
+            finally:
+                self._bound.reset(token)
+
+    @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
+        bound = self._bound.get()
+        if bound is not None:  # inside unit_of_work: its session, committed (or rolled back) by it
+            yield bound
+            return
         session = self._sessions()
         try:
             yield session
@@ -149,6 +170,16 @@ class Storage:
             if job is None:
                 raise NotFoundError(f"job {job_id} does not exist; list jobs with `hwnas jobs`")
             return job
+
+    def job_version(self, job_id: int) -> tuple[str, int | None]:
+        """The job's state and its newest checkpoint's id (what a finished job's answers depend on), in one
+        query; NotFoundError for an unknown job."""
+        with self.session() as s:
+            newest = select(func.max(CheckpointRow.id)).where(CheckpointRow.job_id == job_id).scalar_subquery()
+            row = s.execute(select(JobRow.state, newest).where(JobRow.id == job_id)).first()
+            if row is None:
+                raise NotFoundError(f"job {job_id} does not exist; list jobs with `hwnas jobs`")
+            return str(row[0]), row[1]
 
     def list_jobs(self, *, limit: int = 100, offset: int = 0, states: Sequence[str] | None = None) -> list[JobRow]:
         """Jobs, newest first."""
@@ -285,6 +316,55 @@ class Storage:
             rows = s.execute(select(TrialRow.state, func.count()).where(TrialRow.job_id == job_id)
                              .group_by(TrialRow.state))
             return {state: int(n) for state, n in rows}
+
+    def trial_state_counts_for(self, job_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+        """Each job's trial counts by state, in one query."""
+        out: dict[int, dict[str, int]] = {job_id: {} for job_id in job_ids}
+        if not job_ids:
+            return out
+        with self.session() as s:
+            rows = s.execute(select(TrialRow.job_id, TrialRow.state, func.count())
+                             .where(TrialRow.job_id.in_(list(job_ids))).group_by(TrialRow.job_id, TrialRow.state))
+            for job_id, state, n in rows:
+                out[job_id][state] = int(n)
+        return out
+
+    def latest_hypervolumes(self, job_ids: Sequence[int]) -> dict[int, float]:
+        """Each job's newest hypervolume, in one query."""
+        if not job_ids:
+            return {}
+        with self.session() as s:
+            newest = (select(func.max(HypervolumeRow.id)).where(HypervolumeRow.job_id.in_(list(job_ids)))
+                      .group_by(HypervolumeRow.job_id))
+            rows = s.execute(select(HypervolumeRow.job_id, HypervolumeRow.hypervolume)
+                             .where(HypervolumeRow.id.in_(newest)))
+            return {job_id: value for job_id, value in rows}
+
+    def latest_checkpoints(self, job_ids: Sequence[int]) -> dict[int, tuple[CheckpointRow, int]]:
+        """Each job's newest checkpoint with its trial's number, in one query."""
+        if not job_ids:
+            return {}
+        with self.session() as s:
+            newest = (select(func.max(CheckpointRow.id)).where(CheckpointRow.job_id.in_(list(job_ids)))
+                      .group_by(CheckpointRow.job_id))
+            rows = s.execute(select(CheckpointRow, TrialRow.number).join(TrialRow, TrialRow.id == CheckpointRow.trial_id)
+                             .where(CheckpointRow.id.in_(newest)))
+            return {row.job_id: (row, number) for row, number in rows}
+
+    def latency_models_by_id(self, model_ids: Sequence[int]) -> dict[int, LatencyModelRow]:
+        """Latency models (without their pickled predictors), in one query."""
+        if not model_ids:
+            return {}
+        with self.session() as s:
+            rows = s.scalars(select(LatencyModelRow).options(defer(LatencyModelRow.payload, raiseload=True))
+                             .where(LatencyModelRow.id.in_(list(model_ids))))
+            return {row.id: row for row in rows}
+
+    def jobs_by_id(self, job_ids: Sequence[int]) -> dict[int, JobRow]:
+        if not job_ids:
+            return {}
+        with self.session() as s:
+            return {row.id: row for row in s.scalars(select(JobRow).where(JobRow.id.in_(list(job_ids))))}
 
     def trial_by_id(self, trial_id: int) -> TrialRow:
         with self.session() as s:

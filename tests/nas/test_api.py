@@ -352,3 +352,53 @@ def test_many_watchers_share_one_poller(service: Service) -> None:
     # one poller for all the watchers: its reads follow the clock, not the number of watchers
     polls = app.state.job_events.polls
     assert 0 < polls <= elapsed_s / service.settings.events_interval_s + 5, (polls, elapsed_s)
+
+
+def test_listing_jobs_costs_a_fixed_number_of_queries(service: Service, api: Any) -> None:
+    from sqlalchemy import event
+
+    def count_listing(jobs: int) -> int:
+        while service.storage.count_jobs() < jobs:
+            service.finished_job() if service.storage.count_jobs() % 10 == 0 else api.post(
+                "/api/v1/jobs", json=tiny_spec(service.corpus), headers=auth(service, "submit"))
+        statements: list[str] = []
+        api.get("/api/v1/health", headers=auth(service, "read"))
+        api.get("/api/v1/jobs?limit=1", headers=auth(service, "read"))  # the token's last use is recorded here
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(service.storage.engine, "before_cursor_execute", count)
+        try:
+            answer = api.get("/api/v1/jobs?limit=500", headers=auth(service, "read"))
+        finally:
+            event.remove(service.storage.engine, "before_cursor_execute", count)
+        assert answer.status_code == 200 and len(answer.json()["items"]) == jobs
+        return len(statements)
+
+    assert count_listing(2) == count_listing(12) <= 10
+
+
+def test_a_finished_jobs_answers_are_reused_until_a_checkpoint_changes_them(service: Service) -> None:
+    from fastapi.testclient import TestClient
+
+    app = service.app()
+    job_id = service.finished_job()
+    read, submit = auth(service, "read"), auth(service, "submit")
+    with TestClient(app) as api:
+        first = api.get(f"/api/v1/jobs/{job_id}/front", headers=read).json()
+        assert api.get(f"/api/v1/jobs/{job_id}/front", headers=read).json() == first
+        assert app.state.answers.hits == 1
+        member = next(m for m in first["members"] if m["checkpoint"] is None)
+        api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": member["trial"]}, headers=submit)
+        after = api.get(f"/api/v1/jobs/{job_id}/front", headers=read).json()
+        exported = next(m for m in after["members"] if m["trial"] == member["trial"])
+        assert exported["checkpoint"] is not None  # the new checkpoint changed the job's version
+        # a queued job is never cached: its answers follow the database
+        queued = api.post("/api/v1/jobs", json=tiny_spec(service.corpus), headers=submit).json()["job_id"]
+        hits = app.state.answers.hits
+        api.get(f"/api/v1/jobs/{queued}", headers=read)
+        api.post(f"/api/v1/jobs/{queued}/cancel", headers=submit)
+        assert api.get(f"/api/v1/jobs/{queued}", headers=read).json()["state"] == "cancelled"
+        assert app.state.answers.hits == hits
+        assert api.get("/api/v1/jobs/999/front", headers=read).status_code == 404

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
@@ -17,7 +17,7 @@ from nas.api.security import ReadToken, StorageDep, SubmitToken
 from nas.data_roots import check_server_paths
 from nas.db.storage import FINISHED_JOB_STATES
 from nas.errors import NotFoundError, SpecError
-from nas.service import best_front_member, front_view, job_summary, submit_job, trial_dict
+from nas.service import best_front_member, front_view, job_summaries, job_summary, submit_job, trial_dict
 from nas.spec import JobSpec, parse_spec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -63,14 +63,17 @@ def list_jobs(storage: StorageDep, _: ReadToken,
               state: Annotated[list[JobState] | None, Query(description="keep jobs in these states")] = None,
               offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
               limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-    rows = storage.list_jobs(limit=limit, offset=offset, states=state)
-    return {"total": storage.count_jobs(states=state), "offset": offset, "limit": limit,
-            "items": [job_summary(storage, row.id) for row in rows]}
+    with storage.unit_of_work():
+        rows = storage.list_jobs(limit=limit, offset=offset, states=state)
+        return {"total": storage.count_jobs(states=state), "offset": offset, "limit": limit,
+                "items": job_summaries(storage, rows)}
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS, summary="A job's state and progress (polling)")
-def get_job(job_id: JobId, storage: StorageDep, _: ReadToken) -> dict[str, Any]:
-    return job_summary(storage, job_id)
+def get_job(job_id: JobId, request: Request, storage: StorageDep, _: ReadToken) -> Response:
+    with storage.unit_of_work():
+        return request.app.state.answers.answer(storage, job_id, ("job", job_id), JobOut,
+                                                lambda: job_summary(storage, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=CancelOut, responses=ERRORS,
@@ -83,37 +86,47 @@ def cancel_job(job_id: JobId, storage: StorageDep, _: SubmitToken) -> dict[str, 
 
 @router.get("/{job_id}/trials", response_model=TrialPage, responses=ERRORS,
             summary="A page of the job's trials, by number, with filters")
-def list_trials(job_id: JobId, storage: StorageDep, _: ReadToken,
+def list_trials(job_id: JobId, request: Request, storage: StorageDep, _: ReadToken,
                 state: Annotated[list[TrialState] | None, Query(description="keep trials in these states")] = None,
                 max_latency_ms: LatencyMs = None,
                 offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-                limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> dict[str, Any]:
+                limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> Response:
     from search_spaces.base import space_class
 
-    describe = space_class(storage.get_job(job_id).space).describe
-    total, rows = storage.trial_page(job_id, states=state, max_latency_ms=max_latency_ms, offset=offset, limit=limit)
-    return {"total": total, "offset": offset, "limit": limit,
-            "items": [trial_dict(t, describe=describe) for t in rows]}
+    def render() -> dict[str, Any]:
+        describe = space_class(storage.get_job(job_id).space).describe
+        total, rows = storage.trial_page(job_id, states=state, max_latency_ms=max_latency_ms, offset=offset,
+                                         limit=limit)
+        return {"total": total, "offset": offset, "limit": limit,
+                "items": [trial_dict(t, describe=describe) for t in rows]}
+
+    key = ("trials", job_id, tuple(state or ()), max_latency_ms, offset, limit)
+    with storage.unit_of_work():
+        return request.app.state.answers.answer(storage, job_id, key, TrialPage, render)
 
 
 @router.get("/{job_id}/trials/{number}", response_model=TrialOut, responses=ERRORS, summary="One trial")
 def get_trial(job_id: JobId, number: TrialNumber, storage: StorageDep, _: ReadToken) -> dict[str, Any]:
     from search_spaces.base import space_class
 
-    describe = space_class(storage.get_job(job_id).space).describe
-    return trial_dict(storage.trial(job_id, number), describe=describe)
+    with storage.unit_of_work():
+        describe = space_class(storage.get_job(job_id).space).describe
+        return trial_dict(storage.trial(job_id, number), describe=describe)
 
 
 @router.get("/{job_id}/front", response_model=FrontOut, responses=ERRORS,
             summary="The Pareto front: task metric against latency, fastest first")
-def get_front(job_id: JobId, storage: StorageDep, _: ReadToken) -> dict[str, Any]:
-    return front_view(storage, job_id)
+def get_front(job_id: JobId, request: Request, storage: StorageDep, _: ReadToken) -> Response:
+    with storage.unit_of_work():
+        return request.app.state.answers.answer(storage, job_id, ("front", job_id), FrontOut,
+                                                lambda: front_view(storage, job_id))
 
 
 @router.get("/{job_id}/best", response_model=FrontMemberOut, responses=ERRORS,
             summary="The best front member at most a latency (default: the job's target)")
 def get_best(job_id: JobId, storage: StorageDep, _: ReadToken, max_latency_ms: LatencyMs = None) -> dict[str, Any]:
-    return best_front_member(storage, job_id, max_latency_ms=max_latency_ms)
+    with storage.unit_of_work():
+        return best_front_member(storage, job_id, max_latency_ms=max_latency_ms)
 
 
 def _event(kind: str, data: dict[str, Any]) -> str:
