@@ -386,14 +386,14 @@ def test_a_finished_jobs_answers_are_reused_until_a_checkpoint_changes_them(serv
     job_id = service.finished_job()
     read, submit = auth(service, "read"), auth(service, "submit")
     with TestClient(app) as api:
-        first = api.get(f"/api/v1/jobs/{job_id}/front", headers=read).json()
-        assert api.get(f"/api/v1/jobs/{job_id}/front", headers=read).json() == first
+        first = api.get(f"/api/v1/jobs/{job_id}", headers=read).json()
+        assert api.get(f"/api/v1/jobs/{job_id}", headers=read).json() == first
         assert app.state.answers.hits == 1
-        member = next(m for m in first["members"] if m["checkpoint"] is None)
-        api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": member["trial"]}, headers=submit)
-        after = api.get(f"/api/v1/jobs/{job_id}/front", headers=read).json()
-        exported = next(m for m in after["members"] if m["trial"] == member["trial"])
-        assert exported["checkpoint"] is not None  # the new checkpoint changed the job's version
+        exported = {c.trial_id for c in service.storage.checkpoints(job_id)}
+        other = next(t for t in service.storage.trials(job_id) if t.state == "complete" and t.id not in exported)
+        api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": other.number}, headers=submit)
+        after = api.get(f"/api/v1/jobs/{job_id}", headers=read).json()
+        assert after["checkpoint"]["trial"] == other.number != first["checkpoint"]["trial"]  # a new version
         # a queued job is never cached: its answers follow the database
         queued = api.post("/api/v1/jobs", json=tiny_spec(service.corpus), headers=submit).json()["job_id"]
         hits = app.state.answers.hits
