@@ -155,8 +155,8 @@ def export_and_record(storage: Storage, *, job_id: int, trial: TrialRow, latency
     """Export `trial` with the protocol of its latest latency sample, and store the checkpoint's row."""
     samples = [s for s in storage.latency_samples(job_id=job_id) if s.trial_id == trial.id]
     protocol = samples[-1].protocol if samples else None
-    exported = export_trial(storage, job=storage.get_job(job_id), trial=trial, out_dir=out_dir, latency_ms=latency_ms,
-                            protocol=protocol)
+    exported = export_trial(storage, job=storage.get_job(job_id), trial=trial, out_dir=out_dir,
+                            latency_ms=latency_ms, protocol=protocol)
     return storage.add_checkpoint(job_id=job_id, trial_id=trial.id, path=str(exported.path),
                                   archive_path=str(exported.archive_path), sha256=exported.sha256,
                                   size_bytes=exported.size_bytes, measured_latency_ms=latency_ms)

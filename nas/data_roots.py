@@ -71,7 +71,8 @@ def _check_one(item: DataPath, roots: Sequence[Path], private: Sequence[Path]) -
     try:
         mode = os.stat(resolved).st_mode
     except OSError:
-        raise SpecError(f"{item.field}: no such {item.kind} in the data roots: {item.value!r}; check the path") from None
+        raise SpecError(f"{item.field}: no such {item.kind} in the data roots: {item.value!r}; check the "
+                        "path") from None
     wanted = stat.S_ISDIR(mode) if item.kind == "folder" else stat.S_ISREG(mode)
     if not wanted:
         raise SpecError(f"{item.field}: {item.value!r} is not a regular {item.kind}; give a {item.kind} "

@@ -12,7 +12,7 @@ from nas.db.storage import Storage, isoformat, open_storage
 from nas.pareto import Point, best_under
 from nas.settings import Settings
 from nas.spec import JobSpec
-from search_spaces.errors import ConflictError, NotFoundError, SpecError
+from search_spaces.errors import ConflictError, SpecError
 from workers.executors.base import Executor
 
 if TYPE_CHECKING:

@@ -129,7 +129,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         yield
 
-    app = FastAPI(lifespan=lifespan, title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json", docs_url=f"{API_PREFIX}/docs",
+    app = FastAPI(lifespan=lifespan, title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json",
+                  docs_url=f"{API_PREFIX}/docs",
                   redoc_url=None,
                   description="Hardware-aware neural architecture search: submit search jobs with a latency target, "
                               "browse Pareto fronts, download the best checkpoints. Authenticate with "

@@ -59,7 +59,8 @@ class JobEvents:
                     watch.version += 1
                     watch.changed.notify_all()
 
-    async def watch(self, job_id: int, *, first: dict[str, Any], quiet_s: float) -> AsyncIterator[dict[str, Any] | None]:
+    async def watch(self, job_id: int, *, first: dict[str, Any],
+                    quiet_s: float) -> AsyncIterator[dict[str, Any] | None]:
         """The job's summaries as they change (the current one first); None after `quiet_s` without change
         (time for a keep-alive). Ends only when the caller stops iterating."""
         watch = self._watches.get(job_id)

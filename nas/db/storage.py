@@ -347,7 +347,8 @@ class Storage:
         with self.session() as s:
             newest = (select(func.max(CheckpointRow.id)).where(CheckpointRow.job_id.in_(list(job_ids)))
                       .group_by(CheckpointRow.job_id))
-            rows = s.execute(select(CheckpointRow, TrialRow.number).join(TrialRow, TrialRow.id == CheckpointRow.trial_id)
+            rows = s.execute(select(CheckpointRow, TrialRow.number)
+                             .join(TrialRow, TrialRow.id == CheckpointRow.trial_id)
                              .where(CheckpointRow.id.in_(newest)))
             return {row.job_id: (row, number) for row, number in rows}
 

@@ -100,8 +100,8 @@ def test_spec_field_errors_name_field_rule_value(service: Service, api: Any) -> 
     assert any(p.startswith("colour: unknown field") for p in problems)
     relative = api.post("/api/v1/jobs", json=tiny_spec(service.corpus, task={
         "kind": "language-modeling", "train": os.path.relpath(service.corpus)}), headers=auth(service, "submit"))
-    assert relative.status_code == 422 and "task.train: a spec sent to the server needs a dataset:NAME, a builtin: corpus or an absolute path" in \
-        relative.json()["detail"]
+    assert relative.status_code == 422 and ("task.train: a spec sent to the server needs a dataset:NAME, a "
+                                            "builtin: corpus or an absolute path") in relative.json()["detail"]
     device = api.post("/api/v1/jobs", json=tiny_spec(service.corpus, device="tpu-v9"), headers=auth(service, "submit"))
     assert device.status_code == 422 and "device: no device profile named 'tpu-v9'" in device.json()["detail"]
     assert job_count(service) == 0

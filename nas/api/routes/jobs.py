@@ -18,7 +18,7 @@ from nas.data_roots import check_server_paths
 from nas.db.storage import FINISHED_JOB_STATES
 from nas.errors import NotFoundError, SpecError
 from nas.service import best_front_member, front_view, job_summaries, job_summary, submit_job, trial_dict
-from nas.spec import JobSpec, parse_spec
+from nas.spec import parse_spec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
