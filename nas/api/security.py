@@ -30,40 +30,58 @@ def get_storage(request: Request) -> Storage:
     return request.app.state.storage
 
 
+def _authenticate(request: Request, storage: Storage, credentials: HTTPAuthorizationCredentials | None,
+                  scope: Scope) -> ApiTokenRow:
+    limiter = request.app.state.auth_limiter
+    address = request.client.host if request.client else "unknown"
+    token_hash = hash_token(credentials.credentials) if credentials and credentials.credentials else None
+    wait_s = limiter.retry_after_s(address, token_hash)
+    if wait_s > 0:
+        raise TooManyRequestsError(f"too many failed authentications from {address}; retry in {wait_s:.0f} s "
+                                   "with a valid token", retry_after_s=wait_s)
+    if credentials is None or not credentials.credentials or token_hash is None:
+        limiter.record_failure(address)
+        raise AuthError("no bearer token: send the header 'Authorization: Bearer <token>'; "
+                        f"create a token with `hwnas token create --scope {scope}`")
+    row = storage.token_by_hash(token_hash)
+    if row is None:
+        limiter.record_failure(address)
+        raise AuthError("the bearer token is unknown, expired or revoked; create one with "
+                        f"`hwnas token create --scope {scope}`")
+    limiter.record_success(address, token_hash)
+    touch_s = request.app.state.settings.token_touch_interval_s
+    if row.last_used_at is None or _age_s(row.last_used_at) >= touch_s:
+        storage.touch_token(row.id, stale_after_s=touch_s)
+    if not scope_allows(row.scope, scope):
+        raise ForbiddenError(f"this needs a token of scope {scope!r} (or above); this token's scope is "
+                             f"{row.scope!r}; create one with `hwnas token create --scope {scope}`")
+    return row
+
+
 def require(scope: Scope) -> Callable[..., ApiTokenRow]:
     """A dependency that lets a request through with a live token of at least `scope`."""
 
     def check(request: Request, storage: Annotated[Storage, Depends(get_storage)],
               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiTokenRow:
-        limiter = request.app.state.auth_limiter
-        address = request.client.host if request.client else "unknown"
-        token_hash = hash_token(credentials.credentials) if credentials and credentials.credentials else None
-        wait_s = limiter.retry_after_s(address, token_hash)
-        if wait_s > 0:
-            raise TooManyRequestsError(f"too many failed authentications from {address}; retry in {wait_s:.0f} s "
-                                       "with a valid token", retry_after_s=wait_s)
-        if credentials is None or not credentials.credentials:
-            limiter.record_failure(address)
-            raise AuthError("no bearer token: send the header 'Authorization: Bearer <token>'; "
-                            f"create a token with `hwnas token create --scope {scope}`")
-        row = storage.token_by_hash(token_hash)
-        if row is None:
-            limiter.record_failure(address)
-            raise AuthError("the bearer token is unknown, expired or revoked; create one with "
-                            f"`hwnas token create --scope {scope}`")
-        limiter.record_success(address, token_hash)
-        touch_s = request.app.state.settings.token_touch_interval_s
-        if row.last_used_at is None or _age_s(row.last_used_at) >= touch_s:
-            storage.touch_token(row.id, stale_after_s=touch_s)
-        if not scope_allows(row.scope, scope):
-            raise ForbiddenError(f"this needs a token of scope {scope!r} (or above); this token's scope is "
-                                 f"{row.scope!r}; create one with `hwnas token create --scope {scope}`")
-        return row
+        return _authenticate(request, storage, credentials, scope)
 
     return check
+
+
+def require_in_route(scope: Scope) -> Callable[..., Callable[[], ApiTokenRow]]:
+    """The same check, handed to the route to run in its own database thread and unit of work: a hot read
+    then makes one thread hop and checks out one connection, not two of each. The route must call it first."""
+
+    async def deferred(request: Request, storage: Annotated[Storage, Depends(get_storage)],
+                       credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+                       ) -> Callable[[], ApiTokenRow]:
+        return lambda: _authenticate(request, storage, credentials, scope)
+
+    return deferred
 
 
 ReadToken = Annotated[ApiTokenRow, Depends(require("read"))]
 SubmitToken = Annotated[ApiTokenRow, Depends(require("submit"))]
 AdminToken = Annotated[ApiTokenRow, Depends(require("admin"))]
 StorageDep = Annotated[Storage, Depends(get_storage)]
+ReadCheck = Annotated[Callable[[], ApiTokenRow], Depends(require_in_route("read"))]

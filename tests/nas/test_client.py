@@ -147,3 +147,42 @@ def test_serve_binds_loopback_prints_a_first_admin_token_and_never_logs_it(tmp_p
     again = subprocess.run([sys.executable, "-m", "nas.cli", "token", "create", "--scope", "root"], env=env,
                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "scope: must be one of read, submit, admin" in again.stderr
+
+
+@pytest.mark.slow
+def test_serve_with_several_api_processes(tmp_path: Path) -> None:
+    """`hwnas serve --workers 2`: two API processes answer on one port, each with the app built from the
+    environment; a token created through one is accepted by both, and a revocation holds in both at once."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "HWNAS_DATA_DIR": str(tmp_path / "data"), "HWNAS_EXECUTOR": "in-process",
+           **FAST_MEASURING_ENV}
+    process = subprocess.Popen([sys.executable, "-m", "nas.cli", "serve", "--port", str(port), "--workers", "2",
+                                "--no-controller"], env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        token = None
+        deadline = time.monotonic() + 60
+        while token is None and time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if line.startswith("first admin token"):
+                token = line.rsplit(" ", 1)[-1].strip()
+        url = f"http://127.0.0.1:{port}"
+        while True:
+            try:
+                httpx.get(f"{url}/api/v1/health")
+                break
+            except httpx.ConnectError:
+                assert time.monotonic() < deadline, "server did not answer"
+                time.sleep(0.2)
+        admin = {"Authorization": f"Bearer {token}"}
+        created = httpx.post(f"{url}/api/v1/tokens", json={"name": "w", "scope": "read"}, headers=admin).json()
+        reader = {"Authorization": f"Bearer {created['token']}"}
+        with httpx.Client(base_url=url) as client:  # new connections land on either process
+            assert all(httpx.get(f"{url}/api/v1/jobs", headers=reader).status_code == 200 for _ in range(10))
+            assert client.delete(f"/api/v1/tokens/{created['id']}", headers=admin).status_code == 200
+            assert all(httpx.get(f"{url}/api/v1/jobs", headers=reader).status_code == 401 for _ in range(10))
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)

@@ -13,7 +13,7 @@ from fastapi.responses import StreamingResponse
 
 from nas.api.events import summary_key
 from nas.api.schemas import CancelOut, FrontMemberOut, FrontOut, JobOut, JobPage, Problem, TrialOut, TrialPage
-from nas.api.security import ReadToken, StorageDep, SubmitToken
+from nas.api.security import ReadCheck, ReadToken, StorageDep, SubmitToken
 from nas.data_roots import check_server_paths
 from nas.db.storage import FINISHED_JOB_STATES
 from nas.errors import NotFoundError, SpecError
@@ -59,21 +59,29 @@ def submit(body: Annotated[dict[str, Any], Body(openapi_examples={"demo": {"valu
 
 
 @router.get("", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")
-def list_jobs(storage: StorageDep, _: ReadToken,
-              state: Annotated[list[JobState] | None, Query(description="keep jobs in these states")] = None,
-              offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-              limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-    with storage.unit_of_work():
-        rows = storage.list_jobs(limit=limit, offset=offset, states=state)
-        return {"total": storage.count_jobs(states=state), "offset": offset, "limit": limit,
-                "items": job_summaries(storage, rows)}
+async def list_jobs(storage: StorageDep, authenticate: ReadCheck,
+                    state: Annotated[list[JobState] | None, Query(description="keep jobs in these states")] = None,
+                    offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
+    def answer() -> dict[str, Any]:
+        with storage.unit_of_work():
+            authenticate()
+            rows = storage.list_jobs(limit=limit, offset=offset, states=state)
+            return {"total": storage.count_jobs(states=state), "offset": offset, "limit": limit,
+                    "items": job_summaries(storage, rows)}
+
+    return await run_in_threadpool(answer)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS, summary="A job's state and progress (polling)")
-def get_job(job_id: JobId, request: Request, storage: StorageDep, _: ReadToken) -> Response:
-    with storage.unit_of_work():
-        return request.app.state.answers.answer(storage, job_id, ("job", job_id), JobOut,
-                                                lambda: job_summary(storage, job_id))
+async def get_job(job_id: JobId, request: Request, storage: StorageDep, authenticate: ReadCheck) -> Response:
+    def answer() -> Response:
+        with storage.unit_of_work():
+            authenticate()
+            return request.app.state.answers.answer(storage, job_id, ("job", job_id), JobOut,
+                                                    lambda: job_summary(storage, job_id))
+
+    return await run_in_threadpool(answer)
 
 
 @router.post("/{job_id}/cancel", response_model=CancelOut, responses=ERRORS,
@@ -86,7 +94,7 @@ def cancel_job(job_id: JobId, storage: StorageDep, _: SubmitToken) -> dict[str, 
 
 @router.get("/{job_id}/trials", response_model=TrialPage, responses=ERRORS,
             summary="A page of the job's trials, by number, with filters")
-def list_trials(job_id: JobId, request: Request, storage: StorageDep, _: ReadToken,
+async def list_trials(job_id: JobId, request: Request, storage: StorageDep, authenticate: ReadCheck,
                 state: Annotated[list[TrialState] | None, Query(description="keep trials in these states")] = None,
                 max_latency_ms: LatencyMs = None,
                 offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
@@ -100,9 +108,13 @@ def list_trials(job_id: JobId, request: Request, storage: StorageDep, _: ReadTok
         return {"total": total, "offset": offset, "limit": limit,
                 "items": [trial_dict(t, describe=describe) for t in rows]}
 
-    key = ("trials", job_id, tuple(state or ()), max_latency_ms, offset, limit)
-    with storage.unit_of_work():
-        return request.app.state.answers.answer(storage, job_id, key, TrialPage, render)
+    def answer() -> Response:
+        with storage.unit_of_work():
+            authenticate()
+            key = ("trials", job_id, tuple(state or ()), max_latency_ms, offset, limit)
+            return request.app.state.answers.answer(storage, job_id, key, TrialPage, render)
+
+    return await run_in_threadpool(answer)
 
 
 @router.get("/{job_id}/trials/{number}", response_model=TrialOut, responses=ERRORS, summary="One trial")
@@ -116,10 +128,14 @@ def get_trial(job_id: JobId, number: TrialNumber, storage: StorageDep, _: ReadTo
 
 @router.get("/{job_id}/front", response_model=FrontOut, responses=ERRORS,
             summary="The Pareto front: task metric against latency, fastest first")
-def get_front(job_id: JobId, request: Request, storage: StorageDep, _: ReadToken) -> Response:
-    with storage.unit_of_work():
-        return request.app.state.answers.answer(storage, job_id, ("front", job_id), FrontOut,
-                                                lambda: front_view(storage, job_id))
+async def get_front(job_id: JobId, request: Request, storage: StorageDep, authenticate: ReadCheck) -> Response:
+    def answer() -> Response:
+        with storage.unit_of_work():
+            authenticate()
+            return request.app.state.answers.answer(storage, job_id, ("front", job_id), FrontOut,
+                                                    lambda: front_view(storage, job_id))
+
+    return await run_in_threadpool(answer)
 
 
 @router.get("/{job_id}/best", response_model=FrontMemberOut, responses=ERRORS,
