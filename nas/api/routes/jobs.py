@@ -95,10 +95,11 @@ def cancel_job(job_id: JobId, storage: StorageDep, _: SubmitToken) -> dict[str, 
 @router.get("/{job_id}/trials", response_model=TrialPage, responses=ERRORS,
             summary="A page of the job's trials, by number, with filters")
 async def list_trials(job_id: JobId, request: Request, storage: StorageDep, authenticate: ReadCheck,
-                state: Annotated[list[TrialState] | None, Query(description="keep trials in these states")] = None,
-                max_latency_ms: LatencyMs = None,
-                offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-                limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> Response:
+                      state: Annotated[list[TrialState] | None,
+                                       Query(description="keep trials in these states")] = None,
+                      max_latency_ms: LatencyMs = None,
+                      offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+                      limit: Annotated[int, Query(ge=1, le=5000)] = 100) -> Response:
     from search_spaces.base import space_class
 
     def render() -> dict[str, Any]:
