@@ -514,10 +514,12 @@ class Storage:
         now = utcnow()
         cutoff = datetime.fromtimestamp(now.timestamp() - stale_after_s, tz=now.tzinfo)
         with self.session() as s:
+            # synchronize_session=False: inside a unit of work the token's row is in this session already,
+            # and evaluating the criteria on it in Python would compare SQLite's naive datetimes with aware ones.
             s.execute(update(ApiTokenRow).where(ApiTokenRow.id == token_id,
                                                 ApiTokenRow.last_used_at.is_(None)
                                                 | (ApiTokenRow.last_used_at < cutoff))
-                      .values(last_used_at=now))
+                      .values(last_used_at=now).execution_options(synchronize_session=False))
 
     def list_tokens(self) -> list[ApiTokenRow]:
         with self.session() as s:

@@ -109,3 +109,21 @@ def test_failed_authentication_is_rate_limited_per_address(service: Service) -> 
         assert shared.get("/api/v1/jobs", headers={"Authorization": "Bearer hwnas_guess2"}).status_code == 429
         assert shared.get("/api/v1/jobs", headers=auth(service, "read")).status_code == 200
         assert shared.get("/api/v1/jobs", headers=auth(service, "submit")).status_code == 429
+
+
+def test_a_stale_last_use_is_recorded_on_every_kind_of_route(service: Service, api: Any) -> None:
+    """The last use is written inside a read's unit of work too (the token's row is in that session)."""
+    from datetime import UTC, datetime, timedelta
+
+    from nas.db.models import ApiTokenRow
+
+    job_id = service.finished_job()
+    for path in (f"/api/v1/jobs/{job_id}", f"/api/v1/jobs/{job_id}/front", "/api/v1/jobs", "/api/v1/devices"):
+        with service.storage.session() as s:
+            row = s.query(ApiTokenRow).filter_by(name="test read").one()
+            row.last_used_at = datetime.now(UTC) - timedelta(hours=2)
+        answer = api.get(path, headers=auth(service, "read"))
+        assert answer.status_code == 200, (path, answer.text)
+        (row,) = [t for t in service.storage.list_tokens() if t.name == "test read"]
+        last = row.last_used_at if row.last_used_at.tzinfo else row.last_used_at.replace(tzinfo=UTC)
+        assert datetime.now(UTC) - last < timedelta(minutes=1), path
