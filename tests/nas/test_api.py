@@ -226,6 +226,9 @@ def test_export_on_request_then_reuse(service: Service, api: Any) -> None:
     refused = api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": infeasible.number}, headers=submit)
     assert refused.status_code == 409 and "no trained weights" in refused.json()["detail"]
     assert api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": "x"}, headers=submit).status_code == 422
+    unknown = api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": 99_999}, headers=submit)
+    assert unknown.status_code == 422 and unknown.json()["detail"].startswith(f"trial: job {job_id} has no trial 99999")
+    assert api.post("/api/v1/jobs/4242/checkpoints", json={"trial": 1}, headers=submit).status_code == 404
     assert len(service.storage.checkpoints(job_id)) == 2
 
 

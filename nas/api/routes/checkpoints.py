@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse
 from nas.api.routes.jobs import ERRORS, JobId
 from nas.api.schemas import CheckpointOut, ExportRequest
 from nas.api.security import ReadToken, StorageDep, SubmitToken
-from nas.errors import NotFoundError
+from nas.db.storage import Storage
+from nas.errors import NotFoundError, SpecError
 from nas.service import checkpoint_for_trial
 
 router = APIRouter(prefix="/jobs", tags=["checkpoints"])
@@ -22,11 +23,23 @@ ArchiveName = Annotated[str, Path(min_length=8, max_length=200, pattern=r"^[A-Za
 SHA256_HEADER = "X-Checkpoint-SHA256"
 
 
+def _trial_in_body_exists(storage: Storage, job_id: int, number: int) -> None:
+    """404 for an unknown job (the path); 422 for a trial number (the body) that the job does not have."""
+    try:
+        storage.trial(job_id, number)
+    except NotFoundError:
+        storage.get_job(job_id)
+        raise SpecError(f"trial: job {job_id} has no trial {number}; list its trials with GET "
+                        f"/api/v1/jobs/{job_id}/trials") from None
+
+
 @router.post("/{job_id}/checkpoints", response_model=CheckpointOut, responses={**ERRORS, 201: {"model": CheckpointOut}},
              summary="Export a trial (or the best under a latency) as a checkpoint; returns its download link")
 async def export_checkpoint(job_id: JobId, request: ExportRequest, response: Response, storage: StorageDep,
                             http: Request, _: SubmitToken) -> dict[str, Any]:
     settings = http.app.state.settings
+    if request.trial is not None:
+        await run_in_threadpool(_trial_in_body_exists, storage, job_id, request.trial)
     checkpoint, created = await run_in_threadpool(checkpoint_for_trial, storage, settings, job_id,
                                                   trial_number=request.trial, max_latency_ms=request.max_latency_ms)
     response.status_code = 201 if created else 200
