@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import io
 import json
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,27 @@ def existing_checkpoint(storage: Storage, job_id: int, trial_id: int) -> Any | N
         if row.trial_id == trial_id and Path(row.archive_path).is_file():
             return row
     return None
+
+
+def checkpoint_dir(artifacts_dir: Path, job_id: int, trial_number: int) -> Path:
+    """Where a job's trial is exported in the service's artifacts (by the job's end and on request alike)."""
+    return artifacts_dir / f"job-{job_id}" / f"checkpoint-trial-{trial_number}"
+
+
+def export_once(storage: Storage, *, job_id: int, trial: TrialRow, latency_ms: float,
+                out_dir: Path) -> tuple[Any, bool]:
+    """The trial's checkpoint: the stored one when its archive is still there, else exported into `out_dir`
+    (replacing a half-written folder) and recorded. The check and the export hold `export_lock(out_dir)`, so
+    concurrent callers export once. Returns (checkpoint row, created)."""
+    with export_lock(out_dir):
+        row = existing_checkpoint(storage, job_id, trial.id)
+        if row is not None:
+            return row, False
+        if out_dir.exists():
+            shutil.rmtree(out_dir)  # a half-written export from an interrupted request
+        checkpoint_id = export_and_record(storage, job_id=job_id, trial=trial, latency_ms=latency_ms,
+                                          out_dir=out_dir)
+    return next(c for c in storage.checkpoints(job_id) if c.id == checkpoint_id), True
 
 
 def export_and_record(storage: Storage, *, job_id: int, trial: TrialRow, latency_ms: float, out_dir: Path) -> int:

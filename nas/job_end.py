@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from latency_models.meter import LatencySample
-from nas.checkpoints import existing_checkpoint, export_and_record, export_lock
+from nas.checkpoints import checkpoint_dir, export_once
 from nas.db.models import TrialRow
 from nas.db.storage import Storage
 from nas.job_context import JobContext
@@ -54,13 +53,9 @@ def finish_job(storage: Storage, recorder: Recorder, ctx: JobContext, *, measure
                 f"{ctx.device.name!r} ({detail}); no checkpoint exported: raise latency_target_ms or allow "
                 "smaller archs")
     best = storage.trial(ctx.job.id, trials[best_point.key].number)
-    out_dir = artifacts_dir / f"job-{ctx.job.id}" / f"checkpoint-trial-{best.number}"
-    with export_lock(out_dir):  # an export requested over the API may be writing the same folder
-        if existing_checkpoint(storage, ctx.job.id, best.id) is None:
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            export_and_record(storage, job_id=ctx.job.id, trial=best, latency_ms=best_point.latency_ms,
-                              out_dir=out_dir)
+    # An export requested over the API may be writing the same folder: export_once shares its lock.
+    export_once(storage, job_id=ctx.job.id, trial=best, latency_ms=best_point.latency_ms,
+                out_dir=checkpoint_dir(artifacts_dir, ctx.job.id, best.number))
     logger.info("job %s exported trial %s", ctx.job.id, best.number)
     return (f"{done} trials; best under {target} ms: trial {best.number} with {ctx.task.metric_name} "
             f"{best.metric:.4f} at {best_point.latency_ms:.3f} ms")

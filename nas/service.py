@@ -278,18 +278,11 @@ def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None,
 def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, trial_number: int | None,
                          max_latency_ms: float | None) -> tuple[dict[str, Any], bool]:
     """The trial's checkpoint, exported into the job's artifacts on first request. Returns (checkpoint, created)."""
+    from nas.checkpoints import checkpoint_dir, export_once
+
     if trial_number is None:
         trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]
-    from nas.checkpoints import existing_checkpoint, export_lock
-
     trial = storage.trial(job_id, trial_number)
-    out_dir = settings.artifacts_dir / f"job-{job_id}" / f"checkpoint-trial-{trial_number}"
-    with export_lock(out_dir):  # check and export as one step: concurrent requests export once
-        row = existing_checkpoint(storage, job_id, trial.id)
-        if row is not None:
-            return checkpoint_dict(row, job_id=job_id, trial_number=trial.number), False
-        if out_dir.exists():
-            import shutil
-
-            shutil.rmtree(out_dir)  # a half-written export from an interrupted request
-        return export_job_trial(storage, job_id, trial_number=trial_number, out_dir=out_dir), True
+    row, created = export_once(storage, job_id=job_id, trial=trial, latency_ms=trial.latency_ms or 0.0,
+                               out_dir=checkpoint_dir(settings.artifacts_dir, job_id, trial.number))
+    return {"job_id": job_id, **checkpoint_dict(row, job_id=job_id, trial_number=trial.number)}, created
