@@ -98,6 +98,27 @@ def test_cli_as_a_client_submit_jobs_pareto_fetch(live_server: LiveServer, tmp_p
     assert bad.returncode == 8 and "unknown, expired or revoked" in bad.stderr
 
 
+def first_admin_token(process: subprocess.Popen[str], *, deadline: float) -> str | None:
+    """The token `hwnas serve` prints once on a first start, read from its output."""
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        if line.startswith("first admin token"):
+            return line.rsplit(" ", 1)[-1].strip()
+    return None
+
+
+def wait_until_healthy(url: str, *, deadline: float) -> None:
+    import httpx
+
+    while True:
+        try:
+            httpx.get(f"{url}/api/v1/health")
+            return
+        except httpx.ConnectError:
+            assert time.monotonic() < deadline, "server did not answer"
+            time.sleep(0.2)
+
+
 @pytest.mark.slow
 def test_serve_binds_loopback_prints_a_first_admin_token_and_never_logs_it(tmp_path: Path) -> None:
     import httpx
@@ -108,22 +129,12 @@ def test_serve_binds_loopback_prints_a_first_admin_token_and_never_logs_it(tmp_p
     process = subprocess.Popen([sys.executable, "-m", "nas.cli", "serve", "--port", str(port)], env=env,
                                cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        token = None
         deadline = time.monotonic() + 60
-        while token is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if line.startswith("first admin token"):
-                token = line.rsplit(" ", 1)[-1].strip()
+        token = first_admin_token(process, deadline=deadline)
         assert token and token.startswith("hwnas_")
         assert process.stdout.readline().strip() == f"web page: http://127.0.0.1:{port}/#token={token}"
         url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                httpx.get(f"{url}/api/v1/health")
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline, "server did not answer"
-                time.sleep(0.2)
+        wait_until_healthy(url, deadline=deadline)
         headers = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{url}/api/v1/jobs", headers=headers).status_code == 200
         assert httpx.get(f"{url}/api/v1/jobs/5", headers=headers).status_code == 404
@@ -162,20 +173,10 @@ def test_serve_with_several_api_processes(tmp_path: Path) -> None:
                                 "--no-controller"], env=env, cwd=REPO_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        token = None
         deadline = time.monotonic() + 60
-        while token is None and time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if line.startswith("first admin token"):
-                token = line.rsplit(" ", 1)[-1].strip()
+        token = first_admin_token(process, deadline=deadline)
         url = f"http://127.0.0.1:{port}"
-        while True:
-            try:
-                httpx.get(f"{url}/api/v1/health")
-                break
-            except httpx.ConnectError:
-                assert time.monotonic() < deadline, "server did not answer"
-                time.sleep(0.2)
+        wait_until_healthy(url, deadline=deadline)
         admin = {"Authorization": f"Bearer {token}"}
         created = httpx.post(f"{url}/api/v1/tokens", json={"name": "w", "scope": "read"}, headers=admin).json()
         reader = {"Authorization": f"Bearer {created['token']}"}

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel
 
 from nas.api.events import summary_key
 from nas.api.schemas import CancelOut, FrontMemberOut, FrontOut, JobOut, JobPage, Problem, TrialOut, TrialPage
 from nas.api.security import ReadCheck, ReadToken, StorageDep, SubmitToken
 from nas.data_roots import check_server_paths
-from nas.db.storage import FINISHED_JOB_STATES
+from nas.db.storage import FINISHED_JOB_STATES, Storage
 from nas.errors import NotFoundError, SpecError
 from nas.service import best_front_member, front_view, job_summaries, job_summary, submit_job, trial_dict
 from nas.spec import parse_spec
@@ -40,6 +41,19 @@ SPEC_EXAMPLE = {
     "device": "cpu-1t", "latency_target_ms": 1.0, "strategy": "nsga2",
     "budget": {"trials": 8, "train_steps": 50}, "seed": 0,
 }
+
+
+async def _job_answer(request: Request, storage: Storage, authenticate: Callable[[], Any], job_id: int,
+                      key: Hashable, model: type[BaseModel], render: Callable[[], Any]) -> Response:
+    """A hot read of one job: the token check and the reads in one database thread and one unit of work,
+    the answer rendered once per version of a finished job (`nas.api.read_cache`)."""
+
+    def answer() -> Response:
+        with storage.unit_of_work():
+            authenticate()
+            return request.app.state.answers.answer(storage, job_id, key, model, render)
+
+    return await run_in_threadpool(answer)
 
 
 @router.post("", status_code=201, response_model=JobOut, responses=ERRORS,
@@ -75,13 +89,8 @@ async def list_jobs(storage: StorageDep, authenticate: ReadCheck,
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS, summary="A job's state and progress (polling)")
 async def get_job(job_id: JobId, request: Request, storage: StorageDep, authenticate: ReadCheck) -> Response:
-    def answer() -> Response:
-        with storage.unit_of_work():
-            authenticate()
-            return request.app.state.answers.answer(storage, job_id, ("job", job_id), JobOut,
-                                                    lambda: job_summary(storage, job_id))
-
-    return await run_in_threadpool(answer)
+    return await _job_answer(request, storage, authenticate, job_id, ("job", job_id), JobOut,
+                             lambda: job_summary(storage, job_id))
 
 
 @router.post("/{job_id}/cancel", response_model=CancelOut, responses=ERRORS,
@@ -109,13 +118,8 @@ async def list_trials(job_id: JobId, request: Request, storage: StorageDep, auth
         return {"total": total, "offset": offset, "limit": limit,
                 "items": [trial_dict(t, describe=describe) for t in rows]}
 
-    def answer() -> Response:
-        with storage.unit_of_work():
-            authenticate()
-            key = ("trials", job_id, tuple(state or ()), max_latency_ms, offset, limit)
-            return request.app.state.answers.answer(storage, job_id, key, TrialPage, render)
-
-    return await run_in_threadpool(answer)
+    key = ("trials", job_id, tuple(state or ()), max_latency_ms, offset, limit)
+    return await _job_answer(request, storage, authenticate, job_id, key, TrialPage, render)
 
 
 @router.get("/{job_id}/trials/{number}", response_model=TrialOut, responses=ERRORS, summary="One trial")
@@ -130,13 +134,8 @@ def get_trial(job_id: JobId, number: TrialNumber, storage: StorageDep, _: ReadTo
 @router.get("/{job_id}/front", response_model=FrontOut, responses=ERRORS,
             summary="The Pareto front: task metric against latency, fastest first")
 async def get_front(job_id: JobId, request: Request, storage: StorageDep, authenticate: ReadCheck) -> Response:
-    def answer() -> Response:
-        with storage.unit_of_work():
-            authenticate()
-            return request.app.state.answers.answer(storage, job_id, ("front", job_id), FrontOut,
-                                                    lambda: front_view(storage, job_id))
-
-    return await run_in_threadpool(answer)
+    return await _job_answer(request, storage, authenticate, job_id, ("front", job_id), FrontOut,
+                             lambda: front_view(storage, job_id))
 
 
 @router.get("/{job_id}/best", response_model=FrontMemberOut, responses=ERRORS,
