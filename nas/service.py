@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 
 def storage_for(settings: Settings) -> Storage:
-    return open_storage(settings.resolved_database_url)
+    # One connection per database thread of the API, and a few for the event pollers and the serve loop.
+    return open_storage(settings.resolved_database_url, pool_size=settings.api_threads + 4)
 
 
 def executor_factory(settings: Settings) -> Callable[[], Executor]:

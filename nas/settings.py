@@ -55,8 +55,8 @@ class Settings(BaseSettings):
                                           description="how stale a token's recorded last use may get")
     api_workers: int = Field(default=1, ge=1, le=64, description="API worker processes of `hwnas serve`")
     api_threads: int = Field(default=8, ge=1, le=1024,
-                             description="threads per API process for database work (fewer than the connection "
-                                         "pool: a thread never waits for a connection)")
+                             description="threads per API process for database work (the connection pool keeps "
+                                         "this many plus 4 open: a thread never waits for, or opens, a connection)")
     url: str | None = Field(default=None, description="a server for the CLI and nas.client; unset: the local database")
     token: SecretStr | None = Field(default=None, description="bearer token for `url`")
 

@@ -27,18 +27,21 @@ def sqlite_pragmas(engine: Engine) -> None:
         cursor.close()
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL mode, foreign keys and a busy timeout."""
+def make_engine(url: str, *, pool_size: int = 5) -> Engine:
+    """An engine for `url`; SQLite gets WAL mode, foreign keys and a busy timeout. A server database keeps
+    `pool_size` connections open: a thread that finds the pool full would otherwise open (and close) a
+    connection of its own, and on PostgreSQL that is a new server process per request."""
     if url.startswith("sqlite"):
         from nas.db.single_process import sqlite_path
 
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size,
+                               max_overflow=pool_size)
         sqlite_pragmas(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=pool_size)
 
 
 def alembic_config(url: str) -> Any:

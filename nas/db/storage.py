@@ -48,6 +48,8 @@ class Storage:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._autocommit_sessions = sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT"),
+                                                 expire_on_commit=False)
         self._bound: contextvars.ContextVar[Session | None] = contextvars.ContextVar(f"hwnas-session-{id(self)}",
                                                                                     default=None)
 
@@ -56,13 +58,16 @@ class Storage:
         return self.engine.url.render_as_string(hide_password=False)
 
     @contextlib.contextmanager
-    def unit_of_work(self) -> Iterator[None]:
+    def unit_of_work(self, *, autocommit: bool = False) -> Iterator[None]:
         """Run every storage call inside on one session (one pooled connection, one transaction), committed
-        at the end: a request that makes several reads checks out one connection, not one per read."""
+        at the end: a request that makes several reads checks out one connection, not one per read.
+
+        With `autocommit` each statement is its own transaction: no BEGIN and COMMIT round trips, for hot
+        reads that need no snapshot shared by their statements."""
         if self._bound.get() is not None:
             yield
             return
-        with self.session() as session:
+        with self.session(autocommit=autocommit) as session:
             token = self._bound.set(session)
             try:
                 yield
@@ -70,12 +75,12 @@ class Storage:
                 self._bound.reset(token)
 
     @contextlib.contextmanager
-    def session(self) -> Iterator[Session]:
+    def session(self, *, autocommit: bool = False) -> Iterator[Session]:
         bound = self._bound.get()
         if bound is not None:  # inside unit_of_work: its session, committed (or rolled back) by it
             yield bound
             return
-        session = self._sessions()
+        session = (self._autocommit_sessions if autocommit else self._sessions)()
         try:
             yield session
             session.commit()
@@ -535,11 +540,12 @@ class Storage:
             return row
 
 
-def open_storage(url: str) -> Storage:
-    """An engine for `url`, migrated to the newest schema, with the built-in device profiles."""
+def open_storage(url: str, *, pool_size: int = 5) -> Storage:
+    """An engine for `url` (keeping `pool_size` connections), migrated to the newest schema, with the built-in
+    device profiles."""
     from nas.db.engine import make_engine, upgrade_database
 
-    engine = make_engine(url)
+    engine = make_engine(url, pool_size=pool_size)
     try:
         upgrade_database(engine)
     except SQLAlchemyError as exc:

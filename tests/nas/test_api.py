@@ -405,3 +405,36 @@ def test_a_finished_jobs_answers_are_reused_until_a_checkpoint_changes_them(serv
         assert api.get(f"/api/v1/jobs/{queued}", headers=read).json()["state"] == "cancelled"
         assert app.state.answers.hits == hits
         assert api.get("/api/v1/jobs/999/front", headers=read).status_code == 404
+
+
+def test_concurrent_reads_reuse_the_pools_connections(database_url: str, tmp_path: Any) -> None:
+    """Each API database thread keeps its connection: a full pool would make a thread open (and close) one of
+    its own per request, a new server process each time on PostgreSQL."""
+    import threading
+
+    from sqlalchemy import event
+
+    from nas.service import storage_for
+    from nas.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=database_url, api_threads=8)
+    storage = storage_for(settings)
+    opened: list[int] = []
+    event.listen(storage.engine, "connect", lambda *args: opened.append(1))
+    together = threading.Barrier(settings.api_threads, timeout=60)
+
+    def read() -> None:
+        for _ in range(20):
+            with storage.unit_of_work(autocommit=True):
+                storage.count_jobs()
+                together.wait()  # every thread holds its connection at once
+                storage.list_jobs(limit=5)
+            together.wait()  # and every thread has given it back
+
+    threads = [threading.Thread(target=read) for _ in range(settings.api_threads)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    storage.engine.dispose()
+    assert 0 < len(opened) <= settings.api_threads, opened

@@ -49,7 +49,9 @@ async def _job_answer(request: Request, storage: Storage, authenticate: Callable
     the answer rendered once per version of a finished job (`nas.api.read_cache`)."""
 
     def answer() -> Response:
-        with storage.unit_of_work():
+        # Autocommit: the version is read first, so a render can only be newer than the version it is kept
+        # under, and the next read (seeing the newer version) renders again.
+        with storage.unit_of_work(autocommit=True):
             authenticate()
             return request.app.state.answers.answer(storage, job_id, key, model, render)
 
@@ -78,7 +80,7 @@ async def list_jobs(storage: StorageDep, authenticate: ReadCheck,
                     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
                     limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
     def answer() -> dict[str, Any]:
-        with storage.unit_of_work():
+        with storage.unit_of_work(autocommit=True):
             authenticate()
             rows = storage.list_jobs(limit=limit, offset=offset, states=state)
             return {"total": storage.count_jobs(states=state), "offset": offset, "limit": limit,
