@@ -140,7 +140,7 @@ class Controller:
         latency_model = self._latency_model(job, spec, space, device)
         strategy = make_strategy(spec.strategy, StrategyConfig(
             study_name=job.study_name, storage_url=self.storage.url, directions=(task.direction, "minimize"),
-            seed=spec.seed, trials_budget=spec.budget.trials,
+            metric_names=(task.metric_name, "latency_ms"), seed=spec.seed, trials_budget=spec.budget.trials,
             parallel=spec.budget.parallel_trials or self.settings.max_parallel_trials or 2))
         rungs = rung_budgets(min_steps=spec.budget.min_train_steps, max_steps=spec.budget.train_steps,
                              reduction_factor=spec.budget.reduction_factor)

@@ -35,6 +35,8 @@ __all__ = [
     "ForbiddenError",
     "PayloadTooLargeError",
     "TooManyRequestsError",
+    "JobFailedError",
+    "JobCancelledError",
     "error_for_status",
     "exit_code_for",
     "http_status_for",
@@ -60,8 +62,18 @@ class TooManyRequestsError(HwnasError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
 
+class JobFailedError(HwnasError):
+    """A job run in the foreground (`hwnas search`, `hwnas resume`) ended failed; the message is the job's."""
+
+
+class JobCancelledError(HwnasError):
+    """A job run in the foreground was cancelled before its budget was spent."""
+
+
 # Ordered most specific first: the first matching class decides.
 _EXIT_CODES: tuple[tuple[type[HwnasError], int], ...] = (
+    (JobFailedError, 9),
+    (JobCancelledError, 10),
     (AuthError, 8),
     (ForbiddenError, 8),
     (TooManyRequestsError, 8),

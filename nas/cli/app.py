@@ -13,7 +13,7 @@ import typer
 from nas.cli.common import client as _client
 from nas.cli.common import emit_json as _emit_json
 from nas.cli.common import storage as _storage
-from nas.errors import HwnasError, exit_code_for
+from nas.errors import HwnasError, JobCancelledError, JobFailedError, exit_code_for
 from nas.settings import Settings
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -93,7 +93,9 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
             c = summary["checkpoint"]
             out.print(f"checkpoint: {c['path']}\narchive: {c['archive']} (sha256 {c['sha256']})")
     if summary["state"] == "failed":
-        raise typer.Exit(code=1)
+        raise JobFailedError(f"job {job_id} failed: {summary['message']}")
+    if summary["state"] == "cancelled":
+        raise JobCancelledError(f"job {job_id} was cancelled: {summary['message']}")
 
 
 @app.command()
@@ -348,7 +350,9 @@ def main(argv: list[str] | None = None) -> None:
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, standalone_mode=False)  # without standalone mode, click returns Exit's code
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except HwnasError as exc:
         typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
         sys.exit(exit_code_for(exc))

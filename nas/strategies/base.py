@@ -23,6 +23,7 @@ class StrategyConfig:
     seed: int
     trials_budget: int
     parallel: int = 1  # trials that may be asked before earlier ones are told
+    metric_names: tuple[str, ...] = ()  # one per direction, stored with the study (dashboards label axes by them)
 
 
 class Strategy(ABC):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -64,6 +65,10 @@ class OptunaStrategy(Strategy):
                 self.storage.engine.dispose()
             record = optuna.create_study(study_name=config.study_name, storage=self.storage,
                                          directions=list(config.directions), load_if_exists=True)
+            if config.metric_names and record.metric_names != list(config.metric_names):
+                with warnings.catch_warnings():  # set_metric_names is marked experimental
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    record.set_metric_names(list(config.metric_names))
         self._record_study_id: int = record._study_id
         self._record_ids: dict[int, int] = {}  # trial number -> the record's trial id
         self._recorded_attrs: dict[int, dict[str, Any]] = {}  # system attrs the record holds, per open trial

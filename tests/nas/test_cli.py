@@ -89,3 +89,26 @@ def test_cli_import_loads_no_torch_ray_or_transformers() -> None:
             "print(sorted(m for m in ('torch', 'ray', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def test_a_job_that_ends_failed_exits_9(tmp_path: Path, tiny_bert_dir: Path,
+                                         sentiment_files: tuple[Path, Path]) -> None:
+    """A base model whose weights are missing passes the spec check, and the job fails in its preparation:
+    `hwnas search` prints the failed job and exits with the failed job's own code."""
+    import shutil
+
+    from tests.conftest import tiny_pruned_bert_options
+
+    broken = tmp_path / "bert-without-weights"
+    shutil.copytree(tiny_bert_dir, broken)
+    for weights in [*broken.glob("*.safetensors"), *broken.glob("*.bin")]:
+        weights.unlink()
+    spec = {"space": "pruned-bert", "space_options": tiny_pruned_bert_options(broken),
+            "task": {"kind": "classification", "train": str(sentiment_files[0]),
+                     "validation": str(sentiment_files[1]), "max_seq_len": 16, "batch_size": 16},
+            "device": "cpu-1t", "latency_target_ms": 1000.0, "budget": {"trials": 2, "train_steps": 5}, "seed": 0}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    done = hwnas(tmp_path, "search", "--spec", str(path))
+    assert done.returncode == 9, (done.returncode, done.stderr[-2000:])
+    assert "error: job 1 failed:" in done.stderr and "failed" in done.stdout

@@ -123,3 +123,14 @@ def test_batch_writes_are_what_optuna_writes(database_url: str) -> None:
     with pytest.raises(ValueError, match="only running trials"):
         create_trials(storage, ours._study_id, [optuna.trial.create_trial(
             state=optuna.trial.TrialState.COMPLETE, values=[1.0, 2.0], params={}, distributions={})])
+
+
+def test_the_study_carries_its_objective_names(strategy_name: str, database_url: str) -> None:
+    """optuna-dashboard (and `optuna.load_study`) label the axes by the names stored with the study."""
+    import optuna
+
+    config = StrategyConfig(study_name="named", storage_url=database_url, directions=("maximize", "minimize"),
+                            seed=0, trials_budget=4, metric_names=("accuracy", "latency_ms"))
+    make_strategy(strategy_name, config)
+    make_strategy(strategy_name, config)  # a resumed job finds them stored
+    assert optuna.load_study(study_name="named", storage=database_url).metric_names == ["accuracy", "latency_ms"]
