@@ -2,7 +2,7 @@
 
 Fills a database (SQLite file, or PostgreSQL with --database-url) with one completed job of `--trials` trials
 (random sparse-transformer archs; metric falling with latency, plus noise; 10% infeasible), its Pareto front
-computed by `nas.pareto`, and a read token; starts `hwnas serve` on a free loopback port in a subprocess,
+computed by `nas.engine.pareto`, and a read token; starts `hwnas serve` on a free loopback port in a subprocess,
 and times over real HTTP, interleaved, `--repeats` rounds of:
   front    GET /api/v1/jobs/{id}/front                  (goal: under 100 ms)
   job      GET /api/v1/jobs/{id}                        (the page's polling)
@@ -38,7 +38,7 @@ def fill(url: str, *, trials: int, seed: int) -> tuple[int, str, int]:
     """One completed job with `trials` trials and its front; returns (job id, read token, front size)."""
     from nas.db.models import TrialRow
     from nas.db.storage import open_storage
-    from nas.pareto import Point, hypervolume, pareto_front
+    from nas.engine.pareto import Point, hypervolume, pareto_front
     from nas.service import issue_token
     from search_spaces.base import get_space, random_archs
 

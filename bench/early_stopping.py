@@ -30,7 +30,7 @@ SPACE_OPTIONS = {"max_seq_len": 64, "max_layers": 3, "d_model_choices": [32, 64]
 
 
 def run_job(*, min_train_steps: int | None, train_steps: int, minutes: float, seed: int) -> dict[str, Any]:
-    from nas.controller import Controller
+    from nas.engine.controller import Controller
     from nas.db.storage import open_storage
     from nas.service import submit_job
     from nas.settings import Settings

@@ -66,7 +66,7 @@ def main() -> None:
 def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     from latency_models.measure import measure_archs
     from latency_models.meter import LatencyMeter
-    from nas.controller import Controller
+    from nas.engine.controller import Controller
     from nas.service import executor_factory, front_rows, job_summary, storage_for, submit_job
     from nas.settings import Settings
     from nas.spec import JobSpec

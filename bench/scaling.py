@@ -51,7 +51,7 @@ def in_process(trials: int, *, repeats: int) -> dict[str, Any]:
 
 
 def _in_process(trials: int, url: str, folder: Path) -> dict[str, Any]:
-    from nas.controller import Controller
+    from nas.engine.controller import Controller
     from nas.db.storage import open_storage
     from nas.service import submit_job
     from nas.settings import Settings

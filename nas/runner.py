@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from nas.controller import Controller, LatencyModelFactory
+from nas.engine.controller import Controller, LatencyModelFactory
 from nas.db.storage import Storage
 from nas.settings import Settings
 from search_spaces.errors import ConflictError, HwnasError

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas.db.models import TrialRow
 from nas.db.storage import Storage, isoformat, open_storage
-from nas.pareto import Point, best_under
+from nas.engine.pareto import Point, best_under
 from nas.settings import Settings
 from nas.spec import JobSpec
 from search_spaces.errors import ConflictError, SpecError
@@ -263,7 +263,7 @@ def best_front_member(storage: Storage, job_id: int, *, max_latency_ms: float | 
 def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None, out_dir: Path,
                      max_latency_ms: float | None = None) -> dict[str, Any]:
     """Export a trial (default: the best front member under `max_latency_ms`, else the job's target) to `out_dir`."""
-    from nas.checkpoints import export_and_record
+    from nas.engine.checkpoints import export_and_record
 
     if trial_number is None:
         trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]
@@ -279,7 +279,7 @@ def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None,
 def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, trial_number: int | None,
                          max_latency_ms: float | None) -> tuple[dict[str, Any], bool]:
     """The trial's checkpoint, exported into the job's artifacts on first request. Returns (checkpoint, created)."""
-    from nas.checkpoints import checkpoint_dir, export_once
+    from nas.engine.checkpoints import checkpoint_dir, export_once
 
     if trial_number is None:
         trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]

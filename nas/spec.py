@@ -72,7 +72,7 @@ class JobSpec(BaseModel):
     @field_validator("strategy")
     @classmethod
     def _known_strategy(cls, value: str) -> str:
-        from nas.strategies.base import strategy_names
+        from nas.engine.strategies.base import strategy_names
 
         return _one_of("strategy", value, strategy_names())
 
@@ -171,7 +171,7 @@ def job_spec_schema_model() -> type[BaseModel]:
 
     from pydantic import create_model
 
-    from nas.strategies.base import strategy_names
+    from nas.engine.strategies.base import strategy_names
     from search_spaces.base import space_names
     from workers.tasks.base import task_classes
 

@@ -49,7 +49,7 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nas.controller import Controller
+    from nas.engine.controller import Controller
     from nas.service import executor_factory, front_rows, job_summary
     from workers.tasks.base import make_task
 
@@ -305,7 +305,7 @@ def profile(device: str = typer.Option(..., "--device", help="device profile nam
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from nas.latency import profile_and_store
+    from nas.engine.latency import profile_and_store
     from nas.service import device_runner, parse_space_options
 
     settings = Settings()

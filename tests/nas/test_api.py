@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from nas.pareto import Point, best_under
+from nas.engine.pareto import Point, best_under
 from tests.nas.conftest import Service, auth, tiny_spec
 from tests.nas.test_pareto import brute_force_front
 

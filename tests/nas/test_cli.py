@@ -85,7 +85,7 @@ def test_unknown_job_exits_3(tmp_path: Path) -> None:
 
 
 def test_cli_import_loads_no_torch_ray_or_transformers() -> None:
-    code = ("import sys, nas, nas.cli.app, nas.service, nas.spec, nas.controller; "
+    code = ("import sys, nas, nas.cli.app, nas.service, nas.spec, nas.engine.controller; "
             "print(sorted(m for m in ('torch', 'ray', 'transformers') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert done.stdout.strip() == "[]", done.stderr

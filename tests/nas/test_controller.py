@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from nas.controller import Controller
+from nas.engine.controller import Controller
 from nas.db.storage import Storage, open_storage
 from nas.service import submit_job
 from nas.settings import Settings
@@ -23,7 +23,7 @@ from search_spaces.errors import ConflictError
 from tests.conftest import FAST_MEASURING_ENV, REPO_ROOT, TINY_SPACE_OPTIONS, fast_settings
 from tests.fakes import FakeDeviceRunner, FeatureSumLatencyModel, fake_latency_ms, feature_sum_factory, make_fake_evaluate
 from tests.nas.test_pareto import brute_force_front
-from nas.pareto import Point
+from nas.engine.pareto import Point
 from workers.executors.in_process import InProcessExecutor
 
 
@@ -91,7 +91,7 @@ def test_front_and_hypervolume_follow_every_complete_trial(database_url: str, tm
                                                           corpus_file: Path) -> None:
     """The controller updates the front incrementally; after each complete trial the stored front and the
     last hypervolume equal what a recomputation from every complete trial so far gives."""
-    from nas.pareto import hypervolume
+    from nas.engine.pareto import hypervolume
     from workers.evaluate import task_and_space
 
     storage = open_storage(database_url)
@@ -315,7 +315,7 @@ def test_a_tell_lost_in_a_crash_is_told_on_resume(tmp_path: Path, corpus_file: P
     """The process dies after a trial is recorded in our tables but before Optuna hears of it."""
     import optuna
 
-    from nas.strategies.optuna_strategies import OptunaStrategy
+    from nas.engine.strategies.optuna_strategies import OptunaStrategy
 
     original = OptunaStrategy.tell
     calls = {"n": 0}
@@ -354,8 +354,8 @@ def test_a_database_outage_while_recording_loses_nothing(tmp_path: Path, corpus_
     import optuna
 
     from nas.db.storage import Storage
-    from nas.pareto import pareto_front
-    from nas.strategies.optuna_strategies import OptunaStrategy
+    from nas.engine.pareto import pareto_front
+    from nas.engine.strategies.optuna_strategies import OptunaStrategy
     from search_spaces.errors import DatabaseUnavailableError
 
     original = OptunaStrategy.tell

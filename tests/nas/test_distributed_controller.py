@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from nas.controller import Controller
+from nas.engine.controller import Controller
 from nas.db.storage import Storage, open_storage
 from nas.service import submit_job
 from nas.settings import Settings

@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from nas.fidelity import decide, non_domination_ranks, rung_budgets
-from nas.pareto import Point
+from nas.engine.fidelity import decide, non_domination_ranks, rung_budgets
+from nas.engine.pareto import Point
 
 
 def test_rungs_multiply_by_the_reduction_factor_and_end_at_the_full_budget() -> None:

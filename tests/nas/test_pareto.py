@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from nas.pareto import Point, hypervolume, pareto_front
+from nas.engine.pareto import Point, hypervolume, pareto_front
 
 
 def brute_force_front(points: list[Point], *, maximize: bool) -> set[int]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.controller import Controller
+from nas.engine.controller import Controller
 from nas.db.storage import open_storage
 from nas.service import front_rows, job_summary, submit_job
 from tests.conftest import fast_settings

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from nas.strategies.base import Strategy, StrategyConfig, make_strategy, strategy_names
+from nas.engine.strategies.base import Strategy, StrategyConfig, make_strategy, strategy_names
 from search_spaces.errors import DatabaseUnavailableError
 from tests.contracts import StrategyContract, toy_sample
 
@@ -60,7 +60,7 @@ def test_a_failed_write_leaves_nothing_half_stored(make: Callable[[str, int], St
     numbering the database holds (the in-memory copy asked three trials the database never got)."""
     from sqlalchemy.exc import OperationalError
 
-    import nas.strategies.optuna_strategies as module
+    import nas.engine.strategies.optuna_strategies as module
 
     strategy = make("s", 0)
     strategy.ask_batch(2, toy_sample)
@@ -83,7 +83,7 @@ def test_batch_writes_are_what_optuna_writes(database_url: str) -> None:
     (`create_new_trial(template_trial=...)`, then `set_trial_system_attr` and `set_trial_state_values`)."""
     import optuna
 
-    from nas.strategies.optuna_record import create_trials, finish_trial
+    from nas.engine.strategies.optuna_record import create_trials, finish_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     memory = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.NSGAIISampler(seed=0))

@@ -1,7 +1,7 @@
 """Writing a job's results: the trial rows, the strategy's tells, rung decisions and the Pareto front.
 
 The controller calls `Recorder.record` for each evaluation result. A lost worker's trial goes back on
-the queue (up to `HWNAS_TRIAL_MAX_ATTEMPTS`), a rung result is promoted or stopped (`nas.fidelity`), a
+the queue (up to `HWNAS_TRIAL_MAX_ATTEMPTS`), a rung result is promoted or stopped (`nas.engine.fidelity`), a
 final one completes the trial and updates the front. The front is kept in memory and updated
 incrementally (a new point either is dominated by the current front, which leaves it and the
 hypervolume unchanged, or joins it), so a result costs the same at trial 1,000 as at trial 10; the
@@ -18,9 +18,9 @@ from typing import Any
 
 from nas.db.models import TrialRow, utcnow
 from nas.db.storage import Storage
-from nas.fidelity import decide
-from nas.job_context import JobContext
-from nas.pareto import Point, hypervolume, pareto_front
+from nas.engine.fidelity import decide
+from nas.engine.job_context import JobContext
+from nas.engine.pareto import Point, hypervolume, pareto_front
 from nas.settings import Settings
 from workers.types import EvalResult
 

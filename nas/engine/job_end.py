@@ -7,12 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from latency_models.meter import LatencySample
-from nas.checkpoints import checkpoint_dir, export_once
+from nas.engine.checkpoints import checkpoint_dir, export_once
 from nas.db.models import TrialRow
 from nas.db.storage import Storage
-from nas.job_context import JobContext
-from nas.pareto import best_under
-from nas.recording import Recorder
+from nas.engine.job_context import JobContext
+from nas.engine.pareto import best_under
+from nas.engine.recording import Recorder
 from search_spaces.arch import Arch
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from nas.pareto import Point, pareto_front
+from nas.engine.pareto import Point, pareto_front
 
 
 def rung_budgets(*, min_steps: int | None, max_steps: int, reduction_factor: int) -> tuple[int, ...]:

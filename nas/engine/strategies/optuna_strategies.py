@@ -8,8 +8,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from nas.strategies.base import A, Strategy, StrategyConfig, register_strategy
-from nas.strategies.optuna_record import create_trials, finish_trial
+from nas.engine.strategies.base import A, Strategy, StrategyConfig, register_strategy
+from nas.engine.strategies.optuna_record import create_trials, finish_trial
 from search_spaces.errors import DatabaseUnavailableError, StorageError
 
 logger = logging.getLogger(__name__)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from nas.strategies.base import STRATEGIES, Strategy, StrategyConfig, make_strategy, register_strategy
+from nas.engine.strategies.base import STRATEGIES, Strategy, StrategyConfig, make_strategy, register_strategy
 
 __all__ = ["STRATEGIES", "Strategy", "StrategyConfig", "make_strategy", "register_strategy"]

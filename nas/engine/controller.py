@@ -28,15 +28,15 @@ from latency_models.device import DeviceProfile
 from latency_models.meter import LatencySample, pinned_threads
 from nas.db.models import JobRow, TrialRow, utcnow
 from nas.db.storage import FINISHED_TRIAL_STATES, Storage
-from nas.fidelity import rung_budgets
-from nas.job_context import ControllerStats, JobContext
-from nas.job_end import finish_job
-from nas.latency import job_latency_model
-from nas.pareto import Point
-from nas.recording import EventHook, Recorder
+from nas.engine.fidelity import rung_budgets
+from nas.engine.job_context import ControllerStats, JobContext
+from nas.engine.job_end import finish_job
+from nas.engine.latency import job_latency_model
+from nas.engine.pareto import Point
+from nas.engine.recording import EventHook, Recorder
 from nas.settings import Settings
 from nas.spec import JobSpec
-from nas.strategies.base import StrategyConfig, make_strategy
+from nas.engine.strategies.base import StrategyConfig, make_strategy
 from search_spaces.arch import Arch
 from search_spaces.base import Preparation, SearchSpace, get_space
 from search_spaces.errors import ConflictError, DatabaseUnavailableError, HwnasError

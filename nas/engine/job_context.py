@@ -9,9 +9,9 @@ from latency_models.base import LatencyModel
 from latency_models.device import DeviceProfile
 from latency_models.meter import MeterSettings
 from nas.db.models import JobRow, TrialRow
-from nas.pareto import Point
+from nas.engine.pareto import Point
 from nas.spec import JobSpec
-from nas.strategies.base import Strategy
+from nas.engine.strategies.base import Strategy
 from search_spaces.base import SearchSpace
 from workers.tasks.base import Task
 
