@@ -65,7 +65,7 @@ def main() -> None:
 
 def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     from latency_models.measure import measure_archs
-    from latency_models.meter import LatencyMeter
+    from latency_models.meter import make_meter
     from nas.engine.controller import Controller
     from nas.service import executor_factory, front_rows, job_summary, storage_for, submit_job
     from nas.settings import Settings
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     device = storage.device("cpu-1t-seq128")
     space = get_space("pruned-bert", {"base_model": "minilm-l6"})
     teacher_ms = measure_archs(space, [space.full_arch()],
-                               LatencyMeter(device, settings.meter(seed=args.seed)))[0].median_ms
+                               make_meter(device, settings.meter(seed=args.seed)))[0].median_ms
     task = {"kind": "classification", "train": str(data / "train.tsv"), "validation": str(data / "dev.tsv"),
             **options}
     spec = JobSpec.model_validate({
@@ -119,11 +119,12 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
 
 def teacher_scores(storage: Any, job_id: int) -> dict[str, float]:
     """Every metric of the cached teacher (the job stores only its objective)."""
-    from nas.service import job_task_and_space
+    from nas.engine.bound_job import bind_job
     from search_spaces.arch import Arch
 
     job = storage.get_job(job_id)
-    task, space = job_task_and_space(storage, job)
+    bound = bind_job(storage, job)
+    task, space = bound.task, bound.space
     return task.evaluate_all(space.build(Arch.from_dict(job.preparation["baseline"]["arch"])))
 
 

@@ -11,7 +11,7 @@ from latency_models.base import (
     register_latency_model,
 )
 from latency_models.device import BUILTIN_DEVICES, DeviceProfile
-from latency_models.meter import LatencyMeter, LatencySample, MeterSettings
+from latency_models.meter import METERS, LatencyMeter, LatencySample, MeterSettings, make_meter, register_meter
 
 __all__ = [
     "BUILTIN_DEVICES",
@@ -19,6 +19,9 @@ __all__ = [
     "DeviceProfile",
     "FitSample",
     "LatencyMeter",
+    "METERS",
+    "make_meter",
+    "register_meter",
     "LatencyModel",
     "LatencyPrediction",
     "LatencySample",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pickle
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -39,13 +39,43 @@ class FitSample:
     latency_ms: float
 
 
+@dataclass(frozen=True)
+class ProfileData:
+    """What a profiling run measured, for fitting each kind: end-to-end samples (the first `overhead_count`
+    measured first, as a small set), and each block's isolated latency when some kind asked for them."""
+
+    samples: Sequence[FitSample]
+    overhead_count: int
+    block_ms: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class ProfileFit:
+    """A kind fitted from a profiling run: the model, how many end-to-end samples it used, and which of the
+    profiler's timed stages it needed (its profiling cost)."""
+
+    model: LatencyModel
+    n_train: int
+    stages: tuple[str, ...]
+
+
 class LatencyModel(ABC):
     """Predicts latency for the archs of one space (name, version, latency signature) on one device.
 
     It refuses archs of another space or version: a model fitted on one space says nothing of another.
+    `needs_block_latencies` is a capability: the profiler times every block of the space alone only when
+    some kind asked for it declares it; `from_profile` fits a kind from what the profiler measured.
     """
 
     name: ClassVar[str]
+    needs_block_latencies: ClassVar[bool] = False
+
+    @classmethod
+    def from_profile(cls, *, space: SearchSpace, device: DeviceProfile, data: ProfileData) -> ProfileFit:
+        """Fit this kind on every end-to-end sample of a profiling run."""
+        model = cls(space=space, device=device)
+        model.fit(list(data.samples))
+        return ProfileFit(model, len(data.samples), ("overhead_samples", "more_samples"))
 
     def __init__(self, *, space: SearchSpace, device: DeviceProfile) -> None:
         self.space = space
@@ -132,8 +162,17 @@ def register_latency_model(name: str):  # type: ignore[no-untyped-def]
 
 
 def get_latency_model_class(name: str) -> type[LatencyModel]:
+    _builtin_models()
+    return LATENCY_MODELS.get(name)
+
+
+def latency_model_names() -> tuple[str, ...]:
+    """Every registered latency model kind (the built-in ones and any plug-in imported before)."""
+    _builtin_models()
+    return tuple(LATENCY_MODELS.names())
+
+
+def _builtin_models() -> None:
     import latency_models.learned  # noqa: F401  (registers the built-in models)
     import latency_models.lookup_table  # noqa: F401
-
-    return LATENCY_MODELS.get(name)
 

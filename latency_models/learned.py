@@ -23,7 +23,7 @@ Z_10_90 = 2.5631
 
 
 @register_latency_model("learned")
-class LearnedModel(LatencyModel):
+class LearnedLatencyModel(LatencyModel):
     def __init__(self, *, space: SearchSpace, device: DeviceProfile, n_estimators: int = 300,
                  learning_rate: float = 0.05, max_depth: int = 3, seed: int = 0) -> None:
         super().__init__(space=space, device=device)

@@ -13,7 +13,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from latency_models.base import FitSample, LatencyModel, LatencyPrediction, register_latency_model
+from latency_models.base import (
+    FitSample,
+    LatencyModel,
+    LatencyPrediction,
+    ProfileData,
+    ProfileFit,
+    register_latency_model,
+)
 from latency_models.device import DeviceProfile
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace
@@ -24,7 +31,19 @@ MIN_RELATIVE_STD = 0.02  # below this, the meter's own noise dominates (see the 
 
 
 @register_latency_model("lookup-table")
-class LookupTableModel(LatencyModel):
+class LookupTableLatencyModel(LatencyModel):
+    needs_block_latencies = True
+
+    @classmethod
+    def from_profile(cls, *, space: SearchSpace, device: DeviceProfile, data: ProfileData) -> ProfileFit:
+        """The blocks' isolated times, and the overhead fitted on the first (small) set of samples."""
+        if data.block_ms is None:
+            raise LatencyError("the lookup-table latency model needs the blocks timed alone; profile with it "
+                               "among the kinds")
+        model = cls(space=space, device=device, block_ms=data.block_ms)
+        model.fit(list(data.samples[:data.overhead_count]))
+        return ProfileFit(model, data.overhead_count, ("blocks", "overhead_samples"))
+
     def __init__(self, *, space: SearchSpace, device: DeviceProfile,
                  block_ms: Mapping[str, float] | None = None) -> None:
         super().__init__(space=space, device=device)

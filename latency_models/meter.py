@@ -7,13 +7,15 @@ import random
 import statistics
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from latency_models.device import DeviceProfile
 from search_spaces.errors import LatencyError
+from search_spaces.registry import Registry
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -86,15 +88,14 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
     return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
 
 
-class LatencyMeter:
-    """Times forward passes of models under a `DeviceProfile` (torch on CPU here; CUDA events on GPUs)."""
+class LatencyMeter(ABC):
+    """Times forward passes of models under a `DeviceProfile`; one meter per backend (`METERS`, by the
+    profile's `backend`). The rounds, the interleaving and the stopping rule are shared; a backend says how
+    a model is placed on its device (`place`) and how one run is timed (`time_once`)."""
+
+    name: ClassVar[str]
 
     def __init__(self, device: DeviceProfile, settings: MeterSettings | None = None) -> None:
-        if device.backend not in ("torch-cpu", "cuda"):
-            raise LatencyError(
-                f"device {device.name!r}: backend {device.backend!r} cannot be measured by this meter yet; "
-                "use torch-cpu or cuda"
-            )
         self.device = device
         self.settings = settings or MeterSettings()
 
@@ -125,25 +126,17 @@ class LatencyMeter:
 
         Rounds continue until every model's median is stable (see `MeterSettings`) or the cap is hit.
         """
-        import torch
-
         if not models:
             return []
         s = self.settings
-        cuda = self.device.backend == "cuda"
-        dtype = getattr(torch, self.device.dtype)
-        target = torch.device("cuda" if cuda else "cpu")
-        prepared = []
-        for model, inputs in models:
-            model = model.eval().to(device=target, dtype=dtype if dtype != torch.float32 else None)
-            prepared.append((model, {k: v.to(target) for k, v in inputs.items()}))
+        prepared = [self.place(model, inputs) for model, inputs in models]
         timings: list[list[float]] = [[] for _ in prepared]
         order = list(range(len(prepared)))
         rng = random.Random(s.seed)
         medians: list[float] | None = None
         stable = False
         rounds_run = 0
-        with pinned_threads(self.device.threads), torch.inference_mode():
+        with pinned_threads(self.device.threads), inference_mode():
             for model, inputs in prepared:
                 for _ in range(s.warmup):
                     model(**inputs)
@@ -152,7 +145,7 @@ class LatencyMeter:
                 for index in order:
                     model, inputs = prepared[index]
                     for _ in range(s.repeats):
-                        timings[index].append(self._time_once(model, inputs, cuda=cuda))
+                        timings[index].append(self.time_once(model, inputs))
                 rounds_run += 1
                 current = [statistics.median(values) for values in timings]
                 if rounds_run >= s.min_rounds and medians is not None:
@@ -170,17 +163,69 @@ class LatencyMeter:
             ))
         return samples
 
-    @staticmethod
-    def _time_once(model: nn.Module, inputs: Mapping[str, Tensor], *, cuda: bool) -> float:
+    @abstractmethod
+    def place(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> tuple[nn.Module, Mapping[str, Tensor]]:
+        """The model (in eval mode) and its inputs on the device, in the profile's dtype."""
+
+    @abstractmethod
+    def time_once(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> float:
+        """One timed forward pass, in milliseconds."""
+
+
+METERS: Registry[LatencyMeter] = Registry("latency meter backend", LatencyMeter)
+register_meter = METERS.register
+
+
+def make_meter(device: DeviceProfile, settings: MeterSettings | None = None) -> LatencyMeter:
+    """The meter for the device profile's backend."""
+    if device.backend not in METERS:
+        raise LatencyError(f"device {device.name!r}: backend {device.backend!r} cannot be measured yet; use one "
+                           f"of: {', '.join(METERS.names())}")
+    return METERS.get(device.backend)(device, settings)
+
+
+@contextlib.contextmanager
+def inference_mode() -> Iterator[None]:
+    import torch
+
+    with torch.inference_mode():
+        yield
+
+
+@register_meter("torch-cpu")
+class TorchCpuMeter(LatencyMeter):
+    """torch eager on the CPU, timed with `time.perf_counter`."""
+
+    def place(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> tuple[nn.Module, Mapping[str, Tensor]]:
         import torch
 
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            model(**inputs)
-            end.record()
-            torch.cuda.synchronize()
-            return float(start.elapsed_time(end))
+        dtype = getattr(torch, self.device.dtype)
+        return model.eval().to(dtype=dtype if dtype != torch.float32 else None), dict(inputs)
+
+    def time_once(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> float:
         began = time.perf_counter()
         model(**inputs)
         return (time.perf_counter() - began) * 1000.0
+
+
+@register_meter("cuda")
+class CudaMeter(LatencyMeter):
+    """torch eager on a CUDA device, timed with CUDA events (synchronised after each run)."""
+
+    def place(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> tuple[nn.Module, Mapping[str, Tensor]]:
+        import torch
+
+        dtype = getattr(torch, self.device.dtype)
+        target = torch.device("cuda")
+        model = model.eval().to(device=target, dtype=dtype if dtype != torch.float32 else None)
+        return model, {k: v.to(target) for k, v in inputs.items()}
+
+    def time_once(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> float:
+        import torch
+
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        model(**inputs)
+        end.record()
+        torch.cuda.synchronize()
+        return float(start.elapsed_time(end))

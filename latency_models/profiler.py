@@ -24,18 +24,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from latency_models.base import FitSample, LatencyModel, get_latency_model_class
+from latency_models.base import FitSample, LatencyModel, ProfileData, get_latency_model_class, latency_model_names
 from latency_models.device import DeviceProfile
-from latency_models.lookup_table import LookupTableModel
 from latency_models.measure import Reference, measure_archs, measure_blocks
-from latency_models.meter import LatencyMeter, LatencySample, MeterSettings
+from latency_models.meter import LatencySample, MeterSettings, make_meter
 from latency_models.report import accuracy_report
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, random_archs
 
 logger = logging.getLogger(__name__)
 ProgressHook = Callable[[str, int, int], None]  # (stage, units done so far, units in all)
-PREDICTOR_KINDS = ("lookup-table", "learned")
 
 
 class ProfilePlan(BaseModel):
@@ -49,16 +47,18 @@ class ProfilePlan(BaseModel):
     chunk_size: int = Field(default=16, ge=1, le=1024, description="archs measured interleaved at once")
     seed: int = Field(default=0, ge=0)
     meter: MeterSettings = Field(default_factory=MeterSettings)
-    kinds: tuple[str, ...] = PREDICTOR_KINDS
+    kinds: tuple[str, ...] = Field(default_factory=latency_model_names,
+                                   description="latency model kinds to fit (default: every registered kind)")
     drift_correction: bool = Field(default=True, description="time a reference model in every chunk and rescale")
 
     @model_validator(mode="after")
     def _consistent(self) -> ProfilePlan:
         if self.overhead_samples > self.samples:
             raise ValueError(f"overhead_samples ({self.overhead_samples}) must not exceed samples ({self.samples})")
-        unknown = [k for k in self.kinds if k not in PREDICTOR_KINDS]
+        known = latency_model_names()
+        unknown = [k for k in self.kinds if k not in known]
         if unknown or not self.kinds:
-            raise ValueError(f"kinds must name some of {', '.join(PREDICTOR_KINDS)}, got {list(self.kinds)}")
+            raise ValueError(f"kinds must name some of {', '.join(known)}, got {list(self.kinds)}")
         return self
 
 
@@ -87,7 +87,7 @@ def _predict_timed(model: LatencyModel, archs: list[Arch]) -> tuple[list[float],
 
 def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
             on_progress: ProgressHook | None = None) -> ProfileOutcome:
-    meter = LatencyMeter(device, plan.meter)
+    meter = make_meter(device, plan.meter)
     blocks = space.block_catalogue()
     train = random_archs(space, count=plan.samples, seed=plan.seed)
     holdout = random_archs(space, count=plan.holdout, seed=plan.seed + 1, exclude=[a.hash for a in train])
@@ -117,7 +117,7 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
         outcome.timings_s[stage] = time.perf_counter() - began
         return result
 
-    needs_table = "lookup-table" in plan.kinds
+    needs_table = any(get_latency_model_class(kind).needs_block_latencies for kind in plan.kinds)
     block_samples = timed("blocks", lambda: measure_blocks(space, blocks, meter, reference=reference,
                                                                          on_progress=step("blocks"))) \
         if needs_table else []
@@ -133,7 +133,7 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
     # The second measurement: other chunks, other order, other shuffles.
     order = list(range(len(holdout)))
     random.Random(plan.seed + 7).shuffle(order)
-    repeat_meter = LatencyMeter(device, plan.meter.model_copy(update={"seed": plan.meter.seed + 1}))
+    repeat_meter = make_meter(device, plan.meter.model_copy(update={"seed": plan.meter.seed + 1}))
     shuffled = timed("holdout_repeat", lambda: measure_archs(space, [holdout[i] for i in order], repeat_meter,
                                                              chunk_size=plan.chunk_size, reference=reference,
                                                              on_progress=step("holdout again")))
@@ -146,22 +146,15 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
         outcome.samples += [{"arch": a.to_dict(), "arch_hash": a.hash, "sample": s.to_dict(), "purpose": purpose}
                             for a, s in zip(archs, samples)]
     fit_all = [FitSample(a, s.median_ms) for a, s in zip(train, train_samples)]
+    data = ProfileData(samples=fit_all, overhead_count=k,
+                       block_ms={b.key: s.median_ms for b, s in zip(blocks, block_samples)} if needs_table else None)
     measured_ms = [s.median_ms for s in measured]
     repeat_ms = [s.median_ms for s in repeat]
     for kind in plan.kinds:
         began = time.perf_counter()
-        model: LatencyModel
-        if kind == "lookup-table":
-            model = LookupTableModel(space=space, device=device,
-                                     block_ms={b.key: s.median_ms for b, s in zip(blocks, block_samples)})
-            model.fit(fit_all[:k])
-            spent = outcome.timings_s["blocks"] + outcome.timings_s["overhead_samples"]
-            n_train = k
-        else:
-            model = get_latency_model_class(kind)(space=space, device=device)
-            model.fit(fit_all)
-            spent = outcome.timings_s["overhead_samples"] + outcome.timings_s["more_samples"]
-            n_train = len(fit_all)
+        fitted = get_latency_model_class(kind).from_profile(space=space, device=device, data=data)
+        model, n_train = fitted.model, fitted.n_train
+        spent = sum(outcome.timings_s.get(stage, 0.0) for stage in fitted.stages)
         fit_s = time.perf_counter() - began
         evaluation_began = time.perf_counter()
         means, stds, predict_ms = _predict_timed(model, holdout)

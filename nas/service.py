@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
     from workers.device_tasks import DeviceRunner
     from nas.db.models import JobRow
     from search_spaces.base import SearchSpace
-    from workers.tasks.base import Task
 
 
 def storage_for(settings: Settings) -> Storage:
@@ -28,19 +26,13 @@ def storage_for(settings: Settings) -> Storage:
 
 
 def executor_factory(settings: Settings) -> Callable[[], Executor]:
-    """The executor named by the settings; Ray is started (or joined) on first use."""
+    """The executor named by the settings (`workers.executors` registry); Ray is started (or joined) on first
+    use."""
+    from workers.executors.base import ExecutorOptions, make_executor
 
-    def make() -> Executor:
-        if settings.executor == "in-process":
-            from workers.executors.in_process import InProcessExecutor
-
-            return InProcessExecutor()
-        from workers.executors.ray_executor import RayExecutor
-
-        return RayExecutor(address=settings.ray_address, slots=settings.max_parallel_trials,
-                           cpus_per_trial=float(settings.training_threads))
-
-    return make
+    options = ExecutorOptions(address=settings.ray_address, slots=settings.max_parallel_trials,
+                              cpus_per_trial=float(settings.training_threads))
+    return lambda: make_executor(settings.executor, options)
 
 
 def device_runner(settings: Settings) -> DeviceRunner:
@@ -121,21 +113,11 @@ def submit_job(storage: Storage, spec: JobSpec, *, created_by: str | None = None
 
 
 def job_metric(job: JobRow) -> tuple[str, bool]:
-    """The job's task metric name and whether higher is better."""
-    import json
+    """The job's task metric name and whether higher is better (without building its task)."""
+    from nas.engine.bound_job import job_objective
 
-    return _task_metric(json.dumps(job.spec["task"], sort_keys=True))
-
-
-@lru_cache(maxsize=4096)
-def _task_metric(task_json: str) -> tuple[str, bool]:
-    """A task spec's metric (cached: a spec never changes, and building the task checks its data files)."""
-    import json
-
-    from workers.tasks.base import make_task
-
-    task = make_task(json.loads(task_json))
-    return task.metric_name, task.direction == "maximize"
+    objective = job_objective(job)
+    return objective.metric_name, objective.maximize
 
 
 def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
@@ -174,16 +156,6 @@ def job_summaries(storage: Storage, jobs: list[JobRow]) -> list[dict[str, Any]]:
             "spec": job.spec,
         })
     return out
-
-
-def job_task_and_space(storage: Storage, job: JobRow) -> tuple[Task, SearchSpace]:
-    """A stored job's task and space, with what its preparation made (the pruned-bert teacher, importance)."""
-    from nas.datasets import materialize_task
-    from workers.evaluate import task_and_space
-
-    spec = JobSpec.model_validate(job.spec)
-    prepared = (job.preparation or {}).get("options") or {}
-    return task_and_space(spec.space, {**spec.space_options, **prepared}, materialize_task(storage, spec.task))
 
 
 def checkpoint_dict(row: Any, *, job_id: int, trial_number: int) -> dict[str, Any]:
@@ -263,6 +235,7 @@ def best_front_member(storage: Storage, job_id: int, *, max_latency_ms: float | 
 def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None, out_dir: Path,
                      max_latency_ms: float | None = None) -> dict[str, Any]:
     """Export a trial (default: the best front member under `max_latency_ms`, else the job's target) to `out_dir`."""
+    from nas.engine.bound_job import bind_job
     from nas.engine.checkpoints import export_and_record
 
     if trial_number is None:
@@ -270,20 +243,24 @@ def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None,
     trial = storage.trial(job_id, trial_number)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SpecError(f"--out: {str(out_dir)!r} exists and is not empty; give a new or empty folder")
-    checkpoint_id = export_and_record(storage, job_id=job_id, trial=trial, latency_ms=trial.latency_ms or 0.0,
-                                      out_dir=out_dir)
-    row = next(c for c in storage.checkpoints(job_id) if c.id == checkpoint_id)
+    row = export_and_record(storage, bind_job(storage, storage.get_job(job_id)), trial=trial,
+                            latency_ms=trial.latency_ms or 0.0, out_dir=out_dir)
     return {"job_id": job_id, **checkpoint_dict(row, job_id=job_id, trial_number=trial.number)}
 
 
 def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, trial_number: int | None,
                          max_latency_ms: float | None) -> tuple[dict[str, Any], bool]:
     """The trial's checkpoint, exported into the job's artifacts on first request. Returns (checkpoint, created)."""
-    from nas.engine.checkpoints import checkpoint_dir, export_once
+    from nas.engine.bound_job import bind_job
+    from nas.engine.checkpoints import checkpoint_dir, existing_checkpoint, export_once
 
     if trial_number is None:
         trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]
     trial = storage.trial(job_id, trial_number)
-    row, created = export_once(storage, job_id=job_id, trial=trial, latency_ms=trial.latency_ms or 0.0,
-                               out_dir=checkpoint_dir(settings.artifacts_dir, job_id, trial.number))
+    row = existing_checkpoint(storage, job_id, trial.id)
+    created = False
+    if row is None:  # bind the job (build its task and space) only when there is something to export
+        row, created = export_once(storage, bind_job(storage, storage.get_job(job_id)), trial=trial,
+                                   latency_ms=trial.latency_ms or 0.0,
+                                   out_dir=checkpoint_dir(settings.artifacts_dir, job_id, trial.number))
     return {"job_id": job_id, **checkpoint_dict(row, job_id=job_id, trial_number=trial.number)}, created

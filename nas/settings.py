@@ -5,14 +5,19 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from latency_models.meter import MeterSettings
+
 if TYPE_CHECKING:
-    from latency_models.meter import MeterSettings
     from latency_models.profiler import ProfilePlan
+
+
+def _meter_default(name: str) -> Any:
+    return MeterSettings.model_fields[name].default
 
 
 class Settings(BaseSettings):
@@ -21,7 +26,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path("hwnas-data"), description="SQLite file and artifacts (embedded default)")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite in data_dir")
     ray_address: str | None = Field(default=None, description="Ray cluster address; default a local Ray")
-    executor: Literal["ray", "in-process"] = "ray"
+    executor: str = Field(default="ray", pattern=r"^[a-z][a-z0-9-]{0,63}$",
+                          description="an executor registered in workers.executors (built in: ray, in-process)")
     max_parallel_trials: int | None = Field(default=None, ge=1, le=10_000)
     training_threads: int = Field(default=1, ge=1, le=256)
     lease_ttl_s: float = Field(default=60.0, gt=0.5, le=86_400)
@@ -30,11 +36,13 @@ class Settings(BaseSettings):
     db_outage_timeout_s: float = Field(default=300.0, ge=0, le=86_400,
                                        description="how long a controller waits for a lost database to come back")
     controller_max_jobs: int = Field(default=2, ge=1, le=1000, description="jobs one controller runs at once")
-    meter_warmup: int = Field(default=3, ge=0, le=1000)
-    meter_repeats: int = Field(default=5, ge=1, le=10_000, description="timed runs per model per round")
-    meter_min_rounds: int = Field(default=4, ge=1, le=1000)
-    meter_max_rounds: int = Field(default=10, ge=1, le=1000)
-    meter_tolerance: float = Field(default=0.01, ge=0.0, le=1.0, description="median change that counts as stable")
+    # The meter's defaults are MeterSettings' own (`latency_models.meter`), defined there once.
+    meter_warmup: int = Field(default=_meter_default("warmup"), ge=0, le=1000)
+    meter_repeats: int = Field(default=_meter_default("repeats"), ge=1, le=10_000, description="timed runs per model per round")
+    meter_min_rounds: int = Field(default=_meter_default("min_rounds"), ge=1, le=1000)
+    meter_max_rounds: int = Field(default=_meter_default("max_rounds"), ge=1, le=1000)
+    meter_tolerance: float = Field(default=_meter_default("tolerance"), ge=0.0, le=1.0,
+                                   description="median change that counts as stable")
     profile_samples: int = Field(default=120, ge=10, le=100_000, description="archs a job's profiling fits on")
     profile_overhead_samples: int = Field(default=20, ge=3, le=100_000)
     profile_holdout: int = Field(default=100, ge=2, le=100_000, description="held-out archs for the report")
@@ -79,8 +87,6 @@ class Settings(BaseSettings):
         return tuple(Path(os.path.realpath(root)) for root in value)
 
     def meter(self, *, seed: int = 0) -> MeterSettings:
-        from latency_models.meter import MeterSettings
-
         return MeterSettings(warmup=self.meter_warmup, repeats=self.meter_repeats, min_rounds=self.meter_min_rounds,
                              max_rounds=self.meter_max_rounds, tolerance=self.meter_tolerance, seed=seed)
 

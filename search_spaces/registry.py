@@ -7,19 +7,19 @@ from typing import Generic, TypeVar
 
 from search_spaces.errors import RegistryError
 
-T = TypeVar("T")
+Plugin = TypeVar("Plugin")
 
 
-class Registry(Generic[T]):
+class Registry(Generic[Plugin]):
     """Maps names to subclasses of `base`; rejects duplicates and non-subclasses."""
 
-    def __init__(self, kind: str, base: type[T]) -> None:
+    def __init__(self, kind: str, base: type[Plugin]) -> None:
         self.kind = kind
         self.base = base
-        self._classes: dict[str, type[T]] = {}
+        self._classes: dict[str, type[Plugin]] = {}
 
-    def register(self, name: str) -> Callable[[type[T]], type[T]]:
-        def decorator(cls: type[T]) -> type[T]:
+    def register(self, name: str) -> Callable[[type[Plugin]], type[Plugin]]:
+        def decorator(cls: type[Plugin]) -> type[Plugin]:
             if not (isinstance(cls, type) and issubclass(cls, self.base)):
                 raise RegistryError(
                     f"{self.kind} {name!r}: {cls!r} is not a subclass of {self.base.__name__}; "
@@ -36,7 +36,7 @@ class Registry(Generic[T]):
 
         return decorator
 
-    def get(self, name: str) -> type[T]:
+    def get(self, name: str) -> type[Plugin]:
         try:
             return self._classes[name]
         except KeyError:

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from latency_models.device import DeviceProfile
 from latency_models.measure import measure_archs
-from latency_models.meter import LatencyMeter, LatencySample, MeterSettings
+from latency_models.meter import LatencySample, MeterSettings, make_meter
 from latency_models.profiler import ProfileOutcome, ProfilePlan, ProgressHook, profile
 from search_spaces.arch import Arch
 from search_spaces.base import get_space
@@ -39,7 +39,7 @@ def measure_task(device: dict[str, Any], space: str, space_options: dict[str, An
     space_obj = get_space(space, space_options)
     profile_obj = DeviceProfile.model_validate(device)
     samples = measure_archs(space_obj, [Arch.from_dict(a) for a in archs],
-                            LatencyMeter(profile_obj, MeterSettings.model_validate(meter)))
+                            make_meter(profile_obj, MeterSettings.model_validate(meter)))
     where = f"{socket.gethostname()}:{os.getpid()}"
     return [{**s.to_dict(), "protocol": {**s.protocol, "measured_by": where}} for s in samples]
 

@@ -145,7 +145,7 @@ class LatencySampleRow(Base):
     protocol: Mapped[dict[str, Any]] = mapped_column(JSON)
     purpose: Mapped[str] = mapped_column(String(32))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("nas_jobs.id", ondelete="SET NULL"))
-    trial_id: Mapped[int | None] = mapped_column(ForeignKey("nas_trials.id", ondelete="SET NULL"))
+    trial_id: Mapped[int | None] = mapped_column(ForeignKey("nas_trials.id", ondelete="SET NULL"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -475,14 +475,21 @@ class Storage:
             return list(s.scalars(select(LatencySampleRow).where(LatencySampleRow.job_id == job_id)
                                   .order_by(LatencySampleRow.id)))
 
+    def latest_sample_protocol(self, trial_id: int) -> dict[str, Any] | None:
+        """The measurement protocol of the trial's newest latency sample, if it was measured."""
+        with self.session() as s:
+            return s.scalar(select(LatencySampleRow.protocol).where(LatencySampleRow.trial_id == trial_id)
+                            .order_by(LatencySampleRow.id.desc()).limit(1))
+
     def add_checkpoint(self, *, job_id: int, trial_id: int, path: str, archive_path: str, sha256: str,
-                       size_bytes: int, measured_latency_ms: float | None) -> int:
+                       size_bytes: int, measured_latency_ms: float | None) -> CheckpointRow:
         with self.session() as s:
             row = CheckpointRow(job_id=job_id, trial_id=trial_id, path=path, archive_path=archive_path,
                                 sha256=sha256, size_bytes=size_bytes, measured_latency_ms=measured_latency_ms)
             s.add(row)
             s.flush()
-            return row.id
+            s.refresh(row)
+            return row
 
     def checkpoints(self, job_id: int) -> list[CheckpointRow]:
         with self.session() as s:

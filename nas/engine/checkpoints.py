@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.db.models import JobRow, TrialRow
+from nas.db.models import TrialRow
 from nas.db.storage import Storage
-from nas.spec import JobSpec
+from nas.engine.bound_job import BoundJob
 from search_spaces.arch import Arch
 from search_spaces.errors import ConflictError
 
@@ -36,18 +36,18 @@ def _baseline_rows(baseline: dict[str, Any] | None, metric_name: str) -> str:
             f"| baseline fine-tuning steps | {baseline.get('teacher_steps')} |\n")
 
 
-def model_card(*, job: JobRow, trial: TrialRow, spec: JobSpec, metric_name: str, latency_ms: float | None,
-               protocol: dict[str, Any] | None, data: dict[str, Any], auto_class: str = "AutoModel") -> str:
+def model_card(*, job: BoundJob, trial: TrialRow, latency_ms: float | None, protocol: dict[str, Any] | None,
+               data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+    spec, metric_name, auto_class = job.spec, job.task.metric_name, job.space.auto_class
     arch = json.dumps(trial.arch["config"], indent=2, sort_keys=True)
     latency = f"{latency_ms:.3f} ms" if latency_ms is not None else "not measured"
-    baseline = (job.preparation or {}).get("baseline")
     others = "".join(f"| {name} (validation) | {value:.4f} |\n" for name, value in sorted((trial.metrics or {}).items())
                      if name != metric_name)
     return f"""---
 library_name: transformers
 tags: [hwnas, neural-architecture-search, {spec.space}]
 ---
-# hwnas checkpoint: job {job.id}, trial {trial.number}
+# hwnas checkpoint: job {job.job_id}, trial {trial.number}
 
 Found by hwnas (space `{spec.space}`, strategy `{spec.strategy}`, seed {spec.seed}) under a latency target of
 {spec.latency_target_ms} ms on device profile `{spec.device}`.
@@ -102,33 +102,30 @@ def deterministic_archive(folder: Path, archive_path: Path) -> tuple[str, int]:
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def export_trial(storage: Storage, *, job: JobRow, trial: TrialRow, out_dir: Path, latency_ms: float | None,
-                 protocol: dict[str, Any] | None) -> ExportedCheckpoint:
+def export_trial(job: BoundJob, *, trial: TrialRow, out_dir: Path, latency_ms: float | None,
+                 protocol: dict[str, Any] | None, data: dict[str, Any], baseline: dict[str, Any] | None,
+                 ) -> ExportedCheckpoint:
     """Rebuild the trial's network, load its trained weights, and write the checkpoint folder and archive."""
     from safetensors.torch import load_file
     from transformers.utils import logging as hf_logging
 
-    from nas.service import job_task_and_space
-
     if trial.state != "complete" or not trial.weights_path or not Path(trial.weights_path).is_file():
-        raise ConflictError(f"trial {trial.number} of job {job.id} has no trained weights (state {trial.state}); "
-                            "export a complete trial")
+        raise ConflictError(f"trial {trial.number} of job {job.job_id} has no trained weights (state "
+                            f"{trial.state}); export a complete trial")
     hf_logging.disable_progress_bar()
-    spec = JobSpec.model_validate(job.spec)
-    task, space = job_task_and_space(storage, job)
+    task, space = job.task, job.space
     arch = Arch.from_dict(trial.arch)
     model = space.build(arch, seed=0)
     model.load_state_dict(load_file(trial.weights_path), strict=True)
     model.eval()
     out_dir = Path(out_dir).resolve()
-    card = model_card(job=job, trial=trial, spec=spec, metric_name=task.metric_name, latency_ms=latency_ms,
-                      protocol=protocol, data=job.data_info or {}, auto_class=space.auto_class)
+    card = model_card(job=job, trial=trial, latency_ms=latency_ms, protocol=protocol, data=data, baseline=baseline)
     space.export(model, arch, out_dir, model_card=card)
     task.save_tokenizer(out_dir)
     (out_dir / "hwnas.json").write_text(json.dumps({
-        "job_id": job.id, "trial": trial.number, "arch": trial.arch, "metric_name": task.metric_name,
+        "job_id": job.job_id, "trial": trial.number, "arch": trial.arch, "metric_name": task.metric_name,
         "metric": trial.metric, "metrics": trial.metrics, "latency_ms": latency_ms, "protocol": protocol,
-        "params": trial.params, "baseline": (job.preparation or {}).get("baseline"),
+        "params": trial.params, "baseline": baseline,
     }, indent=2, sort_keys=True), encoding="utf-8")
     archive = out_dir.parent / (out_dir.name + ".tar.gz")
     sha256, size = deterministic_archive(out_dir, archive)
@@ -157,28 +154,27 @@ def checkpoint_dir(artifacts_dir: Path, job_id: int, trial_number: int) -> Path:
     return artifacts_dir / f"job-{job_id}" / f"checkpoint-trial-{trial_number}"
 
 
-def export_once(storage: Storage, *, job_id: int, trial: TrialRow, latency_ms: float,
+def export_once(storage: Storage, job: BoundJob, *, trial: TrialRow, latency_ms: float,
                 out_dir: Path) -> tuple[Any, bool]:
     """The trial's checkpoint: the stored one when its archive is still there, else exported into `out_dir`
     (replacing a half-written folder) and recorded. The check and the export hold `export_lock(out_dir)`, so
     concurrent callers export once. Returns (checkpoint row, created)."""
     with export_lock(out_dir):
-        row = existing_checkpoint(storage, job_id, trial.id)
+        row = existing_checkpoint(storage, job.job_id, trial.id)
         if row is not None:
             return row, False
         if out_dir.exists():
             shutil.rmtree(out_dir)  # a half-written export from an interrupted request
-        checkpoint_id = export_and_record(storage, job_id=job_id, trial=trial, latency_ms=latency_ms,
-                                          out_dir=out_dir)
-    return next(c for c in storage.checkpoints(job_id) if c.id == checkpoint_id), True
+        row = export_and_record(storage, job, trial=trial, latency_ms=latency_ms, out_dir=out_dir)
+    return row, True
 
 
-def export_and_record(storage: Storage, *, job_id: int, trial: TrialRow, latency_ms: float, out_dir: Path) -> int:
+def export_and_record(storage: Storage, job: BoundJob, *, trial: TrialRow, latency_ms: float, out_dir: Path) -> Any:
     """Export `trial` with the protocol of its latest latency sample, and store the checkpoint's row."""
-    samples = [s for s in storage.latency_samples(job_id=job_id) if s.trial_id == trial.id]
-    protocol = samples[-1].protocol if samples else None
-    exported = export_trial(storage, job=storage.get_job(job_id), trial=trial, out_dir=out_dir,
-                            latency_ms=latency_ms, protocol=protocol)
-    return storage.add_checkpoint(job_id=job_id, trial_id=trial.id, path=str(exported.path),
+    protocol = storage.latest_sample_protocol(trial.id)
+    row = storage.get_job(job.job_id)
+    exported = export_trial(job, trial=trial, out_dir=out_dir, latency_ms=latency_ms, protocol=protocol,
+                            data=row.data_info or {}, baseline=(row.preparation or {}).get("baseline"))
+    return storage.add_checkpoint(job_id=job.job_id, trial_id=trial.id, path=str(exported.path),
                                   archive_path=str(exported.archive_path), sha256=exported.sha256,
                                   size_bytes=exported.size_bytes, measured_latency_ms=latency_ms)

@@ -7,7 +7,8 @@ import torch
 
 from latency_models.device import BUILTIN_DEVICES, DeviceProfile
 from latency_models.measure import measure_archs
-from latency_models.meter import LatencyMeter, MeterSettings, _quantile
+from latency_models.meter import MeterSettings, _quantile, make_meter
+from latency_models.testing import MeterContract
 from search_spaces.base import get_space, random_archs
 from search_spaces.errors import LatencyError
 from tests.conftest import TINY_SPACE_OPTIONS
@@ -39,7 +40,7 @@ class Sleeper(torch.nn.Module):
 def test_models_are_interleaved_and_runs_counted() -> None:
     log: list[str] = []
     settings = MeterSettings(warmup=1, repeats=2, min_rounds=3, max_rounds=3)
-    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], settings)
+    meter = make_meter(BUILTIN_DEVICES["cpu-1t"], settings)
     inputs = {"x": torch.ones(1)}
     samples = meter.measure_many([(Counting(log, "a"), inputs), (Counting(log, "b"), inputs)])
     timed = log[2:]  # after one warm-up each
@@ -53,7 +54,7 @@ def test_models_are_interleaved_and_runs_counted() -> None:
 
 
 def test_stops_once_the_median_is_stable() -> None:
-    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"],
+    meter = make_meter(BUILTIN_DEVICES["cpu-1t"],
                          MeterSettings(warmup=1, repeats=3, min_rounds=2, max_rounds=20, tolerance=0.25))
     sample = meter.measure(Sleeper(0.004), {"x": torch.ones(1)})
     assert sample.protocol["stable"] and sample.protocol["rounds"] < 20
@@ -62,7 +63,7 @@ def test_stops_once_the_median_is_stable() -> None:
 
 
 def test_a_drifting_workload_hits_the_cap_and_says_so() -> None:
-    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"],
+    meter = make_meter(BUILTIN_DEVICES["cpu-1t"],
                          MeterSettings(warmup=0, repeats=2, min_rounds=2, max_rounds=5, tolerance=0.01))
     sample = meter.measure(Sleeper(0.0005, growth=1.5), {"x": torch.ones(1)})
     assert sample.protocol["rounds"] == 5 and not sample.protocol["stable"] and sample.runs == 10
@@ -82,7 +83,7 @@ def test_threads_are_pinned_and_restored() -> None:
             seen.append(torch.get_num_threads())
             return x
 
-    LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=1, min_rounds=1, max_rounds=1)).measure(
+    make_meter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=1, min_rounds=1, max_rounds=1)).measure(
         Probe(), {"x": torch.ones(1)})
     assert seen == [1] and torch.get_num_threads() == before
 
@@ -98,7 +99,7 @@ def test_quantiles_match_numpy() -> None:
 def test_median_of_a_fixed_workload_is_stable() -> None:
     """Two measurements of one matmul agree within a loose band (noise is real; no absolute limits)."""
     layer = torch.nn.Linear(256, 256)
-    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=5, repeats=20, min_rounds=3, max_rounds=6))
+    meter = make_meter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=5, repeats=20, min_rounds=3, max_rounds=6))
     first, second = (meter.measure(layer, {"input": torch.randn(64, 256)}).median_ms for _ in range(2))
     assert 0.5 < first / second < 2.0
 
@@ -107,7 +108,7 @@ def test_bigger_archs_measure_slower_in_order_given() -> None:
     space = get_space("sparse-transformer", TINY_SPACE_OPTIONS)
     small = space.make_arch(d_model=16, layers=[{"attn_heads": 2, "ffn": {"kind": "none"}}])
     big = space.make_arch(d_model=32, layers=[{"attn_heads": 2, "ffn": {"kind": "dense", "width": 64}}] * 2)
-    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=2, repeats=10, min_rounds=3, max_rounds=6))
+    meter = make_meter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=2, repeats=10, min_rounds=3, max_rounds=6))
     samples = measure_archs(space, [small, big, small], meter, chunk_size=2)
     assert len(samples) == 3 and samples[1].median_ms > max(samples[0].median_ms, samples[2].median_ms)
     assert len(random_archs(space, count=5, seed=1)) == 5
@@ -115,7 +116,7 @@ def test_bigger_archs_measure_slower_in_order_given() -> None:
 
 def test_meter_refuses_backends_it_cannot_time() -> None:
     with pytest.raises(LatencyError, match="cannot be measured"):
-        LatencyMeter(DeviceProfile(name="ort", backend="onnxruntime-cpu"))
+        make_meter(DeviceProfile(name="ort", backend="onnxruntime-cpu"))
 
 
 def test_reference_in_every_chunk_corrects_a_slowdown() -> None:
@@ -137,10 +138,26 @@ def test_reference_in_every_chunk_corrects_a_slowdown() -> None:
         machine["slowdown"] = 1.0 if i == 0 else 2.0  # the second chunk runs on a busier machine
         return Work(0.004 * (i + 1)), {"x": torch.ones(1)}
 
-    meter = LatencyMeter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=3, min_rounds=1, max_rounds=1))
+    meter = make_meter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=3, min_rounds=1, max_rounds=1))
     raw = _measure(2, build, meter, chunk_size=1, reference=None, on_progress=None)
     reference = Reference(Work(0.004), {"x": torch.ones(1)})
     corrected = _measure(2, build, meter, chunk_size=1, reference=reference, on_progress=None)
     assert raw[1].median_ms / raw[0].median_ms > 3.2  # 2x the work, 2x slower machine
     assert 1.6 < corrected[1].median_ms / corrected[0].median_ms < 2.5  # only the work's 2x is left
     assert corrected[1].protocol["drift_factor"] == pytest.approx(0.5, rel=0.25)
+
+
+class TestTorchCpuMeter(MeterContract):
+    @pytest.fixture()
+    def device(self) -> DeviceProfile:
+        return BUILTIN_DEVICES["cpu-1t"]
+
+
+class TestCudaMeter(MeterContract):
+    @pytest.fixture()
+    def device(self) -> DeviceProfile:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("no CUDA device on this machine")
+        return DeviceProfile(name="cuda-test", backend="cuda", threads=1)

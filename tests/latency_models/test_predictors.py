@@ -4,11 +4,11 @@ import pytest
 
 from latency_models.base import FitSample
 from latency_models.device import DeviceProfile
-from latency_models.learned import LearnedModel
-from latency_models.lookup_table import LookupTableModel
+from latency_models.learned import LearnedLatencyModel
+from latency_models.lookup_table import LookupTableLatencyModel
 from search_spaces.base import SearchSpace
 from search_spaces.errors import LatencyError
-from tests.latency_models.contracts import DEVICE, PredictorContract, synthetic_latency_ms
+from latency_models.testing import DEVICE, LatencyModelContract, synthetic_latency_ms
 
 
 def block_table(space: SearchSpace) -> dict[str, float]:
@@ -16,11 +16,11 @@ def block_table(space: SearchSpace) -> dict[str, float]:
     return {b.key: 0.01 * sum(v for _, v in b.params) / 16 for b in space.block_catalogue()}
 
 
-class TestLookupTable(PredictorContract):
-    def make_model(self, space: SearchSpace, device: DeviceProfile) -> LookupTableModel:
-        return LookupTableModel(space=space, device=device, block_ms=block_table(space))
+class TestLookupTable(LatencyModelContract):
+    def make_model(self, space: SearchSpace, device: DeviceProfile) -> LookupTableLatencyModel:
+        return LookupTableLatencyModel(space=space, device=device, block_ms=block_table(space))
 
-    def test_recovers_the_overhead_exactly(self, space: SearchSpace, fitted: LookupTableModel) -> None:
+    def test_recovers_the_overhead_exactly(self, space: SearchSpace, fitted: LookupTableLatencyModel) -> None:
         scale, per_block, constant = fitted.coef
         assert abs(scale - 1.0) < 1e-6 and abs(per_block - 0.03) < 1e-6 and abs(constant - 0.2) < 1e-6
 
@@ -32,16 +32,16 @@ class TestLookupTable(PredictorContract):
         arch = random_archs(space, count=1, seed=0)[0]
         missing = space.blocks(arch)[0].key
         del table[missing]
-        model = LookupTableModel(space=space, device=DEVICE, block_ms=table)
+        model = LookupTableLatencyModel(space=space, device=DEVICE, block_ms=table)
         with pytest.raises(LatencyError, match="no entry for block"):
             model.fit([FitSample(a, synthetic_latency_ms(space, a)) for a in [arch] * 3])
 
 
-class TestLearned(PredictorContract):
-    def make_model(self, space: SearchSpace, device: DeviceProfile) -> LearnedModel:
-        return LearnedModel(space=space, device=device)
+class TestLearned(LatencyModelContract):
+    def make_model(self, space: SearchSpace, device: DeviceProfile) -> LearnedLatencyModel:
+        return LearnedLatencyModel(space=space, device=device)
 
-    def test_uncertainty_comes_from_the_quantile_spread(self, space: SearchSpace, fitted: LearnedModel) -> None:
+    def test_uncertainty_comes_from_the_quantile_spread(self, space: SearchSpace, fitted: LearnedLatencyModel) -> None:
         import math
 
         import numpy as np

@@ -379,7 +379,33 @@ def test_listing_jobs_costs_a_fixed_number_of_queries(service: Service, api: Any
         assert answer.status_code == 200 and len(answer.json()["items"]) == jobs
         return len(statements)
 
-    assert count_listing(2) == count_listing(12) <= 10
+    assert count_listing(2) == count_listing(50) <= 10
+
+
+def test_exporting_a_checkpoint_costs_a_fixed_number_of_queries(service: Service, api: Any) -> None:
+    from sqlalchemy import event
+
+    submit = auth(service, "submit")
+
+    def count_export(trials: int) -> int:
+        job_id = service.finished_job(budget={"trials": trials, "train_steps": 2})
+        exported = {c.trial_id for c in service.storage.checkpoints(job_id)}
+        trial = next(t for t in service.storage.trials(job_id) if t.state == "complete" and t.id not in exported)
+        api.get("/api/v1/jobs?limit=1", headers=submit)  # the token's last use is recorded here
+        statements: list[str] = []
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(service.storage.engine, "before_cursor_execute", count)
+        try:
+            answer = api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": trial.number}, headers=submit)
+        finally:
+            event.remove(service.storage.engine, "before_cursor_execute", count)
+        assert answer.status_code == 201, answer.text
+        return len(statements)
+
+    assert count_export(6) == count_export(40) <= 20
 
 
 def test_a_finished_jobs_answers_are_reused_until_a_checkpoint_changes_them(service: Service) -> None:

@@ -80,11 +80,12 @@ def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny
     # The project's own predictions on the dev set, from the trial's weights.
     from safetensors.torch import load_file
 
-    from nas.service import job_task_and_space
+    from nas.engine.bound_job import bind_job
     from search_spaces.arch import Arch
 
     trial = storage.trial(job_id, int(folder.name.rsplit("-", 1)[1]))
-    task, space = job_task_and_space(storage, job)
+    bound = bind_job(storage, job)
+    task, space = bound.task, bound.space
     model = space.build(Arch.from_dict(trial.arch))
     model.load_state_dict(load_file(trial.weights_path))
     expected = task.predict(model)

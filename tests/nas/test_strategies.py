@@ -12,7 +12,7 @@ import pytest
 
 from nas.engine.strategies.base import Strategy, StrategyConfig, make_strategy, strategy_names
 from search_spaces.errors import DatabaseUnavailableError
-from tests.contracts import StrategyContract, toy_sample
+from nas.engine.strategies.testing import StrategyContract, toy_sample
 
 
 @pytest.fixture(params=strategy_names())
@@ -134,3 +134,28 @@ def test_the_study_carries_its_objective_names(strategy_name: str, database_url:
     make_strategy(strategy_name, config)
     make_strategy(strategy_name, config)  # a resumed job finds them stored
     assert optuna.load_study(study_name="named", storage=database_url).metric_names == ["accuracy", "latency_ms"]
+
+
+def test_the_private_optuna_parts_we_use_still_exist(sqlite_url: str) -> None:
+    """`nas.engine.strategies.optuna_private` names every private part of Optuna hwnas uses; this fails when
+    an Optuna release moves one, before a job does."""
+    import optuna
+
+    from nas.engine.strategies.optuna_private import frozen_trial_id, rdb_models, study_id, working_storage
+
+    models = rdb_models()
+    for name in ("StudyModel", "TrialModel", "TrialParamModel", "TrialSystemAttributeModel"):
+        assert hasattr(models, name), name
+    for column in ("trial_id", "number", "state", "study_id", "datetime_start"):
+        assert column in models.TrialModel.__table__.c, column
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    trial = study.ask()
+    frozen = working_storage(study).get_trial(
+        working_storage(study).get_trial_id_from_study_id_trial_number(study_id(study), trial.number))
+    assert frozen.number == trial.number
+    stored = optuna.create_study(study_name="ids", storage=sqlite_url)
+    stored.ask()
+    (record,) = optuna.load_study(study_name="ids", storage=sqlite_url).get_trials(deepcopy=False)
+    storage = optuna.storages.RDBStorage(sqlite_url)
+    assert frozen_trial_id(record) == storage.get_trial_id_from_study_id_trial_number(
+        storage.get_study_id_from_name("ids"), 0)

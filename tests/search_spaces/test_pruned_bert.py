@@ -17,7 +17,7 @@ from search_spaces.pruned_bert.importance import (
     taylor_importance,
 )
 from tests.conftest import tiny_pruned_bert_options
-from tests.contracts import SpaceContract
+from search_spaces.testing import SpaceContract
 
 
 class TestPrunedBertContract(SpaceContract):

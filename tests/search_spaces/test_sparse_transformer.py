@@ -8,7 +8,7 @@ from search_spaces.base import get_space
 from search_spaces.errors import SpecError
 from search_spaces.sparse_transformer.modeling_hwnas_sparse import MixtureOfExperts
 from tests.conftest import TINY_SPACE_OPTIONS
-from tests.contracts import SpaceContract
+from search_spaces.testing import SpaceContract
 
 
 class TestSparseTransformerContract(SpaceContract):

@@ -8,9 +8,13 @@ import pytest
 import torch
 
 from nas.spec import parse_spec
+from search_spaces.arch import Arch
+from search_spaces.base import SearchSpace
 from search_spaces.errors import DataError, SpecError
 from tests.conftest import tiny_pruned_bert_options, write_sentiment_tsv
 from workers.evaluate import task_and_space
+from workers.tasks.base import Task
+from workers.testing import TaskContract
 
 
 def make(files: tuple[Path, Path], tiny_bert_dir: Path, **changes: object):  # type: ignore[no-untyped-def]
@@ -120,3 +124,13 @@ def test_training_continued_in_rungs_equals_training_in_one_go(sentiment_files: 
     assert run.start_step == 12
     expected, got = whole.state_dict(), resumed.state_dict()
     assert all(torch.equal(expected[name], got[name]) for name in expected)
+
+
+class TestClassificationContract(TaskContract):
+    @pytest.fixture()
+    def bound(self, sentiment_files: tuple[Path, Path], tiny_bert_dir: Path) -> tuple[Task, SearchSpace]:
+        return make(sentiment_files, tiny_bert_dir)
+
+    @pytest.fixture()
+    def arch(self, bound: tuple[Task, SearchSpace]) -> Arch:
+        return bound[1].make_arch([{"source": 0, "heads": 2, "ffn": 32}])

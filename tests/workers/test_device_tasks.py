@@ -53,7 +53,7 @@ def test_profiling_reports_both_predictors_with_progress() -> None:
     plan = ProfilePlan(samples=12, overhead_samples=4, holdout=4, meter=FAST)
     outcome = DeviceRunner(use_ray=False).profile(BUILTIN_DEVICES["cpu-1t"], SPACE.name, SPACE.options.model_dump(),
                                                   plan, on_progress=lambda *a: seen.append(a))
-    assert [p["kind"] for p in outcome.predictors] == ["lookup-table", "learned"]
+    assert sorted(p["kind"] for p in outcome.predictors) == ["learned", "lookup-table"]
     blocks = len(SPACE.block_catalogue())
     assert seen[-1][1] == seen[-1][2] == blocks + 12 + 2 * 4
     purposes = [s["purpose"] for s in outcome.samples]
@@ -65,7 +65,8 @@ def test_profiling_reports_both_predictors_with_progress() -> None:
         report = predictor["report"]
         assert report["n_holdout"] == 4 and report["profiling_s"] > 0 and report["predict_ms"] > 0
         assert set(report["noise_floor"]) >= {"mape", "within_5pct", "within_10pct", "kendall_tau"}
-    table, learned = outcome.predictors
+    by_kind = {p["kind"]: p for p in outcome.predictors}
+    table, learned = by_kind["lookup-table"], by_kind["learned"]
     assert table["report"]["n_train"] == 4 and learned["report"]["n_train"] == 12
     assert table["report"]["profiling_s"] < outcome.timings_s["blocks"] + outcome.timings_s["overhead_samples"] + 5
 

@@ -1,4 +1,4 @@
-"""The executor contract: every executor returns each submitted candidate's result, failures included."""
+"""Every built-in executor passes the executor contract (`workers.testing`)."""
 
 from __future__ import annotations
 
@@ -8,37 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from search_spaces.base import get_space
-from tests.conftest import TINY_SPACE_OPTIONS
 from workers.executors.base import Executor
 from workers.executors.in_process import InProcessExecutor
+from workers.testing import ExecutorContract, contract_candidates
 from workers.types import CandidateTask
-
-
-def candidates(tmp_path: Path, corpus: Path) -> list[CandidateTask]:
-    space = get_space("sparse-transformer", TINY_SPACE_OPTIONS)
-    good = space.make_arch(d_model=16, layers=[{"attn_heads": 2, "ffn": {"kind": "moe", "experts": 2, "top_k": 1,
-                                                                           "width": 16}}]).to_dict()
-    bad = {**good, "config": {**good["config"], "d_model": 999}}
-    return [CandidateTask(job_id=1, trial_number=n, space="sparse-transformer", space_options=TINY_SPACE_OPTIONS,
-                          arch=arch, task={"kind": "language-modeling", "train": str(corpus), "seq_len": 16},
-                          train_steps=3, seed=0, artifact_dir=str(tmp_path / f"t{n}"))
-            for n, arch in enumerate([good, bad, good])]
-
-
-class ExecutorContract:
-    def test_returns_every_result_and_failures(self, executor: Executor, tmp_path: Path, corpus_file: Path) -> None:
-        for c in candidates(tmp_path, corpus_file):
-            executor.submit(c)
-        results = {}
-        while executor.in_flight:
-            for r in executor.wait(timeout_s=120):
-                results[r.trial_number] = r
-        assert sorted(results) == [0, 1, 2]
-        assert results[0].state == "complete" and results[2].state == "complete"
-        assert results[0].metric == results[2].metric
-        assert results[1].state == "failed" and "d_model" in (results[1].error or "")
-        assert executor.slots >= 1
 
 
 class TestInProcessExecutor(ExecutorContract):
@@ -75,6 +48,6 @@ class TestRayExecutor(ExecutorContract):
 
         executor = RayExecutor(slots=2)
         executor._remote = import_ray().remote(num_cpus=1, max_retries=0)(_crash)
-        executor.submit(candidates(tmp_path, corpus_file)[0])
+        executor.submit(contract_candidates(tmp_path, corpus_file)[0])
         (result,) = executor.wait(timeout_s=120)
         assert result.state == "failed" and "worker lost" in (result.error or "")

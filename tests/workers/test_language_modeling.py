@@ -6,8 +6,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from search_spaces.arch import Arch
+from search_spaces.base import SearchSpace
 from search_spaces.errors import DataError
-from workers.tasks.base import make_task
+from tests.conftest import TINY_SPACE_OPTIONS
+from workers.evaluate import task_and_space
+from workers.tasks.base import Task, make_task
+from workers.testing import TaskContract
 from workers.tasks.language_modeling import BYTE_OFFSET
 
 
@@ -104,3 +109,15 @@ def test_real_corpus_from_shared_data() -> None:
     path = Path(__file__).resolve().parents[2].parent / "shared/data/tinyshakespeare/input.txt"
     task = make_task({"kind": "language-modeling", "train": str(path), "tokenizer": "char"})
     assert 60 <= task.vocab_size <= 70 and task.describe_data()["validation_bytes"] > 50_000
+
+
+class TestLanguageModelingContract(TaskContract):
+    @pytest.fixture()
+    def bound(self, corpus_file: Path) -> tuple[Task, SearchSpace]:
+        return task_and_space("sparse-transformer", TINY_SPACE_OPTIONS,
+                              {"kind": "language-modeling", "train": str(corpus_file), "seq_len": 16, "batch_size": 4})
+
+    @pytest.fixture()
+    def arch(self, bound: tuple[Task, SearchSpace]) -> Arch:
+        return bound[1].make_arch(d_model=16, layers=[{"attn_heads": 2, "ffn": {"kind": "moe", "experts": 2,
+                                                                                 "top_k": 1, "width": 16}}])

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from workers.executors.base import EXECUTORS, Executor, get_executor_class, register_executor
+from workers.executors.base import (
+    EXECUTORS,
+    Executor,
+    ExecutorOptions,
+    get_executor_class,
+    make_executor,
+    register_executor,
+)
 
-__all__ = ["EXECUTORS", "Executor", "get_executor_class", "register_executor"]
+__all__ = ["EXECUTORS", "Executor", "ExecutorOptions", "get_executor_class", "make_executor", "register_executor"]

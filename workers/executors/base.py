@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from search_spaces.registry import Registry
 from workers.types import CandidateTask, EvalResult
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """What the service knows that an executor may use: a cluster address, a fixed number of slots (None:
+    the executor decides) and the CPUs each candidate asks for."""
+
+    address: str | None = None
+    slots: int | None = None
+    cpus_per_trial: float = 1.0
 
 
 class Executor(ABC):
@@ -19,6 +30,11 @@ class Executor(ABC):
     """
 
     name: ClassVar[str]
+
+    @classmethod
+    def from_options(cls, options: ExecutorOptions) -> Executor:
+        """The executor the service runs jobs on (an executor that needs none of the options ignores them)."""
+        return cls()
 
     @property
     @abstractmethod
@@ -66,3 +82,8 @@ def get_executor_class(name: str) -> type[Executor]:
     import workers.executors.ray_executor  # noqa: F401
 
     return EXECUTORS.get(name)
+
+
+def make_executor(name: str, options: ExecutorOptions) -> Executor:
+    """The executor registered as `name`, built from the service's options."""
+    return get_executor_class(name).from_options(options)

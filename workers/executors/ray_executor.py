@@ -10,7 +10,7 @@ from typing import Any
 
 from search_spaces.errors import ExecutionError
 from workers.evaluate import evaluate_candidate, worker_name
-from workers.executors.base import Executor, register_executor
+from workers.executors.base import Executor, ExecutorOptions, register_executor
 from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
@@ -73,6 +73,10 @@ class RayExecutor(Executor):
         self._slots_at = (-SLOTS_REFRESH_S, 1)
         self._remote = ray.remote(num_cpus=cpus_per_trial, max_retries=0)(evaluate_candidate)
         self._pending: dict[Any, CandidateTask] = {}
+
+    @classmethod
+    def from_options(cls, options: ExecutorOptions) -> RayExecutor:
+        return cls(address=options.address, slots=options.slots, cpus_per_trial=options.cpus_per_trial)
 
     @property
     def slots(self) -> int:

@@ -63,6 +63,18 @@ class TaskSpec(BaseModel):
         return paths
 
 
+@dataclass(frozen=True)
+class Objective:
+    """What a task's spec optimises: its metric's name and direction (known without reading any data)."""
+
+    metric_name: str
+    direction: Literal["minimize", "maximize"]
+
+    @property
+    def maximize(self) -> bool:
+        return self.direction == "maximize"
+
+
 class Task(ABC):
     """Trains a built candidate for a number of steps and scores it on held-out data.
 
@@ -77,6 +89,11 @@ class Task(ABC):
 
     def __init__(self, spec: TaskSpec) -> None:
         self.spec = spec
+
+    @classmethod
+    def objective_for(cls, spec: TaskSpec) -> Objective:
+        """The objective of a task with this spec (a task whose metric the spec chooses overrides this)."""
+        return Objective(cls.metric_name, cls.direction)
 
     @abstractmethod
     def space_options(self) -> dict[str, Any]: ...
@@ -164,11 +181,22 @@ def task_classes() -> dict[str, type[Task]]:
     return {name: TASKS.get(name) for name in TASKS.names()}
 
 
-def make_task(spec: dict[str, Any] | TaskSpec) -> Task:
-    """A task from its spec (already validated, or a plain dict from a `CandidateTask`)."""
+def _typed_spec(spec: dict[str, Any] | TaskSpec) -> tuple[type[Task], TaskSpec]:
     task_classes()
     kind = spec.kind if isinstance(spec, TaskSpec) else spec.get("kind")
     cls = TASKS.get(str(kind))
     typed = spec if isinstance(spec, cls.spec_model) else cls.spec_model.model_validate(
         spec.model_dump() if isinstance(spec, TaskSpec) else spec)
+    return cls, typed
+
+
+def task_objective(spec: dict[str, Any] | TaskSpec) -> Objective:
+    """The objective of a task spec, without building the task (which reads and checks its data)."""
+    cls, typed = _typed_spec(spec)
+    return cls.objective_for(typed)
+
+
+def make_task(spec: dict[str, Any] | TaskSpec) -> Task:
+    """A task from its spec (already validated, or a plain dict from a `CandidateTask`)."""
+    cls, typed = _typed_spec(spec)
     return cls(typed)

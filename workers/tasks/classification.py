@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from search_spaces.data_paths import DATASET_PREFIX, parse_dataset_ref
 from search_spaces.errors import DataError
-from workers.tasks.base import Task, TaskSpec, TrainingRun, begin_run, end_run, optimizer_step, register_task
+from workers.tasks.base import Objective, Task, TaskSpec, TrainingRun, begin_run, end_run, optimizer_step, register_task
 from workers.tasks.table_files import Columns, Examples, FileFormat, read_file, read_hub_split
 
 if TYPE_CHECKING:
@@ -98,6 +98,11 @@ class ClassificationTask(Task):
     @property
     def metric_name(self) -> str:  # type: ignore[override]
         return self.spec.metric
+
+    @classmethod
+    def objective_for(cls, spec: TaskSpec) -> Objective:
+        assert isinstance(spec, ClassificationSpec)
+        return Objective(spec.metric, cls.direction)
 
     # ---- data ------------------------------------------------------------------------------------
     @cached_property

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from search_spaces.registry import Registry
 
 Direction = Literal["minimize", "maximize"]
-A = TypeVar("A")
+Sampled = TypeVar("Sampled")  # what a space samples for one trial (an Arch)
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class Strategy(ABC):
         self.config = config
 
     @abstractmethod
-    def ask_batch(self, count: int, sample: Callable[[Any], A]) -> list[tuple[int, A]]:
+    def ask_batch(self, count: int, sample: Callable[[Any], Sampled]) -> list[tuple[int, Sampled]]:
         """`count` new trials at once, to fill free workers: `(trial number, sample(trial))` each, stored.
 
         An NSGA-II generation is sampled from one parent population, so asking several before any is

@@ -21,12 +21,14 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from nas.engine.strategies.optuna_private import rdb_models
+
 
 def create_trials(storage: Any, study_id: int, trials: Sequence[Any]) -> list[tuple[int, int]]:
     """Store `trials` (running `FrozenTrial`s with params and system attrs) in `storage`'s study `study_id`;
     return `(number, trial_id)` each, numbered after the study's existing trials."""
     from optuna.distributions import distribution_to_json
-    from optuna.storages._rdb import models
+    models = rdb_models()
     from optuna.trial import TrialState
 
     for trial in trials:
@@ -61,7 +63,7 @@ def finish_trial(storage: Any, trial_id: int, *, state: Any, values: Sequence[fl
                  system_attrs: Mapping[str, Any], replace: Sequence[str] = ()) -> bool:
     """Finish a running trial: add `system_attrs` (replacing those named in `replace`, which it held already),
     set its `values` and `state`, in one transaction. False (nothing written) if it was not running."""
-    from optuna.storages._rdb import models
+    models = rdb_models()
     from optuna.trial import TrialState
 
     trials = models.TrialModel.__table__

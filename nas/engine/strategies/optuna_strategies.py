@@ -8,7 +8,8 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from nas.engine.strategies.base import A, Strategy, StrategyConfig, register_strategy
+from nas.engine.strategies.base import Sampled, Strategy, StrategyConfig, register_strategy
+from nas.engine.strategies.optuna_private import frozen_trial_id, study_id, working_storage
 from nas.engine.strategies.optuna_record import create_trials, finish_trial
 from search_spaces.errors import DatabaseUnavailableError, StorageError
 
@@ -69,7 +70,7 @@ class OptunaStrategy(Strategy):
                 with warnings.catch_warnings():  # set_metric_names is marked experimental
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     record.set_metric_names(list(config.metric_names))
-        self._record_study_id: int = record._study_id
+        self._record_study_id: int = self.storage.get_study_id_from_name(config.study_name)
         self._record_ids: dict[int, int] = {}  # trial number -> the record's trial id
         self._recorded_attrs: dict[int, dict[str, Any]] = {}  # system attrs the record holds, per open trial
         self.study: Any = None  # the in-memory working copy; None until loaded or after a failed write
@@ -87,7 +88,7 @@ class OptunaStrategy(Strategy):
                 trials = self.storage.get_all_trials(self._record_study_id, deepcopy=False)
             study = optuna.create_study(directions=list(self.config.directions), sampler=self.make_sampler())
             study.add_trials(trials)
-            self._record_ids = {t.number: t._trial_id for t in trials}
+            self._record_ids = {t.number: frozen_trial_id(t) for t in trials}
             self._recorded_attrs = {t.number: dict(t.system_attrs) for t in trials if not t.state.is_finished()}
             self.study = study
         return self.study
@@ -106,14 +107,14 @@ class OptunaStrategy(Strategy):
     def _trial_id(self, number: int) -> int:
         """The working copy's trial id of trial `number`."""
         study = self._working_study()
-        return int(study._storage.get_trial_id_from_study_id_trial_number(study._study_id, number))
+        return int(working_storage(study).get_trial_id_from_study_id_trial_number(study_id(study), number))
 
     def _frozen(self, number: int) -> Any:
-        return self._working_study()._storage.get_trial(self._trial_id(number))
+        return working_storage(self._working_study()).get_trial(self._trial_id(number))
 
     # ---- the contract ----------------------------------------------------------------------------
-    def ask_batch(self, count: int, sample: Callable[[Any], A]) -> list[tuple[int, A]]:
-        proposed: list[tuple[int, A]] = []
+    def ask_batch(self, count: int, sample: Callable[[Any], Sampled]) -> list[tuple[int, Sampled]]:
+        proposed: list[tuple[int, Sampled]] = []
         with self._writing() as study:
             for _ in range(count):
                 trial = study.ask()

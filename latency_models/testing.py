@@ -1,17 +1,34 @@
-"""The contract every latency predictor passes: fit, predict, save and load, refuse what it was not fitted for."""
+"""Contract suites for latency models and latency meters, shipped for plug-in authors.
+
+    from latency_models.testing import LatencyModelContract, MeterContract
+
+    class TestMyModel(LatencyModelContract):
+        def make_model(self, space, device): return MyModel(space=space, device=device)
+
+    class TestMyMeter(MeterContract):
+        @pytest.fixture()
+        def device(self): return DeviceProfile(name="mine", backend="my-backend", threads=1)
+
+Needs pytest and torch.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 import pytest
 
 from latency_models.base import FitSample, LatencyModel
 from latency_models.device import DeviceProfile
+from latency_models.meter import METERS, MeterSettings, make_meter
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, get_space, random_archs
 from search_spaces.errors import LatencyError
-from tests.conftest import TINY_SPACE_OPTIONS
 
 DEVICE = DeviceProfile(name="cpu-1t", threads=1, seq_len=16, builtin=True)
+SMALL_SPACE_OPTIONS = {"max_seq_len": 32, "max_layers": 2, "d_model_choices": [16, 32], "heads_choices": [0, 2],
+                       "dense_width_choices": [32, 64], "moe_experts_choices": [2, 4], "moe_top_k_choices": [1, 2],
+                       "moe_width_choices": [16, 32]}
 
 
 def synthetic_latency_ms(space: SearchSpace, arch: Arch) -> float:
@@ -19,15 +36,16 @@ def synthetic_latency_ms(space: SearchSpace, arch: Arch) -> float:
     return 0.2 + sum(0.01 * sum(v for _, v in b.params) / 16 for b in space.blocks(arch)) + 0.03 * len(space.blocks(arch))
 
 
-class PredictorContract:
-    """Subclasses provide `make_model(space, device)` returning an unfitted model ready to `fit`."""
+class LatencyModelContract:
+    """Every latency model kind passes this suite: fit, predict, save and load, refuse what it was not fitted
+    for. Subclasses provide `make_model(space, device)` returning an unfitted model ready to `fit`."""
 
     def make_model(self, space: SearchSpace, device: DeviceProfile) -> LatencyModel:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must build an unfitted latency model")
 
     @pytest.fixture()
     def space(self) -> SearchSpace:
-        return get_space("sparse-transformer", TINY_SPACE_OPTIONS)
+        return get_space("sparse-transformer", SMALL_SPACE_OPTIONS)
 
     @pytest.fixture()
     def fitted(self, space: SearchSpace) -> LatencyModel:
@@ -62,7 +80,7 @@ class PredictorContract:
         payload = fitted.save()
         with pytest.raises(LatencyError, match="device profile"):
             LatencyModel.load(payload, space=space, device=DEVICE.model_copy(update={"threads": 2}))
-        other = get_space("sparse-transformer", {**TINY_SPACE_OPTIONS, "vocab_size": 1000})
+        other = get_space("sparse-transformer", {**SMALL_SPACE_OPTIONS, "vocab_size": 1000})
         with pytest.raises(LatencyError, match="latency signature"):
             LatencyModel.load(payload, space=other, device=DEVICE)
         with pytest.raises(LatencyError, match="cannot be read"):
@@ -79,3 +97,45 @@ class PredictorContract:
         model = self.make_model(space, DEVICE)
         with pytest.raises(LatencyError, match="at least"):
             model.fit([FitSample(a, 1.0) for a in random_archs(space, count=2, seed=0)])
+
+
+class MeterContract:
+    """Every latency meter passes this suite. Provide a `device` fixture: a profile of the meter's backend
+    (skip the class where that backend is absent)."""
+
+    FAST = MeterSettings(warmup=1, repeats=3, min_rounds=2, max_rounds=3, seed=0)
+
+    @staticmethod
+    def _model(width: int) -> tuple[Any, dict[str, Any]]:
+        import torch
+
+        torch.manual_seed(0)
+
+        class Mlp(torch.nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.layers = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(),
+                                                  torch.nn.Linear(width, 64))
+
+            def forward(self, x: Any) -> Any:
+                return self.layers(x)
+
+        return Mlp(), {"x": torch.randn(8, 64)}
+
+    def test_the_registry_gives_this_meter_for_its_backend(self, device: DeviceProfile) -> None:
+        meter = make_meter(device, self.FAST)
+        assert isinstance(meter, METERS.get(device.backend)) and meter.device == device
+
+    def test_a_sample_per_model_in_order_with_its_protocol(self, device: DeviceProfile) -> None:
+        meter = make_meter(device, self.FAST)
+        small, big = self._model(8), self._model(2048)
+        samples = meter.measure_many([small, big, small])
+        assert len(samples) == 3 and all(s.median_ms > 0 and s.p10_ms <= s.median_ms <= s.p90_ms for s in samples)
+        assert samples[1].median_ms > max(samples[0].median_ms, samples[2].median_ms)
+        protocol = samples[0].protocol
+        assert protocol["backend"] == device.backend and protocol["device"] == device.name
+        assert protocol["statistic"] == "median" and protocol["interleaved"] is True
+        rounds = protocol["rounds"]
+        assert self.FAST.min_rounds <= rounds <= self.FAST.max_rounds
+        assert all(s.runs == rounds * self.FAST.repeats for s in samples)
+        assert meter.measure_many([]) == []

@@ -1,19 +1,14 @@
-"""What the controller keeps in memory about one job while it runs it (the database holds the rest)."""
+"""What the search phase keeps in memory about one job while it runs it (the database holds the rest)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from latency_models.base import LatencyModel
-from latency_models.device import DeviceProfile
-from latency_models.meter import MeterSettings
-from nas.db.models import JobRow, TrialRow
+from nas.db.models import TrialRow
+from nas.engine.bound_job import BoundJob
 from nas.engine.pareto import Point
-from nas.spec import JobSpec
 from nas.engine.strategies.base import Strategy
-from search_spaces.base import SearchSpace
-from workers.tasks.base import Task
 
 
 @dataclass
@@ -44,16 +39,13 @@ class ControllerStats:
 
 
 @dataclass
-class JobContext:
-    job: JobRow
-    spec: JobSpec
-    task: Task
-    space: SearchSpace
-    space_options: dict[str, Any]
-    device: DeviceProfile
-    meter: MeterSettings
-    latency_model: LatencyModel
+class SearchState:
+    """The search loop's state: the bound job and its strategy and predictor (fixed), and what changes as
+    results arrive (the next trial number, the rung results, the front, the trials in flight)."""
+
+    job: BoundJob
     strategy: Strategy
+    latency_model: LatencyModel
     rungs: tuple[int, ...] = ()
     stats: ControllerStats = field(default_factory=ControllerStats)
     next_number: int = 0  # the next trial number (the controller is its job's single writer)
@@ -61,11 +53,3 @@ class JobContext:
     front: list[Point] = field(default_factory=list)  # the Pareto front of the complete trials
     dispatched: dict[int, TrialRow] = field(default_factory=dict)  # trial number -> its row, while in flight
     running_jobs_at: tuple[float, int] = (-1e9, 1)  # when the running jobs were counted, and how many
-
-    @property
-    def maximize_metric(self) -> bool:
-        return self.task.direction == "maximize"
-
-    @property
-    def hypervolume_reference(self) -> tuple[float, float]:
-        return (self.task.worst_metric(), self.spec.latency_target_ms)

@@ -1,0 +1,30 @@
+"""Phase `latency-model`: load the job's latency predictor for its device and space, profiling the device
+first when none is stored (`nas.engine.latency`). Resumed: the predictor stored by the first run is found."""
+
+from __future__ import annotations
+
+import logging
+
+from nas.engine.latency import job_latency_model
+from nas.engine.phases.base import JobRun, Phase
+
+logger = logging.getLogger(__name__)
+
+
+class ChooseLatencyModel(Phase):
+    name = "latency-model"
+
+    def run(self, run: JobRun) -> None:
+        job = run.job
+        if run.latency_model_factory is not None:
+            run.latency_model = run.latency_model_factory(job.space, job.device)
+            return
+        model, info = job_latency_model(run.storage, run.device_runner, device=job.device, space=job.space,
+                                        kind=job.spec.latency_model,
+                                        plan=run.settings.profile_plan(seed=job.spec.seed))
+        report = info["report"] or {}
+        logger.info("job %s predicts latency with %s model %s (held-out MAPE %.2f%%, within 10%%: %.1f%%)",
+                    job.job_id, info["kind"], info["id"], report.get("mape", float("nan")),
+                    report.get("within_10pct", float("nan")))
+        run.storage.set_job_fields(job.job_id, latency_model_id=info["id"])
+        run.latency_model = model
