@@ -68,7 +68,8 @@ def fill(url: str, *, trials: int, seed: int) -> tuple[int, str, int]:
     front = pareto_front(points)
     storage.replace_front(job_id, [(p.key, p.metric, p.latency_ms) for p in front], trials_done=trials,
                           hypervolume=hypervolume(points, reference=(5.0, 5.0)))
-    storage.set_job_fields(job_id, state="completed", message="benchmark job")
+    storage.claim_job(job_id, owner="bench", ttl_s=60)
+    storage.release_job(job_id, owner="bench", state="completed", message="benchmark job")
     return job_id, issue_token(storage, name="bench", scope="read")[1], len(front)
 
 

@@ -308,7 +308,7 @@ def part_reliability(args: argparse.Namespace, url: str, folder: Path) -> dict[s
     storage = open_storage(url)
     running = storage.create_job(spec=storage.get_job(big_job).spec, name="running", space="sparse-transformer",
                                  device="cpu-1t", latency_target_ms=2.0, strategy="nsga2", trials_budget=100_000)
-    storage.set_job_fields(running, state="running", lease_owner="bench", lease_expires_at=time.time() + 86_400)
+    storage.claim_job(running, owner="bench", ttl_s=86_400)
     from nas.service import issue_token
 
     token = issue_token(storage, name="bench writer", scope="submit")[1]

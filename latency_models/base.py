@@ -167,9 +167,11 @@ def get_latency_model_class(name: str) -> type[LatencyModel]:
 
 
 def latency_model_names() -> tuple[str, ...]:
-    """Every registered latency model kind (the built-in ones and any plug-in imported before)."""
+    """Every registered latency model kind (the built-in ones and any plug-in imported before): those fitted
+    on block latencies first, as the profiler measures the blocks first; then by name."""
     _builtin_models()
-    return tuple(LATENCY_MODELS.names())
+    return tuple(sorted(LATENCY_MODELS.names(), key=lambda name: (not LATENCY_MODELS.get(name).needs_block_latencies,
+                                                                   name)))
 
 
 def _builtin_models() -> None:

@@ -37,6 +37,8 @@ __all__ = [
     "TooManyRequestsError",
     "JobFailedError",
     "JobCancelledError",
+    "cli_message",
+    "api_message",
     "error_for_status",
     "exit_code_for",
     "http_status_for",
@@ -127,3 +129,42 @@ def error_for_status(status: int, message: str) -> HwnasError:
         if mapped == status:
             return cls(message)
     return HwnasError(f"HTTP {status}: {message}")
+
+
+# How to find what exists, per missing resource: storage says what is wrong, the interface says the fix.
+_CLI_FIXES: dict[str, str] = {
+    "job": "list jobs with `hwnas jobs`",
+    "trial": "see `hwnas show {owner}`",
+    "device": "list them with `hwnas devices list` or add it with `hwnas devices add`",
+    "latency model": "list them with `hwnas devices show DEVICE`",
+    "token": "list tokens with `hwnas token list`",
+    "checkpoint": "see `hwnas show {owner}`",
+    "dataset": "datasets live on a server: list them with GET /api/v1/datasets (or HwnasClient.datasets())",
+}
+_API_FIXES: dict[str, str] = {
+    "job": "list jobs with GET /api/v1/jobs",
+    "trial": "list the job's trials with GET /api/v1/jobs/{owner}/trials",
+    "device": "list them with GET /api/v1/devices or add it with POST /api/v1/devices",
+    "latency model": "see the device's models with GET /api/v1/devices/DEVICE",
+    "token": "list tokens with GET /api/v1/tokens",
+    "checkpoint": "list the job's checkpoints with GET /api/v1/jobs/{owner}",
+    "dataset": "list datasets with GET /api/v1/datasets",
+}
+
+
+def _with_fix(error: HwnasError, fixes: dict[str, str]) -> str:
+    text = " ".join(str(error).split())
+    resource = getattr(error, "resource", None)
+    if resource in fixes:
+        text += "; " + fixes[resource].replace("{owner}", str(getattr(error, "owner", None) or "JOB"))
+    return text
+
+
+def cli_message(error: HwnasError) -> str:
+    """The error as the command line prints it, with the command that finds what exists."""
+    return _with_fix(error, _CLI_FIXES)
+
+
+def api_message(error: HwnasError) -> str:
+    """The error as the API answers it, with the request that finds what exists."""
+    return _with_fix(error, _API_FIXES)

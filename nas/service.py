@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.db.models import TrialRow
+from nas.db.records import TrialRecord
 from nas.db.storage import Storage, isoformat, open_storage
 from nas.engine.pareto import Point, best_under
 from nas.settings import Settings
@@ -16,7 +16,7 @@ from workers.executors.base import Executor
 
 if TYPE_CHECKING:
     from workers.device_tasks import DeviceRunner
-    from nas.db.models import JobRow
+    from nas.db.records import JobRecord
     from search_spaces.base import SearchSpace
 
 
@@ -112,7 +112,7 @@ def submit_job(storage: Storage, spec: JobSpec, *, created_by: str | None = None
                               dataset_sha256s=dataset_sha256s)
 
 
-def job_metric(job: JobRow) -> tuple[str, bool]:
+def job_metric(job: JobRecord) -> tuple[str, bool]:
     """The job's task metric name and whether higher is better (without building its task)."""
     from nas.engine.bound_job import job_objective
 
@@ -126,7 +126,7 @@ def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
     return job_summaries(storage, [job])[0]
 
 
-def job_summaries(storage: Storage, jobs: list[JobRow]) -> list[dict[str, Any]]:
+def job_summaries(storage: Storage, jobs: list[JobRecord]) -> list[dict[str, Any]]:
     """Jobs as the CLI and the API show them, in a fixed number of queries however many jobs."""
     ids = [job.id for job in jobs]
     counts = storage.trial_state_counts_for(ids)
@@ -151,7 +151,7 @@ def job_summaries(storage: Storage, jobs: list[JobRow]) -> list[dict[str, Any]]:
             "checkpoint": checkpoint_dict(checkpoint[0], job_id=job.id, trial_number=checkpoint[1])
             if checkpoint else None,
             "data": job.data_info,
-            "baseline": (job.preparation or {}).get("baseline"),
+            "baseline": job.baseline.to_dict() if job.baseline else None,
             "latency_model": latency_model_dict(model) if model is not None else None,
             "spec": job.spec,
         })
@@ -167,7 +167,7 @@ def checkpoint_dict(row: Any, *, job_id: int, trial_number: int) -> dict[str, An
             "download_url": f"/api/v1/jobs/{job_id}/checkpoints/{archive_name}"}
 
 
-def front_rows(storage: Storage, job_id: int, *, job: JobRow | None = None) -> list[dict[str, Any]]:
+def front_rows(storage: Storage, job_id: int, *, job: JobRecord | None = None) -> list[dict[str, Any]]:
     """The job's front, fastest first, each member with its checkpoint when one was exported."""
     from search_spaces.base import space_class
 
@@ -175,7 +175,8 @@ def front_rows(storage: Storage, job_id: int, *, job: JobRow | None = None) -> l
     describe = space_class(job.space).describe
     checkpoints = {c.trial_id: c for c in storage.checkpoints(job_id)}
     rows = []
-    for m, t in storage.front(job_id):
+    for member in storage.front(job_id):
+        m, t = member, member.trial
         checkpoint = checkpoints.get(t.id)
         rows.append({
             "trial": t.number, "metric": m.metric, "latency_ms": m.latency_ms, "arch_text": describe(t.arch["config"]),
@@ -199,7 +200,7 @@ def front_view(storage: Storage, job_id: int) -> dict[str, Any]:
             "members": front_rows(storage, job_id, job=job)}
 
 
-def trial_dict(t: TrialRow, *, describe: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+def trial_dict(t: TrialRecord, *, describe: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
     return {"trial": t.number, "state": t.state, "arch": t.arch["config"], "arch_hash": t.arch_hash,
             "arch_text": describe(t.arch["config"]), "metric": t.metric, "metrics": t.metrics,
             "latency_ms": t.latency_ms, "predicted_latency_ms": t.predicted_latency_ms,

@@ -29,7 +29,13 @@ class RegistryError(HwnasError):
 
 
 class NotFoundError(HwnasError):
-    """A job, trial, device profile or artifact does not exist."""
+    """A job, trial, device profile or artifact does not exist. `resource` names its kind (`job`, `trial`,
+    `device`, ...) so that the interface (CLI or API) can add how to find the existing ones."""
+
+    def __init__(self, message: str, *, resource: str | None = None, owner: int | str | None = None) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.owner = owner  # the job a trial or checkpoint belongs to
 
 
 class ConflictError(HwnasError):

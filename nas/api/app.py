@@ -27,7 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from nas.api.headers import SecurityHeaders
 from nas.auth import FailedAuthLimiter
 from nas.db.storage import Storage
-from nas.errors import HwnasError, PayloadTooLargeError, TooManyRequestsError, http_status_for
+from nas.errors import HwnasError, PayloadTooLargeError, TooManyRequestsError, api_message, http_status_for
 from nas.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -149,8 +149,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if isinstance(exc, TooManyRequestsError):
             headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
-        return _problem(status, " ".join(str(exc).split()), type(exc).__name__, getattr(exc, "problems", None),
-                        headers)
+        return _problem(status, api_message(exc), type(exc).__name__, getattr(exc, "problems", None), headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from nas.auth import Scope, hash_token, scope_allows
-from nas.db.models import ApiTokenRow
+from nas.db.records import TokenRecord
 from nas.db.storage import Storage
 from nas.errors import AuthError, ForbiddenError, TooManyRequestsError
 
@@ -31,7 +31,7 @@ def get_storage(request: Request) -> Storage:
 
 
 def _authenticate(request: Request, storage: Storage, credentials: HTTPAuthorizationCredentials | None,
-                  scope: Scope) -> ApiTokenRow:
+                  scope: Scope) -> TokenRecord:
     limiter = request.app.state.auth_limiter
     address = request.client.host if request.client else "unknown"
     token_hash = hash_token(credentials.credentials) if credentials and credentials.credentials else None
@@ -58,30 +58,30 @@ def _authenticate(request: Request, storage: Storage, credentials: HTTPAuthoriza
     return row
 
 
-def require(scope: Scope) -> Callable[..., ApiTokenRow]:
+def require(scope: Scope) -> Callable[..., TokenRecord]:
     """A dependency that lets a request through with a live token of at least `scope`."""
 
     def check(request: Request, storage: Annotated[Storage, Depends(get_storage)],
-              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> ApiTokenRow:
+              credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> TokenRecord:
         return _authenticate(request, storage, credentials, scope)
 
     return check
 
 
-def require_in_route(scope: Scope) -> Callable[..., Callable[[], ApiTokenRow]]:
+def require_in_route(scope: Scope) -> Callable[..., Callable[[], TokenRecord]]:
     """The same check, handed to the route to run in its own database thread and unit of work: a hot read
     then makes one thread hop and checks out one connection, not two of each. The route must call it first."""
 
     async def deferred(request: Request, storage: Annotated[Storage, Depends(get_storage)],
                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-                       ) -> Callable[[], ApiTokenRow]:
+                       ) -> Callable[[], TokenRecord]:
         return lambda: _authenticate(request, storage, credentials, scope)
 
     return deferred
 
 
-ReadToken = Annotated[ApiTokenRow, Depends(require("read"))]
-SubmitToken = Annotated[ApiTokenRow, Depends(require("submit"))]
-AdminToken = Annotated[ApiTokenRow, Depends(require("admin"))]
+ReadToken = Annotated[TokenRecord, Depends(require("read"))]
+SubmitToken = Annotated[TokenRecord, Depends(require("submit"))]
+AdminToken = Annotated[TokenRecord, Depends(require("admin"))]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-ReadCheck = Annotated[Callable[[], ApiTokenRow], Depends(require_in_route("read"))]
+ReadCheck = Annotated[Callable[[], TokenRecord], Depends(require_in_route("read"))]

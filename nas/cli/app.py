@@ -13,7 +13,7 @@ import typer
 from nas.cli.common import client as _client
 from nas.cli.common import emit_json as _emit_json
 from nas.cli.common import storage as _storage
-from nas.errors import HwnasError, JobCancelledError, JobFailedError, exit_code_for
+from nas.errors import HwnasError, JobCancelledError, JobFailedError, cli_message, exit_code_for
 from nas.settings import Settings
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
@@ -354,7 +354,7 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except HwnasError as exc:
-        typer.echo(f"error: {' '.join(str(exc).split())}", err=True)
+        typer.echo(f"error: {cli_message(exc)}", err=True)
         sys.exit(exit_code_for(exc))
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -78,7 +78,7 @@ class DatasetStorage:
         with self._storage.session() as s:
             found = s.execute(self._query().where(DatasetRow.id == dataset_id)).first()
             if found is None:
-                raise NotFoundError(f"dataset {dataset_id} does not exist; list datasets with GET /api/v1/datasets")
+                raise NotFoundError(f"dataset {dataset_id} does not exist", resource="dataset")
             return _record(*found)
 
     def by_name(self, name: str) -> DatasetRecord | None:
@@ -116,7 +116,7 @@ class DatasetStorage:
         with self._storage.session() as s:
             row = s.get(DatasetRow, dataset_id)
             if row is None:
-                raise NotFoundError(f"dataset {dataset_id} does not exist; list datasets with GET /api/v1/datasets")
+                raise NotFoundError(f"dataset {dataset_id} does not exist", resource="dataset")
             active = list(s.scalars(select(JobRow.id).join(JobDatasetRow, JobDatasetRow.job_id == JobRow.id)
                                     .where(JobDatasetRow.sha256 == row.sha256, JobRow.state.in_(ACTIVE_JOB_STATES))
                                     .order_by(JobRow.id)))

@@ -21,7 +21,7 @@ from nas.spec import JobSpec
 from workers.tasks.base import Objective, task_objective
 
 if TYPE_CHECKING:
-    from nas.db.models import JobRow
+    from nas.db.records import JobRecord
     from search_spaces.base import SearchSpace
     from workers.tasks.base import Task
 
@@ -76,17 +76,15 @@ def _bind(job_id: int, study_name: str, spec: JobSpec, device: DeviceProfile, *,
                     prepared_options=MappingProxyType(dict(prepared)))
 
 
-def bind_job(storage: Storage, job: JobRow) -> BoundJob:
+def bind_job(storage: Storage, job: JobRecord) -> BoundJob:
     """Resolve a stored job (with the options its preparation stored, if it got that far)."""
     from nas.datasets import materialize_task
 
-    spec = JobSpec.model_validate(job.spec)
-    spec = spec.model_copy(update={"task": materialize_task(storage, spec.task)})  # datasets -> files
-    prepared = (job.preparation or {}).get("options") or {}
-    return _bind(job.id, job.study_name, spec, storage.device(spec.device), prepared=prepared)
+    spec = job.job_spec.model_copy(update={"task": materialize_task(storage, job.job_spec.task)})  # datasets -> files
+    return _bind(job.id, job.study_name, spec, storage.device(spec.device), prepared=job.prepared_options)
 
 
-def job_objective(job: JobRow) -> Objective:
+def job_objective(job: JobRecord) -> Objective:
     """A stored job's objective (metric name and direction), without building its task."""
     return _objective(json.dumps(job.spec["task"], sort_keys=True))
 

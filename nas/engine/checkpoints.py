@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas.db.models import TrialRow
+from nas.db.records import CheckpointRecord, TrialRecord
 from nas.db.storage import Storage
 from nas.engine.bound_job import BoundJob
 from search_spaces.arch import Arch
@@ -36,7 +36,7 @@ def _baseline_rows(baseline: dict[str, Any] | None, metric_name: str) -> str:
             f"| baseline fine-tuning steps | {baseline.get('teacher_steps')} |\n")
 
 
-def model_card(*, job: BoundJob, trial: TrialRow, latency_ms: float | None, protocol: dict[str, Any] | None,
+def model_card(*, job: BoundJob, trial: TrialRecord, latency_ms: float | None, protocol: dict[str, Any] | None,
                data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
     spec, metric_name, auto_class = job.spec, job.task.metric_name, job.space.auto_class
     arch = json.dumps(trial.arch["config"], indent=2, sort_keys=True)
@@ -102,7 +102,7 @@ def deterministic_archive(folder: Path, archive_path: Path) -> tuple[str, int]:
     return hashlib.sha256(data).hexdigest(), len(data)
 
 
-def export_trial(job: BoundJob, *, trial: TrialRow, out_dir: Path, latency_ms: float | None,
+def export_trial(job: BoundJob, *, trial: TrialRecord, out_dir: Path, latency_ms: float | None,
                  protocol: dict[str, Any] | None, data: dict[str, Any], baseline: dict[str, Any] | None,
                  ) -> ExportedCheckpoint:
     """Rebuild the trial's network, load its trained weights, and write the checkpoint folder and archive."""
@@ -141,7 +141,7 @@ def export_lock(out_dir: Path) -> Any:
     return FileLock(str(out_dir.parent / f".{out_dir.name}.lock"), timeout=600)
 
 
-def existing_checkpoint(storage: Storage, job_id: int, trial_id: int) -> Any | None:
+def existing_checkpoint(storage: Storage, job_id: int, trial_id: int) -> CheckpointRecord | None:
     """The trial's newest checkpoint whose archive is still on disk, if any."""
     for row in reversed(storage.checkpoints(job_id)):
         if row.trial_id == trial_id and Path(row.archive_path).is_file():
@@ -154,8 +154,8 @@ def checkpoint_dir(artifacts_dir: Path, job_id: int, trial_number: int) -> Path:
     return artifacts_dir / f"job-{job_id}" / f"checkpoint-trial-{trial_number}"
 
 
-def export_once(storage: Storage, job: BoundJob, *, trial: TrialRow, latency_ms: float,
-                out_dir: Path) -> tuple[Any, bool]:
+def export_once(storage: Storage, job: BoundJob, *, trial: TrialRecord, latency_ms: float,
+                out_dir: Path) -> tuple[CheckpointRecord, bool]:
     """The trial's checkpoint: the stored one when its archive is still there, else exported into `out_dir`
     (replacing a half-written folder) and recorded. The check and the export hold `export_lock(out_dir)`, so
     concurrent callers export once. Returns (checkpoint row, created)."""
@@ -169,12 +169,14 @@ def export_once(storage: Storage, job: BoundJob, *, trial: TrialRow, latency_ms:
     return row, True
 
 
-def export_and_record(storage: Storage, job: BoundJob, *, trial: TrialRow, latency_ms: float, out_dir: Path) -> Any:
+def export_and_record(storage: Storage, job: BoundJob, *, trial: TrialRecord, latency_ms: float,
+                      out_dir: Path) -> CheckpointRecord:
     """Export `trial` with the protocol of its latest latency sample, and store the checkpoint's row."""
     protocol = storage.latest_sample_protocol(trial.id)
     row = storage.get_job(job.job_id)
     exported = export_trial(job, trial=trial, out_dir=out_dir, latency_ms=latency_ms, protocol=protocol,
-                            data=row.data_info or {}, baseline=(row.preparation or {}).get("baseline"))
+                            data=row.data_info or {},
+                            baseline=row.baseline.to_dict() if row.baseline else None)
     return storage.add_checkpoint(job_id=job.job_id, trial_id=trial.id, path=str(exported.path),
                                   archive_path=str(exported.archive_path), sha256=exported.sha256,
                                   size_bytes=exported.size_bytes, measured_latency_ms=latency_ms)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from nas.db.models import JobRow
+from nas.db.records import JobRecord
 from nas.db.storage import Storage
 from nas.engine.bound_job import bind_job
 from nas.engine.phases import JOB_PHASES, JobRun, LatencyModelFactory, Phase
@@ -73,7 +73,7 @@ class Controller:
         self.phases = phases
         self.stats: dict[int, ControllerStats] = {}
 
-    def run_job(self, job_id: int) -> JobRow:
+    def run_job(self, job_id: int) -> JobRecord:
         """Claim and run `job_id` to its end; return its final row. Raise `ConflictError` if leased elsewhere."""
         ttl = self.settings.lease_ttl_s
         if not self.storage.claim_job(job_id, owner=self.owner, ttl_s=ttl):

@@ -12,7 +12,7 @@ from typing import Any
 from latency_models.base import LatencyModel
 from latency_models.device import DeviceProfile
 from latency_models.profiler import ProfileOutcome, ProfilePlan, ProgressHook
-from nas.db.models import LatencyModelRow
+from nas.db.records import LatencyModelRecord
 from nas.db.storage import Storage
 from search_spaces.base import SearchSpace
 from search_spaces.errors import LatencyError
@@ -39,9 +39,9 @@ def profile_and_store(storage: Storage, runner: DeviceRunner, *, device: DeviceP
     return outcome, store_profile(storage, outcome)
 
 
-def candidate_rows(storage: Storage, *, device: DeviceProfile, space: SearchSpace, kind: str) -> list[LatencyModelRow]:
+def candidate_rows(storage: Storage, *, device: DeviceProfile, space: SearchSpace, kind: str) -> list[LatencyModelRecord]:
     """The newest stored predictor of each kind for this device and space signature (`kind` may be 'auto')."""
-    newest: dict[str, LatencyModelRow] = {}
+    newest: dict[str, LatencyModelRecord] = {}
     for row in storage.latency_models(device=device.name, space=space.name, space_key=space.latency_key()):
         if row.space_version == space.version and row.kind not in newest and kind in ("auto", row.kind):
             newest[row.kind] = row

@@ -13,10 +13,11 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
+from dataclasses import replace
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from nas.db.models import TrialRow, utcnow
+from nas.db.records import TrainedResult, TrialRecord
 from nas.db.storage import Storage
 from nas.engine.fidelity import decide
 from nas.engine.search_state import SearchState
@@ -50,20 +51,20 @@ class Recorder:
         value = metric if trial_state == "complete" and metric is not None else state.job.task.worst_metric()
         state.strategy.tell(optuna_number, [value, latency], constraint=latency - state.job.latency_target_ms)
 
-    def fail_trial(self, state: SearchState, trial: TrialRow, error: str, **fields: Any) -> None:
-        self.storage.update_trial(trial.id, state="failed", error=error, finished_at=utcnow(), **fields)
+    def fail_trial(self, state: SearchState, trial: TrialRecord, error: str, *, worker: str | None = None) -> None:
+        self.storage.fail_trial(trial.id, error=error, worker=worker)
         self.tell(state, trial.optuna_number, "failed", metric=None, latency_ms=None)
         state.stats.trials += 1
         self.on_event("trial", {"number": trial.number, "state": "failed", "error": error})
 
-    def infeasible(self, state: SearchState, trial: TrialRow, *, error: str, **fields: Any) -> None:
-        """Mark a stored trial infeasible (`fields`: its prediction), and tell the strategy."""
-        self.storage.update_trial(trial.id, state="infeasible", finished_at=utcnow(), error=error, **fields)
-        for key, value in fields.items():
-            setattr(trial, key, value)
-        self.infeasible_stored(state, trial)
+    def infeasible(self, state: SearchState, trial: TrialRecord, *, reason: str, predicted_latency_ms: float,
+                   predicted_latency_std_ms: float) -> None:
+        """Mark a stored trial infeasible with its prediction, and tell the strategy."""
+        self.storage.mark_infeasible(trial.id, reason=reason, predicted_latency_ms=predicted_latency_ms,
+                                     predicted_latency_std_ms=predicted_latency_std_ms)
+        self.infeasible_stored(state, replace(trial, predicted_latency_ms=predicted_latency_ms))
 
-    def infeasible_stored(self, state: SearchState, trial: TrialRow) -> None:
+    def infeasible_stored(self, state: SearchState, trial: TrialRecord) -> None:
         """Tell the strategy about a trial stored as infeasible (with its predicted latency)."""
         self.tell(state, trial.optuna_number, "infeasible", metric=None, latency_ms=trial.predicted_latency_ms)
         state.stats.trials += 1
@@ -71,9 +72,10 @@ class Recorder:
                                 "latency_ms": trial.predicted_latency_ms})
 
     # ---- results ---------------------------------------------------------------------------------
-    def record(self, state: SearchState, result: EvalResult, queue: deque[TrialRow]) -> None:
+    def record(self, state: SearchState, result: EvalResult, queue: deque[TrialRecord]) -> None:
         """Write one result; a trial that must run again (lost worker, promotion) goes on `queue`."""
-        trial = state.dispatched.pop(result.trial_number, None) or self.storage.trial(state.job.job_id, result.trial_number)
+        trial = state.dispatched.pop(result.trial_number, None) or self.storage.trial(state.job.job_id,
+                                                                                      result.trial_number)
         if trial.state not in ("running", "pending"):
             logger.warning("job %s trial %s: ignoring a second result", state.job.job_id, trial.number)
             return
@@ -86,32 +88,32 @@ class Recorder:
         else:
             self._trained(state, trial, result, queue, metric=result.metric)
 
-    def _lost(self, state: SearchState, trial: TrialRow, result: EvalResult, queue: deque[TrialRow]) -> None:
+    def _lost(self, state: SearchState, trial: TrialRecord, result: EvalResult, queue: deque[TrialRecord]) -> None:
         lost = trial.attempts - len(trial.rungs or [])  # dispatches that brought no rung result back
         limit = self.settings.trial_max_attempts
         if lost < limit:
             logger.warning("job %s trial %s: %s; dispatching it again (attempt %d of %d)", state.job.job_id,
                            trial.number, (result.error or "").splitlines()[0], lost + 1, limit)
-            self.storage.update_trial(trial.id, state="pending", error=result.error, worker=result.worker)
-            trial.state = "pending"
-            queue.appendleft(trial)
+            self.storage.requeue_trial(trial.id, error=result.error, worker=result.worker)
+            queue.appendleft(replace(trial, state="pending", error=result.error, worker=result.worker))
             return
         self.fail_trial(state, trial, f"lost its worker {lost} times (HWNAS_TRIAL_MAX_ATTEMPTS={limit}); "
-                                    f"last: {result.error}", worker=result.worker)
+                                      f"last: {result.error}", worker=result.worker)
 
-    def _trained(self, state: SearchState, trial: TrialRow, result: EvalResult, queue: deque[TrialRow], *,
+    def _trained(self, state: SearchState, trial: TrialRecord, result: EvalResult, queue: deque[TrialRecord], *,
                  metric: float) -> None:
         latency = trial.latency_ms or 0.0
         budget = state.job.spec.budget
         steps = result.steps_done or budget.train_steps
-        fields: dict[str, Any] = {"metric": metric, "params": result.params, "train_loss": result.train_loss,
-                                  "worker": result.worker, "metrics": result.extra.get("metrics"),
-                                  "weights_path": result.weights_path, "steps_done": steps, "error": None}
         superseded = None  # the previous rung's files: removed once the database points past them
+        rungs = None
         if len(state.rungs) > 1:
-            fields["rungs"] = [*(trial.rungs or []), {"steps": steps, "metric": metric}]
+            rungs = [*(trial.rungs or []), {"steps": steps, "metric": metric}]
             if trial.weights_path and trial.steps_done and trial.weights_path != result.weights_path:
                 superseded = (trial.weights_path, trial.steps_done)
+        trained = TrainedResult(metric=metric, params=result.params, train_loss=result.train_loss,
+                                worker=result.worker, metrics=result.extra.get("metrics"),
+                                weights_path=result.weights_path, steps_done=steps, rungs=rungs)
         if steps < budget.train_steps:
             point = Point(trial.id, metric, latency)
             peers = state.rung_points.setdefault(steps, [])
@@ -119,17 +121,13 @@ class Recorder:
             decision = decide(point, peers, reduction_factor=budget.reduction_factor,
                               maximize_metric=state.job.maximize_metric)
             if decision.keep_going:
-                self.storage.update_trial(trial.id, state="pending", **fields)
+                self.storage.promote_trial(trial.id, trained)
                 self._remove_superseded(superseded)
-                for key, value in fields.items():
-                    setattr(trial, key, value)
-                trial.state = "pending"
-                queue.appendleft(trial)  # promotions first, as in ASHA
+                queue.appendleft(replace(trial, state="pending", **trained.columns()))  # promotions first (ASHA)
                 return
-            self.storage.update_trial(trial.id, state="stopped", finished_at=utcnow(), **{
-                **fields, "error": f"stopped early at {steps} of {budget.train_steps} steps: place "
-                                   f"{decision.position + 1} of the {decision.peers} trials at this rung, "
-                                   f"{decision.kept} go on"})
+            self.storage.stop_trial(trial.id, trained, reason=(
+                f"stopped early at {steps} of {budget.train_steps} steps: place {decision.position + 1} of the "
+                f"{decision.peers} trials at this rung, {decision.kept} go on"))
             self._remove_superseded(superseded)
             state.strategy.tell_stopped(trial.optuna_number)
             state.stats.trials += 1
@@ -137,8 +135,7 @@ class Recorder:
                                     "steps": steps})
             return
         # Our row and the front first, in one transaction (the record a crash is recovered from), then the tell.
-        self.add_to_front(state, Point(trial.id, metric, latency),
-                          trial_fields={"state": "complete", "finished_at": utcnow(), **fields})
+        self.complete(state, trial, trained, point=Point(trial.id, metric, latency))
         self._remove_superseded(superseded)
         self.tell(state, trial.optuna_number, "complete", metric=metric, latency_ms=latency)
         state.stats.trials += 1
@@ -160,24 +157,23 @@ class Recorder:
                 logger.warning("could not remove %s: %s", path, exc)
 
     # ---- the Pareto front ------------------------------------------------------------------------
-    def add_to_front(self, state: SearchState, point: Point, *, trial_fields: dict[str, Any]) -> None:
-        """Store a complete trial (`trial_fields`), the front if the trial changed it, and the hypervolume, in
-        one transaction."""
+    def complete(self, state: SearchState, trial: TrialRecord, trained: TrainedResult, *, point: Point) -> None:
+        """Store a complete trial, the front if the trial changed it, and the hypervolume, in one transaction."""
         front = pareto_front([*state.front, point], maximize_metric=state.job.maximize_metric)
         changed = any(p.key == point.key for p in front)
         volume = hypervolume(front if changed else state.front, reference=state.job.hypervolume_reference,
                              maximize_metric=state.job.maximize_metric)
         members = [(p.key, p.metric, p.latency_ms) for p in front] if changed else None
-        self.storage.replace_front(state.job.job_id, members, trials_done=state.next_number, hypervolume=volume,
-                                   trial_update=(point.key, trial_fields))
+        self.storage.complete_trial(state.job.job_id, trial.id, trained, front=members, trials_done=state.next_number,
+                                    hypervolume=volume)
         if changed:
             state.front = front
 
-    def restore_front(self, state: SearchState, trials: Sequence[TrialRow]) -> None:
+    def restore_front(self, state: SearchState, trials: Sequence[TrialRecord]) -> None:
         """Rebuild the in-memory front from the job's trials (on start, and after a database outage, when a
         result may have been stored without its front update); store it if the stored one differs."""
         self._rebuild_front(state, trials)
-        if {p.key for p in state.front} != {member.trial_id for member, _ in self.storage.front(state.job.job_id)}:
+        if {p.key for p in state.front} != {member.trial.id for member in self.storage.front(state.job.job_id)}:
             self._store_front(state, trials_done=len(trials))
 
     def update_front(self, state: SearchState) -> list[Point]:
@@ -187,12 +183,13 @@ class Recorder:
         return state.front
 
     @staticmethod
-    def _rebuild_front(state: SearchState, trials: Sequence[TrialRow]) -> None:
+    def _rebuild_front(state: SearchState, trials: Sequence[TrialRecord]) -> None:
         points = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in trials
                   if t.state == "complete" and t.metric is not None]
         state.front = pareto_front(points, maximize_metric=state.job.maximize_metric)
 
     def _store_front(self, state: SearchState, *, trials_done: int) -> None:
-        volume = hypervolume(state.front, reference=state.job.hypervolume_reference, maximize_metric=state.job.maximize_metric)
+        volume = hypervolume(state.front, reference=state.job.hypervolume_reference,
+                             maximize_metric=state.job.maximize_metric)
         self.storage.replace_front(state.job.job_id, [(p.key, p.metric, p.latency_ms) for p in state.front],
                                    trials_done=trials_done, hypervolume=volume)

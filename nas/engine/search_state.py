@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from latency_models.base import LatencyModel
-from nas.db.models import TrialRow
+from nas.db.records import TrialRecord
 from nas.engine.bound_job import BoundJob
 from nas.engine.pareto import Point
 from nas.engine.strategies.base import Strategy
@@ -51,5 +51,5 @@ class SearchState:
     next_number: int = 0  # the next trial number (the controller is its job's single writer)
     rung_points: dict[int, list[Point]] = field(default_factory=dict)  # (metric, latency) per rung's steps
     front: list[Point] = field(default_factory=list)  # the Pareto front of the complete trials
-    dispatched: dict[int, TrialRow] = field(default_factory=dict)  # trial number -> its row, while in flight
+    dispatched: dict[int, TrialRecord] = field(default_factory=dict)  # trial number -> its row, while in flight
     running_jobs_at: tuple[float, int] = (-1e9, 1)  # when the running jobs were counted, and how many

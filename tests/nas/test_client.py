@@ -30,8 +30,8 @@ def test_python_client_submit_wait_front_and_download(live_server: LiveServer, t
 
     front = client.front(job["job_id"])
     stored = service.storage.front(job["job_id"])
-    assert list(front["trial"]) == [t.number for _, t in stored]
-    assert list(front["bits_per_char"]) == [m.metric for m, _ in stored]
+    assert list(front["trial"]) == [m.trial.number for m in stored]
+    assert list(front["bits_per_char"]) == [m.metric for m in stored]
     assert front.attrs["latency_target_ms"] == 0.5
 
     out = client.download_best(job["job_id"], tmp_path / "best")
@@ -82,7 +82,7 @@ def test_cli_as_a_client_submit_jobs_pareto_fetch(live_server: LiveServer, tmp_p
     jobs = cli(env, "jobs", "--json")
     assert [j["job_id"] for j in json.loads(jobs.stdout)][-1] == job_id
     pareto = json.loads(cli(env, "pareto", str(job_id), "--json").stdout)
-    assert [m["trial"] for m in pareto["front"]] == [t.number for _, t in service.storage.front(job_id)]
+    assert [m["trial"] for m in pareto["front"]] == [m.trial.number for m in service.storage.front(job_id)]
 
     best_fast = min(pareto["front"], key=lambda m: m["latency_ms"])
     fetched = cli(env, "fetch", str(job_id), "--best", "--max-latency-ms", str(best_fast["latency_ms"]),

@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
+from nas.db.models import JobRow
 from nas.engine.controller import Controller
 from nas.db.storage import Storage, open_storage
 from nas.service import submit_job
@@ -46,12 +48,16 @@ def run(storage: Storage, tmp_path: Path, spec: Any, calls: list[int], **kwargs:
 
 
 def test_submitting_to_an_unknown_device_stores_nothing(sqlite_url: str, corpus_file: Path) -> None:
+    from nas.errors import api_message, cli_message
     from search_spaces.errors import NotFoundError
 
     storage = open_storage(sqlite_url)
-    with pytest.raises(NotFoundError, match="device profile 'tpu-v9' does not exist; .*hwnas devices add"):
+    with pytest.raises(NotFoundError, match="device profile 'tpu-v9' does not exist") as refused:
         submit_job(storage, make_spec(corpus_file, device="tpu-v9"))
     assert storage.list_jobs() == []
+    # storage says what is missing; each interface says how to find or add what exists
+    assert cli_message(refused.value).endswith("add it with `hwnas devices add`")
+    assert api_message(refused.value).endswith("add it with POST /api/v1/devices")
 
 
 def test_front_constraint_and_export(database_url: str, tmp_path: Path, corpus_file: Path) -> None:
@@ -69,7 +75,7 @@ def test_front_constraint_and_export(database_url: str, tmp_path: Path, corpus_f
         assert fake_latency_ms(space, Arch.from_dict(t.arch)) > 0.3 and t.number not in calls
     assert sorted(calls) == sorted(t.number for t in complete)
 
-    stored = {t.number for _, t in storage.front(job_id)}
+    stored = {m.trial.number for m in storage.front(job_id)}
     points = [Point(t.number, t.metric, t.predicted_latency_ms) for t in complete]
     assert stored == brute_force_front(points, maximize=False)
     assert len(storage.hypervolume_history(job_id)) >= len(complete)
@@ -106,7 +112,7 @@ def test_front_and_hypervolume_follow_every_complete_trial(database_url: str, tm
             return
         job_id = storage.list_jobs()[0].id
         points = [Point(t.id, t.metric, t.predicted_latency_ms) for t in storage.trials(job_id, states=("complete",))]
-        assert {m.trial_id for m, _ in storage.front(job_id)} == brute_force_front(points, maximize=False)
+        assert {m.trial.id for m in storage.front(job_id)} == brute_force_front(points, maximize=False)
         (last,) = storage.hypervolume_history(job_id, last=1)
         assert last.hypervolume == pytest.approx(hypervolume(points, reference=reference))
         checked.append(data["number"])
@@ -200,7 +206,8 @@ def test_a_live_lease_is_respected_and_a_stale_one_taken_over(tmp_path: Path, co
     settings = Settings(data_dir=tmp_path / "data", executor="in-process")
     with pytest.raises(ConflictError, match="being run by first"):
         Controller(storage, settings, executor_factory=InProcessExecutor).run_job(job_id)
-    storage.set_job_fields(job_id, lease_expires_at=time.time() - 1)
+    with storage.session() as s:  # the first controller's lease runs out
+        s.execute(update(JobRow).where(JobRow.id == job_id).values(lease_expires_at=time.time() - 1))
     assert storage.claim_job(job_id, owner="second", ttl_s=60)
     assert not storage.renew_lease(job_id, owner="first", ttl_s=60)
 
@@ -256,8 +263,9 @@ def test_every_final_front_member_is_remeasured(tmp_path: Path, corpus_file: Pat
     assert job.state == "completed", job.message
     remeasured = {s.trial_id for s in storage.latency_samples(job_id=job_id) if s.purpose == "front-remeasure"}
     front = storage.front(job_id)
-    assert front and {t.id for _, t in front} <= remeasured
-    for member, trial in front:  # the stored front holds both figures; the front is ranked by the measured one
+    assert front and {m.trial.id for m in front} <= remeasured
+    for member in front:  # the stored front holds both figures; the front is ranked by the measured one
+        trial = member.trial
         assert trial.measured_latency_ms == pytest.approx(10 * trial.predicted_latency_ms)
         assert member.latency_ms == trial.measured_latency_ms
     assert len(remeasured) > len(front)  # the first front was displaced and its successors re-measured too
@@ -272,7 +280,7 @@ def test_no_checkpoint_when_no_trial_measures_under_the_target(tmp_path: Path, c
     assert job.state == "completed"
     assert "no trial met the latency target of 100.0 ms when measured" in (job.message or "")
     assert storage.checkpoints(job_id) == []
-    assert all(t.measured_latency_ms > 100.0 for _, t in storage.front(job_id))
+    assert all(m.trial.measured_latency_ms > 100.0 for m in storage.front(job_id))
 
 
 def test_export_uses_the_measured_latency_under_the_target(tmp_path: Path, corpus_file: Path,
@@ -285,7 +293,7 @@ def test_export_uses_the_measured_latency_under_the_target(tmp_path: Path, corpu
     [checkpoint] = storage.checkpoints(job_id)
     assert checkpoint.measured_latency_ms is not None and checkpoint.measured_latency_ms <= 0.3
     exported = next(t for t in storage.trials(job_id) if t.id == checkpoint.trial_id)
-    under = [t for _, t in storage.front(job_id) if t.measured_latency_ms <= 0.3]
+    under = [m.trial for m in storage.front(job_id) if m.trial.measured_latency_ms <= 0.3]
     assert exported.metric == max(t.metric for t in under)
 
 
@@ -376,7 +384,7 @@ def test_a_database_outage_while_recording_loses_nothing(tmp_path: Path, corpus_
     def on_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "trial" and data["state"] == "complete" and waits:
             points = [Point(t.id, t.metric, t.predicted_latency_ms) for t in storage.trials(1, states=("complete",))]
-            fronts.append({m.trial_id for m, _ in storage.front(1)} == {p.key for p in pareto_front(points)})
+            fronts.append({m.trial.id for m in storage.front(1)} == {p.key for p in pareto_front(points)})
 
     job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0), [], on_event=on_event)
     assert job.state == "completed", job.message

@@ -44,7 +44,7 @@ def test_a_job_never_runs_more_than_its_parallel_limit(database_url: str, tmp_pa
     job_id = submit_job(storage, spec)
     batches: list[int] = []
     add_trials = storage.add_trials
-    storage.add_trials = lambda **kw: batches.append(len(kw["items"])) or add_trials(**kw)  # type: ignore[method-assign]
+    storage.add_trials = lambda **kw: batches.append(len(kw["proposals"])) or add_trials(**kw)  # type: ignore[method-assign]
     assert controller(storage, tmp_path, pool).run_job(job_id).state == "completed"
     assert pool.max_in_flight == 3
     assert batches[0] == 3  # the strategy was asked for the free slots at once, stored in one transaction
@@ -125,7 +125,7 @@ def test_early_stopping_stops_poor_trials_at_their_rung(database_url: str, tmp_p
     spent = sum(after - before for _, before, after in calls)
     assert spent < 18 * 90 * 0.6
     # The front holds full-budget trials only; Optuna holds the stopped ones as pruned.
-    assert {t.id for _, t in storage.front(job_id)} <= {t.id for t in complete}
+    assert {m.trial.id for m in storage.front(job_id)} <= {t.id for t in complete}
     study = optuna.load_study(study_name=storage.get_job(job_id).study_name, storage=database_url)
     states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
     assert all(states[t.optuna_number] == optuna.trial.TrialState.PRUNED for t in stopped)

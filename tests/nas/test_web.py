@@ -102,7 +102,7 @@ def test_submit_watch_plot_click_and_download(live_server: LiveServer, browser: 
     wait_for(lambda: browser.find_element(By.ID, "job-state").text == "completed", timeout_s=90,
              what="the job to finish")
 
-    front = [t.number for _, t in service.storage.front(job_id)]
+    front = [m.trial.number for m in service.storage.front(job_id)]
     plotted = wait_for(lambda: browser.execute_script(
         "const c = window.hwnas.charts.pareto; return c && c.data.datasets[0].data.map(p => p.trial)"),
         what="the front plotted")

@@ -53,7 +53,7 @@ def test_profiling_reports_both_predictors_with_progress() -> None:
     plan = ProfilePlan(samples=12, overhead_samples=4, holdout=4, meter=FAST)
     outcome = DeviceRunner(use_ray=False).profile(BUILTIN_DEVICES["cpu-1t"], SPACE.name, SPACE.options.model_dump(),
                                                   plan, on_progress=lambda *a: seen.append(a))
-    assert sorted(p["kind"] for p in outcome.predictors) == ["learned", "lookup-table"]
+    assert [p["kind"] for p in outcome.predictors] == ["lookup-table", "learned"]
     blocks = len(SPACE.block_catalogue())
     assert seen[-1][1] == seen[-1][2] == blocks + 12 + 2 * 4
     purposes = [s["purpose"] for s in outcome.samples]

@@ -6,6 +6,8 @@ of the final front carries a fresh measurement. Resumed: trials measured before 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from nas.engine.phases.base import JobRun, Phase
 from search_spaces.arch import Arch
 
@@ -25,7 +27,7 @@ class RemeasureFront(Phase):
             archs = [Arch.from_dict(t.arch) for t in todo]
             for trial, arch, sample in zip(todo, archs, run.measure(archs)):
                 run.store_sample(trial.id, arch, sample, purpose="front-remeasure")
-                run.storage.update_trial(trial.id, measured_latency_ms=sample.median_ms)
-                trial.measured_latency_ms = sample.median_ms
+                run.storage.record_measurement(trial.id, measured_latency_ms=sample.median_ms)
+                trials[trial.id] = replace(trial, measured_latency_ms=sample.median_ms)
             front = run.recorder.update_front(run.search)
         run.front = front

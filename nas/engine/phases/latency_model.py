@@ -26,5 +26,5 @@ class ChooseLatencyModel(Phase):
         logger.info("job %s predicts latency with %s model %s (held-out MAPE %.2f%%, within 10%%: %.1f%%)",
                     job.job_id, info["kind"], info["id"], report.get("mape", float("nan")),
                     report.get("within_10pct", float("nan")))
-        run.storage.set_job_fields(job.job_id, latency_model_id=info["id"])
+        run.storage.record_latency_model(job.job_id, info["id"])
         run.latency_model = model

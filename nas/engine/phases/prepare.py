@@ -17,12 +17,11 @@ class Prepare(Phase):
 
     def run(self, run: JobRun) -> None:
         job, settings = run.job, run.settings
-        run.storage.set_job_fields(job.job_id, data_info=job.task.describe_data())
+        run.storage.record_data_description(job.job_id, job.task.describe_data())
         with pinned_threads(settings.training_threads):
             preparation = job.space.prepare(job.task, cache_dir=settings.artifacts_dir / "cache",
                                             job_dir=settings.artifacts_dir / f"job-{job.job_id}", seed=job.spec.seed)
         run.preparation = preparation
         run.job = job.with_preparation(preparation.options)
-        stored = run.storage.get_job(job.job_id).preparation or {}
-        if stored.get("options") != preparation.options:
-            run.storage.set_job_fields(job.job_id, preparation={**stored, "options": preparation.options})
+        if run.storage.get_job(job.job_id).preparation is None or dict(job.prepared_options) != preparation.options:
+            run.storage.record_preparation(job.job_id, preparation.options)

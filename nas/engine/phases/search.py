@@ -14,10 +14,12 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any
+from dataclasses import replace
 
-from nas.db.models import TrialRow, utcnow
-from nas.db.storage import FINISHED_TRIAL_STATES
+from latency_models.base import LatencyPrediction
+from nas.db.models import utcnow
+from nas.db.records import TrialRecord
+from nas.db.storage import FINISHED_TRIAL_STATES, ProposedTrial
 from nas.engine.fidelity import rung_budgets
 from nas.engine.pareto import Point
 from nas.engine.phases.base import JobRun, Phase
@@ -100,7 +102,7 @@ class _Loop:
             self.run_.message = f"cancelled after {self.storage.count_trials(job_id)} trials"
 
     # ---- resuming --------------------------------------------------------------------------------
-    def _reconcile(self, *, busy: set[int]) -> deque[TrialRow]:
+    def _reconcile(self, *, busy: set[int]) -> deque[TrialRecord]:
         """After a crash or a database outage: what was dispatched but never recorded runs again.
 
         Optuna trials asked but never stored as ours fail. Our tables are the record: a trial they hold
@@ -142,7 +144,7 @@ class _Loop:
         limits = [capacity, share, state.job.spec.budget.parallel_trials, self.settings.max_parallel_trials]
         return min(limit for limit in limits if limit)
 
-    def _fill(self, executor: Executor, queue: deque[TrialRow]) -> None:
+    def _fill(self, executor: Executor, queue: deque[TrialRecord]) -> None:
         """Dispatch queued trials (resumed, retried, promoted), then new proposals, into the free slots.
 
         New trials are asked from the strategy as one batch for all free slots, predicted, and stored in one
@@ -159,15 +161,14 @@ class _Loop:
                 return
             free -= dispatched
 
-    def _infeasible_fields(self, arch: Arch) -> tuple[dict[str, Any], str | None]:
-        """The prediction's columns, and the reason when it is over the target by more than its uncertainty."""
+    def _predict(self, arch: Arch) -> tuple[LatencyPrediction, str | None]:
+        """The prediction, and the reason when it is over the target by more than its uncertainty."""
         target = self.state.job.latency_target_ms
         prediction = self.state.latency_model.predict(arch)
-        fields = {"predicted_latency_ms": prediction.mean_ms, "predicted_latency_std_ms": prediction.std_ms}
         if prediction.mean_ms - prediction.std_ms > target:
-            return fields, (f"predicted latency {prediction.mean_ms:.3f} ms is over the target {target} ms by more "
-                            f"than its uncertainty ({prediction.std_ms:.3f} ms)")
-        return fields, None
+            return prediction, (f"predicted latency {prediction.mean_ms:.3f} ms is over the target {target} ms by "
+                                f"more than its uncertainty ({prediction.std_ms:.3f} ms)")
+        return prediction, None
 
     def _propose_and_dispatch(self, executor: Executor, *, count: int) -> int | None:
         """Ask, predict, store and dispatch up to `count` new trials; how many took a slot (None: budget spent)."""
@@ -175,42 +176,43 @@ class _Loop:
         count = min(count, state.job.spec.budget.trials - state.next_number)
         if count <= 0:
             return None
-        items, reasons = [], []
-        now = utcnow()
+        proposals = []
         for optuna_number, arch in state.strategy.ask_batch(count, state.job.space.sample):
-            fields, reason = self._infeasible_fields(arch)
-            trial_state = {"state": "infeasible", "finished_at": now, "error": reason} if reason else \
-                {"state": "running", "started_at": now, "attempts": 1}
-            items.append({"number": state.next_number + len(items), "optuna_number": optuna_number,
-                          "arch": arch.to_dict(), "arch_hash": arch.hash, **fields, **trial_state})
-            reasons.append(reason)
-        rows = self.storage.add_trials(job_id=state.job.job_id, items=items)
-        state.next_number += len(rows)
-        for row, reason in zip(rows, reasons):
-            if reason:
-                self.recorder.infeasible_stored(state, row)
+            prediction, reason = self._predict(arch)
+            proposals.append(ProposedTrial(
+                number=state.next_number + len(proposals), optuna_number=optuna_number, arch=arch.to_dict(),
+                arch_hash=arch.hash, predicted_latency_ms=prediction.mean_ms,
+                predicted_latency_std_ms=prediction.std_ms, state="infeasible" if reason else "running",
+                error=reason))
+        trials = self.storage.add_trials(job_id=state.job.job_id, proposals=proposals)
+        state.next_number += len(trials)
+        for trial in trials:
+            if trial.state == "infeasible":
+                self.recorder.infeasible_stored(state, trial)
             else:
-                self._submit(row, executor)
-        return sum(1 for reason in reasons if reason is None)
+                self._submit(trial, executor)
+        return sum(1 for trial in trials if trial.state == "running")
 
-    def _predict_and_dispatch(self, trial: TrialRow, executor: Executor) -> bool:
+    def _predict_and_dispatch(self, trial: TrialRecord, executor: Executor) -> bool:
         """Dispatch a queued trial unless it is predicted infeasible (recorded so); True if it took a slot."""
-        fields: dict[str, Any] = {}
+        prediction = None
         if trial.predicted_latency_ms is None or not trial.steps_done:
-            fields, reason = self._infeasible_fields(Arch.from_dict(trial.arch))
-            trial.predicted_latency_ms = fields["predicted_latency_ms"]
+            prediction, reason = self._predict(Arch.from_dict(trial.arch))
             if reason:
-                self.recorder.infeasible(self.state, trial, error=reason, **fields)
+                self.recorder.infeasible(self.state, trial, reason=reason, predicted_latency_ms=prediction.mean_ms,
+                                         predicted_latency_std_ms=prediction.std_ms)
                 return False
-        trial.attempts += 1
-        trial.started_at = trial.started_at or utcnow()
-        trial.state = "running"
-        self.storage.update_trial(trial.id, state="running", started_at=trial.started_at, attempts=trial.attempts,
-                                  **fields)
+        started_at = trial.started_at or utcnow()
+        self.storage.start_trial(trial.id, attempts=trial.attempts + 1, started_at=started_at,
+                                 predicted_latency_ms=prediction.mean_ms if prediction else None,
+                                 predicted_latency_std_ms=prediction.std_ms if prediction else None)
+        trial = replace(trial, state="running", attempts=trial.attempts + 1, started_at=started_at,
+                        **({"predicted_latency_ms": prediction.mean_ms, "predicted_latency_std_ms": prediction.std_ms}
+                           if prediction else {}))
         self._submit(trial, executor)
         return True
 
-    def _submit(self, trial: TrialRow, executor: Executor) -> None:
+    def _submit(self, trial: TrialRecord, executor: Executor) -> None:
         """Hand a trial stored as running to the executor, for its next rung (or its whole budget)."""
         state, job = self.state, self.state.job
         steps_before = trial.steps_done or 0
