@@ -67,7 +67,7 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
     from latency_models.measure import measure_archs
     from latency_models.meter import make_meter
     from nas.engine.controller import Controller
-    from nas.service import executor_factory, front_rows, job_summary, storage_for, submit_job
+    from nas.service import executor_factory, front_members, job_summary, storage_for, submit_job
     from nas.settings import Settings
     from nas.spec import JobSpec
     from search_spaces.base import get_space
@@ -90,11 +90,11 @@ def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
         "strategy": "nsga2", "budget": {"trials": args.trials, "train_steps": args.train_steps}, "seed": args.seed})
     job_id = submit_job(storage, spec)
     Controller(storage, settings, executor_factory=executor_factory(settings)).run_job(job_id)
-    summary = job_summary(storage, job_id)
+    summary = job_summary(storage, job_id).model_dump(mode="json")
     if summary["state"] != "completed":
         raise SystemExit(f"job {job_id} ended {summary['state']}: {summary['message']}")
     baseline = summary["baseline"]
-    front = front_rows(storage, job_id)
+    front = [m.model_dump(mode="json") for m in front_members(storage, job_id)]
     rows = []
     for ratio in RATIOS:
         limit = ratio * baseline["latency_ms"]

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas.errors import HwnasError, SpecError, error_for_status
+from nas.views import CheckpointOut, FrontMemberOut, FrontOut, JobOut, JobPage, TrialPage
 from search_spaces.data_paths import dataset_ref, is_reference
 
 if TYPE_CHECKING:
@@ -131,14 +132,14 @@ class HwnasClient:
             from nas.spec import load_spec
 
             spec = self.upload_spec_files(load_spec(spec), progress=progress)
-        return self._request("POST", "/jobs", json=spec)
+        return _checked(JobOut, self._request("POST", "/jobs", json=spec))
 
     def job(self, job_id: int) -> dict[str, Any]:
-        return self._request("GET", f"/jobs/{job_id}")
+        return _checked(JobOut, self._request("GET", f"/jobs/{job_id}"))
 
     def jobs(self, *, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit, **({"state": state} if state else {})}
-        return self._request("GET", "/jobs", params=params)["items"]
+        return _checked(JobPage, self._request("GET", "/jobs", params=params))["items"]
 
     def cancel(self, job_id: int) -> dict[str, Any]:
         return self._request("POST", f"/jobs/{job_id}/cancel")
@@ -148,14 +149,14 @@ class HwnasClient:
         items: list[dict[str, Any]] = []
         while True:
             params: dict[str, Any] = {"offset": len(items), "limit": page_size, **({"state": state} if state else {})}
-            page = self._request("GET", f"/jobs/{job_id}/trials", params=params)
+            page = _checked(TrialPage, self._request("GET", f"/jobs/{job_id}/trials", params=params))
             items += page["items"]
             if not page["items"] or len(items) >= page["total"]:
                 return items
 
     def front_view(self, job_id: int) -> dict[str, Any]:
         """The front with its target, metric name and direction (the API's `GET /jobs/{id}/front`)."""
-        return self._request("GET", f"/jobs/{job_id}/front")
+        return _checked(FrontOut, self._request("GET", f"/jobs/{job_id}/front"))
 
     def front(self, job_id: int) -> pd.DataFrame:
         """The Pareto front as a DataFrame, one row per member, fastest first."""
@@ -170,7 +171,7 @@ class HwnasClient:
 
     def best(self, job_id: int, *, max_latency_ms: float | None = None) -> dict[str, Any]:
         params = {"max_latency_ms": max_latency_ms} if max_latency_ms is not None else {}
-        return self._request("GET", f"/jobs/{job_id}/best", params=params)
+        return _checked(FrontMemberOut, self._request("GET", f"/jobs/{job_id}/best", params=params))
 
     def events(self, job_id: int) -> Iterator[tuple[str, dict[str, Any]]]:
         """Server-sent events of the job: ('progress', job) on each change, then ('end', ...)."""
@@ -215,7 +216,7 @@ class HwnasClient:
     def export(self, job_id: int, *, trial: int | None = None, max_latency_ms: float | None = None) -> dict[str, Any]:
         """The checkpoint of a trial, or of the best under `max_latency_ms` (exported on the server if needed)."""
         body = {k: v for k, v in {"trial": trial, "max_latency_ms": max_latency_ms}.items() if v is not None}
-        return self._request("POST", f"/jobs/{job_id}/checkpoints", json=body)
+        return _checked(CheckpointOut, self._request("POST", f"/jobs/{job_id}/checkpoints", json=body))
 
     def download(self, checkpoint: dict[str, Any], out_dir: str | Path) -> Path:
         """Stream the archive, check its sha256 against the header and the listing, unpack it into `out_dir`."""
@@ -296,3 +297,16 @@ def _unpack(archive: Path, out: Path) -> None:
             members.append(member)
         out.mkdir(parents=True, exist_ok=True)
         tar.extractall(out, members=members, filter="data")
+
+
+def _checked(model: Any, answer: Any) -> Any:
+    """The server's answer read through the output model the server itself answers with (`nas.views`): the
+    same fields and types as `hwnas ... --json`; an answer this client cannot read is a clear error."""
+    from pydantic import ValidationError
+
+    try:
+        return model.model_validate(answer).model_dump(mode="json")
+    except ValidationError as exc:
+        raise HwnasError(f"the server's answer is not a {model.__name__} this client understands ({exc.error_count()} "
+                         f"problems, first: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}); upgrade hwnas on the "
+                         "client or the server") from None

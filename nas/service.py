@@ -6,11 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas.db.records import TrialRecord
+from nas.db.records import CheckpointRecord, LatencyModelRecord, TokenRecord, TrialRecord
 from nas.db.storage import Storage, isoformat, open_storage
 from nas.engine.pareto import Point, best_under
 from nas.settings import Settings
 from nas.spec import JobSpec
+from nas.views import CheckpointOut, FrontMemberOut, FrontOut, JobOut, LatencyModelOut, TokenOut, TrialOut
 from search_spaces.errors import ConflictError, SpecError
 from workers.executors.base import Executor
 
@@ -60,10 +61,10 @@ def parse_space_options(space: str, options_json: str) -> SearchSpace:
     return get_space(space, options)
 
 
-def latency_model_dict(row: Any) -> dict[str, Any]:
-    return {"id": row.id, "device": row.device, "space": row.space, "space_version": row.space_version,
-            "space_key": row.space_key, "kind": row.kind, "report": row.report,
-            "created_at": isoformat(row.created_at)}
+def latency_model_view(row: LatencyModelRecord) -> LatencyModelOut:
+    return LatencyModelOut(id=row.id, device=row.device, space=row.space, space_version=row.space_version,
+                           space_key=row.space_key, kind=row.kind, report=row.report,
+                           created_at=isoformat(row.created_at))
 
 
 def issue_token(storage: Storage, *, name: str, scope: str, expires_in_s: float | None = None) -> tuple[int, str]:
@@ -85,11 +86,11 @@ def issue_token(storage: Storage, *, name: str, scope: str, expires_in_s: float 
     return token_id, token
 
 
-def token_dict(row: Any) -> dict[str, Any]:
+def token_view(row: TokenRecord) -> TokenOut:
     """A stored token as the CLI and the API list it (never the token or its hash)."""
-    return {"id": row.id, "name": row.name, "scope": row.scope, "prefix": row.prefix,
-            "created_at": isoformat(row.created_at), "expires_at": isoformat(row.expires_at),
-            "last_used_at": isoformat(row.last_used_at), "revoked_at": isoformat(row.revoked_at)}
+    return TokenOut(id=row.id, name=row.name, scope=row.scope, prefix=row.prefix,
+                    created_at=isoformat(row.created_at), expires_at=isoformat(row.expires_at),
+                    last_used_at=isoformat(row.last_used_at), revoked_at=isoformat(row.revoked_at))
 
 
 def issue_first_admin_token(storage: Storage) -> str | None:
@@ -120,13 +121,13 @@ def job_metric(job: JobRecord) -> tuple[str, bool]:
     return objective.metric_name, objective.maximize
 
 
-def job_summary(storage: Storage, job_id: int) -> dict[str, Any]:
+def job_summary(storage: Storage, job_id: int) -> JobOut:
     """A job as the CLI and the API show it: state, progress, front size, checkpoint, latency model."""
     job = storage.get_job(job_id)
     return job_summaries(storage, [job])[0]
 
 
-def job_summaries(storage: Storage, jobs: list[JobRecord]) -> list[dict[str, Any]]:
+def job_summaries(storage: Storage, jobs: list[JobRecord]) -> list[JobOut]:
     """Jobs as the CLI and the API show them, in a fixed number of queries however many jobs."""
     ids = [job.id for job in jobs]
     counts = storage.trial_state_counts_for(ids)
@@ -139,124 +140,116 @@ def job_summaries(storage: Storage, jobs: list[JobRecord]) -> list[dict[str, Any
         trials = sum(counts[job.id].values())
         checkpoint = checkpoints.get(job.id)
         model = models.get(job.latency_model_id) if job.latency_model_id is not None else None
-        out.append({
-            "job_id": job.id, "name": job.name, "state": job.state, "created_by": job.created_by,
-            "space": job.space, "device": job.device,
-            "latency_target_ms": job.latency_target_ms, "strategy": job.strategy, "trials_budget": job.trials_budget,
-            "trials": trials, "trial_states": counts[job.id], "progress": min(1.0, trials / max(1, job.trials_budget)),
-            "cancel_requested": bool(job.cancel_requested), "message": job.message,
-            "metric_name": metric_name, "maximize_metric": maximize,
-            "created_at": isoformat(job.created_at), "started_at": isoformat(job.started_at),
-            "finished_at": isoformat(job.finished_at), "hypervolume": hypervolumes.get(job.id),
-            "checkpoint": checkpoint_dict(checkpoint[0], job_id=job.id, trial_number=checkpoint[1])
-            if checkpoint else None,
-            "data": job.data_info,
-            "baseline": job.baseline.to_dict() if job.baseline else None,
-            "latency_model": latency_model_dict(model) if model is not None else None,
-            "spec": job.spec,
-        })
+        out.append(JobOut(
+            job_id=job.id, name=job.name, state=job.state, created_by=job.created_by, space=job.space,
+            device=job.device, latency_target_ms=job.latency_target_ms, strategy=job.strategy,
+            trials_budget=job.trials_budget, trials=trials, trial_states=counts[job.id],
+            progress=min(1.0, trials / max(1, job.trials_budget)), cancel_requested=bool(job.cancel_requested),
+            message=job.message, metric_name=metric_name, maximize_metric=maximize,
+            created_at=isoformat(job.created_at), started_at=isoformat(job.started_at),
+            finished_at=isoformat(job.finished_at), hypervolume=hypervolumes.get(job.id),
+            checkpoint=checkpoint_view(checkpoint[0], trial_number=checkpoint[1]) if checkpoint else None,
+            data=job.data_info, baseline=job.baseline.to_dict() if job.baseline else None,
+            latency_model=latency_model_view(model) if model is not None else None, spec=job.spec))
     return out
 
 
-def checkpoint_dict(row: Any, *, job_id: int, trial_number: int) -> dict[str, Any]:
+def checkpoint_view(row: CheckpointRecord, *, trial_number: int) -> CheckpointOut:
     """A stored checkpoint as the CLI and the API show it, with its download link."""
     archive_name = Path(row.archive_path).name
-    return {"id": row.id, "trial": trial_number, "path": row.path, "archive": row.archive_path,
-            "archive_name": archive_name, "sha256": row.sha256, "size_bytes": row.size_bytes,
-            "measured_latency_ms": row.measured_latency_ms, "created_at": isoformat(row.created_at),
-            "download_url": f"/api/v1/jobs/{job_id}/checkpoints/{archive_name}"}
+    return CheckpointOut(id=row.id, trial=trial_number, path=row.path, archive=row.archive_path,
+                         archive_name=archive_name, sha256=row.sha256, size_bytes=row.size_bytes,
+                         measured_latency_ms=row.measured_latency_ms, created_at=isoformat(row.created_at),
+                         download_url=f"/api/v1/jobs/{row.job_id}/checkpoints/{archive_name}")
 
 
-def front_rows(storage: Storage, job_id: int, *, job: JobRecord | None = None) -> list[dict[str, Any]]:
+def front_members(storage: Storage, job_id: int, *, job: JobRecord | None = None) -> list[FrontMemberOut]:
     """The job's front, fastest first, each member with its checkpoint when one was exported."""
     from search_spaces.base import space_class
 
     job = job or storage.get_job(job_id)
     describe = space_class(job.space).describe
     checkpoints = {c.trial_id: c for c in storage.checkpoints(job_id)}
-    rows = []
+    members = []
     for member in storage.front(job_id):
-        m, t = member, member.trial
+        t = member.trial
         checkpoint = checkpoints.get(t.id)
-        rows.append({
-            "trial": t.number, "metric": m.metric, "latency_ms": m.latency_ms, "arch_text": describe(t.arch["config"]),
-            "predicted_latency_ms": t.predicted_latency_ms, "predicted_latency_std_ms": t.predicted_latency_std_ms,
-            "measured_latency_ms": t.measured_latency_ms, "params": t.params, "metrics": t.metrics,
-            "arch": t.arch["config"], "arch_hash": t.arch_hash, "under_target": m.latency_ms <= job.latency_target_ms,
-            "checkpoint": checkpoint_dict(checkpoint, job_id=job_id, trial_number=t.number)
-            if checkpoint else None,
-        })
-    return rows
+        members.append(FrontMemberOut(
+            trial=t.number, metric=member.metric, latency_ms=member.latency_ms, arch_text=describe(t.arch["config"]),
+            predicted_latency_ms=t.predicted_latency_ms, predicted_latency_std_ms=t.predicted_latency_std_ms,
+            measured_latency_ms=t.measured_latency_ms, params=t.params, metrics=t.metrics, arch=t.arch["config"],
+            arch_hash=t.arch_hash, under_target=member.latency_ms <= job.latency_target_ms,
+            checkpoint=checkpoint_view(checkpoint, trial_number=t.number) if checkpoint else None))
+    return members
 
 
-def front_view(storage: Storage, job_id: int) -> dict[str, Any]:
+def front_view(storage: Storage, job_id: int) -> FrontOut:
     """The front with what reading it needs (target, metric, direction, hypervolume): the API's answer and
     what `hwnas pareto` prints, locally or from a server."""
     job = storage.get_job(job_id)
     metric_name, maximize = job_metric(job)
     history = storage.hypervolume_history(job_id, last=1)
-    return {"job_id": job_id, "latency_target_ms": job.latency_target_ms, "metric_name": metric_name,
-            "maximize_metric": maximize, "hypervolume": history[-1].hypervolume if history else None,
-            "members": front_rows(storage, job_id, job=job)}
+    return FrontOut(job_id=job_id, latency_target_ms=job.latency_target_ms, metric_name=metric_name,
+                    maximize_metric=maximize, hypervolume=history[-1].hypervolume if history else None,
+                    members=front_members(storage, job_id, job=job))
 
 
-def trial_dict(t: TrialRecord, *, describe: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
-    return {"trial": t.number, "state": t.state, "arch": t.arch["config"], "arch_hash": t.arch_hash,
-            "arch_text": describe(t.arch["config"]), "metric": t.metric, "metrics": t.metrics,
-            "latency_ms": t.latency_ms, "predicted_latency_ms": t.predicted_latency_ms,
-            "predicted_latency_std_ms": t.predicted_latency_std_ms, "measured_latency_ms": t.measured_latency_ms,
-            "params": t.params, "worker": t.worker, "attempts": t.attempts, "steps_done": t.steps_done,
-            "rungs": t.rungs, "error": (t.error or "").splitlines()[0] if t.error else None,
-            "started_at": isoformat(t.started_at), "finished_at": isoformat(t.finished_at)}
+def trial_view(t: TrialRecord, *, describe: Callable[[dict[str, Any]], str]) -> TrialOut:
+    return TrialOut(trial=t.number, state=t.state, arch=t.arch["config"], arch_hash=t.arch_hash,
+                    arch_text=describe(t.arch["config"]), metric=t.metric, metrics=t.metrics, latency_ms=t.latency_ms,
+                    predicted_latency_ms=t.predicted_latency_ms, predicted_latency_std_ms=t.predicted_latency_std_ms,
+                    measured_latency_ms=t.measured_latency_ms, params=t.params, worker=t.worker, attempts=t.attempts,
+                    steps_done=t.steps_done, rungs=t.rungs, error=(t.error or "").splitlines()[0] if t.error else None,
+                    started_at=isoformat(t.started_at), finished_at=isoformat(t.finished_at))
 
 
-def trial_rows(storage: Storage, job_id: int) -> list[dict[str, Any]]:
+def trial_views(storage: Storage, job_id: int) -> list[TrialOut]:
     from search_spaces.base import space_class
 
     describe = space_class(storage.get_job(job_id).space).describe
-    return [trial_dict(t, describe=describe) for t in storage.trials(job_id)]
+    return [trial_view(t, describe=describe) for t in storage.trials(job_id)]
 
 
-def best_front_member(storage: Storage, job_id: int, *, max_latency_ms: float | None) -> dict[str, Any]:
+def best_front_member(storage: Storage, job_id: int, *, max_latency_ms: float | None) -> FrontMemberOut:
     """The best front member at most `max_latency_ms` (default: the job's target). ConflictError if none: the
     job exists, and its front (its state, not the address asked) holds nothing that fast yet."""
     job = storage.get_job(job_id)
     limit = job.latency_target_ms if max_latency_ms is None else max_latency_ms
-    rows = front_rows(storage, job_id)
+    members = front_members(storage, job_id, job=job)
     _, maximize = job_metric(job)
-    best = best_under([Point(r["trial"], r["metric"], r["latency_ms"]) for r in rows], max_latency_ms=limit,
+    best = best_under([Point(m.trial, m.metric, m.latency_ms) for m in members], max_latency_ms=limit,
                       maximize_metric=maximize)
     if best is None:
-        fastest = f"; its fastest member takes {rows[0]['latency_ms']:.3f} ms" if rows else " (its front is empty)"
+        fastest = f"; its fastest member takes {members[0].latency_ms:.3f} ms" if members else " (its front is empty)"
         raise ConflictError(f"job {job_id} has no trained trial at or under {limit} ms{fastest}; "
                             "raise max_latency_ms")
-    return next(r for r in rows if r["trial"] == best.key)
+    return next(m for m in members if m.trial == best.key)
 
 
 def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None, out_dir: Path,
-                     max_latency_ms: float | None = None) -> dict[str, Any]:
+                     max_latency_ms: float | None = None) -> CheckpointOut:
     """Export a trial (default: the best front member under `max_latency_ms`, else the job's target) to `out_dir`."""
     from nas.engine.bound_job import bind_job
     from nas.engine.checkpoints import export_and_record
 
     if trial_number is None:
-        trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]
+        trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms).trial
     trial = storage.trial(job_id, trial_number)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SpecError(f"--out: {str(out_dir)!r} exists and is not empty; give a new or empty folder")
     row = export_and_record(storage, bind_job(storage, storage.get_job(job_id)), trial=trial,
                             latency_ms=trial.latency_ms or 0.0, out_dir=out_dir)
-    return {"job_id": job_id, **checkpoint_dict(row, job_id=job_id, trial_number=trial.number)}
+    return checkpoint_view(row, trial_number=trial.number)
 
 
 def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, trial_number: int | None,
-                         max_latency_ms: float | None) -> tuple[dict[str, Any], bool]:
+                         max_latency_ms: float | None) -> tuple[CheckpointOut, bool]:
     """The trial's checkpoint, exported into the job's artifacts on first request. Returns (checkpoint, created)."""
     from nas.engine.bound_job import bind_job
     from nas.engine.checkpoints import checkpoint_dir, existing_checkpoint, export_once
 
     if trial_number is None:
-        trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms)["trial"]
+        trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms).trial
     trial = storage.trial(job_id, trial_number)
     row = existing_checkpoint(storage, job_id, trial.id)
     created = False
@@ -264,4 +257,4 @@ def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, t
         row, created = export_once(storage, bind_job(storage, storage.get_job(job_id)), trial=trial,
                                    latency_ms=trial.latency_ms or 0.0,
                                    out_dir=checkpoint_dir(settings.artifacts_dir, job_id, trial.number))
-    return {"job_id": job_id, **checkpoint_dict(row, job_id=job_id, trial_number=trial.number)}, created
+    return checkpoint_view(row, trial_number=trial.number), created

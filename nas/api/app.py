@@ -12,7 +12,6 @@ import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -139,7 +138,9 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     app.state.storage = storage or storage_for(settings)
     app.state.answers = FinishedJobAnswers()
     app.state.auth_limiter = FailedAuthLimiter(per_minute=settings.auth_failures_per_minute)
-    app.state.job_events = JobEvents(partial(job_summary, app.state.storage), interval_s=settings.events_interval_s)
+    storage = app.state.storage
+    app.state.job_events = JobEvents(lambda job_id: job_summary(storage, job_id).model_dump(mode="json"),
+                                     interval_s=settings.events_interval_s)
 
     @app.exception_handler(HwnasError)
     async def hwnas_error(_: Request, exc: HwnasError) -> JSONResponse:

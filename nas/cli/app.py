@@ -50,7 +50,8 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from nas.engine.controller import Controller
-    from nas.service import executor_factory, front_rows, job_summary
+    from nas.service import executor_factory, front_members, job_summary
+    from nas.views import dump_with_paths
     from workers.tasks.base import make_task
 
     from nas.db.single_process import hold_controller_lock
@@ -71,8 +72,8 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
                 progress.update(bar, advance=1, last=f"trial {data['number']}: {detail}")
 
         Controller(storage, settings, executor_factory=executor_factory(settings), on_event=on_event).run_job(job_id)
-    summary = job_summary(storage, job_id)
-    front = front_rows(storage, job_id)
+    summary = dump_with_paths(job_summary(storage, job_id))
+    front = dump_with_paths(front_members(storage, job_id))
     if as_json:
         _emit_json({"job_id": job_id, "state": summary["state"], "trials": summary["trials"],
                     "front": [{k: r[k] for k in ("trial", "metric", "metrics", "latency_ms", "predicted_latency_ms",
@@ -132,13 +133,14 @@ def jobs(as_json: bool = typer.Option(False, "--json")) -> None:
     from rich.table import Table
 
     from nas.service import job_summaries
+    from nas.views import dump_with_paths
 
     client = _client()
     if client:
         rows = client.jobs(limit=100)
     else:
         storage = _storage()
-        rows = job_summaries(storage, storage.list_jobs())
+        rows = dump_with_paths(job_summaries(storage, storage.list_jobs()))
     if as_json:
         _emit_json(rows)
         return
@@ -157,11 +159,12 @@ def show(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False, 
     from rich.console import Console
     from rich.table import Table
 
-    from nas.service import job_summary, trial_rows
+    from nas.service import job_summary, trial_views
+    from nas.views import dump_with_paths
 
     storage = _storage()
-    summary = job_summary(storage, job_id)
-    trials = trial_rows(storage, job_id)
+    summary = dump_with_paths(job_summary(storage, job_id))
+    trials = dump_with_paths(trial_views(storage, job_id))
     if as_json:
         _emit_json({**summary, "trial_list": trials})
         return
@@ -187,9 +190,10 @@ def pareto(job_id: int = typer.Argument(...), as_json: bool = typer.Option(False
     from rich.console import Console
 
     from nas.service import front_view
+    from nas.views import dump_with_paths
 
     client = _client()
-    front = client.front_view(job_id) if client else front_view(_storage(), job_id)
+    front = client.front_view(job_id) if client else dump_with_paths(front_view(_storage(), job_id))
     target_ms, metric_name, rows = front["latency_target_ms"], front["metric_name"], front["members"]
     if as_json:
         _emit_json({"job_id": job_id, "latency_target_ms": target_ms, "metric_name": metric_name, "front": rows})
@@ -205,7 +209,7 @@ def export(job_id: int = typer.Argument(...),
     from nas.service import export_job_trial
 
     result = export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out)
-    typer.echo(f"exported trial {result['trial']} of job {job_id} to {result['path']} (sha256 {result['sha256']})")
+    typer.echo(f"exported trial {result.trial} of job {job_id} to {result.path} (sha256 {result.sha256})")
 
 
 devices_app = typer.Typer(no_args_is_help=True, help="Device profiles: where and how latency is measured.")
@@ -262,11 +266,11 @@ def devices_show(name: str = typer.Argument(...), as_json: bool = typer.Option(F
     """A device profile and its latency models with their accuracy reports."""
     from rich.console import Console
 
-    from nas.service import latency_model_dict
+    from nas.service import latency_model_view
 
     storage = _storage()
     profile = storage.device(name).model_dump()
-    models = [latency_model_dict(r) for r in storage.latency_models(device=name)]
+    models = [latency_model_view(r).model_dump(mode="json") for r in storage.latency_models(device=name)]
     if as_json:
         _emit_json({**profile, "latency_models": models})
         return

@@ -48,6 +48,7 @@ def fetch(job_id: int = typer.Argument(...),
     """Fetch a checkpoint into --out (downloaded, sha256-checked and unpacked when HWNAS_URL is set)."""
     from nas.errors import SpecError
     from nas.service import export_job_trial
+    from nas.views import dump_with_paths
 
     if best == (trial is not None):
         raise SpecError("fetch: give exactly one of --best or --trial N")
@@ -58,8 +59,8 @@ def fetch(job_id: int = typer.Argument(...),
         checkpoint = client.export(job_id, trial=trial, max_latency_ms=max_latency_ms)
         client.download(checkpoint, out)
     else:
-        checkpoint = export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out,
-                                      max_latency_ms=max_latency_ms)
+        checkpoint = dump_with_paths(export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out,
+                                                      max_latency_ms=max_latency_ms))
     latency = checkpoint["measured_latency_ms"]
     typer.echo(f"trial {checkpoint['trial']} of job {job_id} -> {out} (sha256 {checkpoint['sha256']}"
                + (f", {latency:.3f} ms" if latency is not None else "") + ")")
@@ -142,9 +143,9 @@ def token_list(as_json: bool = typer.Option(False, "--json")) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from nas.service import token_dict
+    from nas.service import token_view
 
-    rows = [token_dict(t) for t in _storage().list_tokens()]
+    rows = [token_view(t).model_dump(mode="json") for t in _storage().list_tokens()]
     if as_json:
         _emit_json(rows)
         return

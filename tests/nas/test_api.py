@@ -464,3 +464,28 @@ def test_concurrent_reads_reuse_the_pools_connections(database_url: str, tmp_pat
         thread.join()
     storage.engine.dispose()
     assert 0 < len(opened) <= settings.api_threads, opened
+
+
+def test_the_api_the_cli_and_the_client_share_one_job_model(service: Service, api: Any) -> None:
+    """One output model per job, trial and front member (`nas.views`): the API answers it, the client reads
+    answers through it, the CLI prints it for its own database with the checkpoint's paths added; the
+    server's paths never leave it (not in answers, not in the event stream)."""
+    from nas.client import _checked
+    from nas.service import front_view, job_summary
+    from nas.views import FrontOut, JobOut, dump_with_paths
+
+    job_id = service.finished_job()
+    read = auth(service, "read")
+    answer = api.get(f"/api/v1/jobs/{job_id}", headers=read).json()
+    assert set(answer) == set(JobOut.model_fields) and answer == job_summary(service.storage, job_id).model_dump(
+        mode="json")
+    assert answer["checkpoint"] and not {"path", "archive"} & set(answer["checkpoint"])
+    assert _checked(JobOut, answer) == answer
+    front = api.get(f"/api/v1/jobs/{job_id}/front", headers=read).json()
+    assert front == front_view(service.storage, job_id).model_dump(mode="json") == _checked(FrontOut, front)
+    local = dump_with_paths(job_summary(service.storage, job_id))
+    (checkpoint,) = service.storage.checkpoints(job_id)
+    assert local["checkpoint"]["path"] == checkpoint.path and local["checkpoint"]["archive"] == checkpoint.archive_path
+    assert {k: v for k, v in local.items() if k != "checkpoint"} == {k: v for k, v in answer.items() if k != "checkpoint"}
+    stream = api.get(f"/api/v1/jobs/{job_id}/events", headers=read).text
+    assert checkpoint.path not in stream and checkpoint.archive_path not in stream

@@ -80,5 +80,5 @@ def test_archive_is_reproducible_and_export_picks_best(tmp_path: Path, corpus_fi
     job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0, budget={"trials": 3}), [])
     first = export_job_trial(storage, job_id, trial_number=None, out_dir=tmp_path / "a" / "ckpt")
     second = export_job_trial(storage, job_id, trial_number=None, out_dir=tmp_path / "b" / "ckpt")
-    assert first["sha256"] == second["sha256"]
-    assert first["trial"] == int(Path(storage.checkpoints(job_id)[0].path).name.rsplit("-", 1)[1])
+    assert first.sha256 == second.sha256
+    assert first.trial == int(Path(storage.checkpoints(job_id)[0].path).name.rsplit("-", 1)[1])

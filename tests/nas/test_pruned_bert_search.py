@@ -11,7 +11,7 @@ import pytest
 
 from nas.engine.controller import Controller
 from nas.db.storage import open_storage
-from nas.service import front_rows, job_summary, submit_job
+from nas.service import front_members, job_summary, submit_job
 from tests.conftest import fast_settings
 from nas.spec import parse_spec
 from tests.conftest import tiny_pruned_bert_options
@@ -55,7 +55,7 @@ def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny
     assert job.state == "completed", job.message
 
     summary = job_summary(storage, job_id)
-    baseline = summary["baseline"]
+    baseline = summary.baseline
     assert baseline["metric_name"] == "accuracy" and baseline["teacher_steps"] == 40
     assert baseline["metric"] > 0.7 and baseline["latency_ms"] > 0  # the fine-tuned teacher learned the task
     options = job.preparation["options"]
@@ -63,7 +63,7 @@ def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny
     assert Path(options["importance_file"]).is_file()
     trials = storage.trials(job_id, states=("complete",))
     assert trials and all(set(t.metrics) == {"accuracy", "f1"} for t in trials)
-    assert all(r["arch_text"].startswith("L") for r in front_rows(storage, job_id))
+    assert all(m.arch_text.startswith("L") for m in front_members(storage, job_id))
 
     # A second job on the same base, data and teacher budget reuses the cached teacher.
     second = controller.run_job(submit_job(storage, spec_for(sentiment_files, tiny_bert_dir,

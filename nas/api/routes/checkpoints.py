@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -36,7 +36,7 @@ def _trial_in_body_exists(storage: Storage, job_id: int, number: int) -> None:
 @router.post("/{job_id}/checkpoints", response_model=CheckpointOut, responses={**ERRORS, 201: {"model": CheckpointOut}},
              summary="Export a trial (or the best under a latency) as a checkpoint; returns its download link")
 async def export_checkpoint(job_id: JobId, request: ExportRequest, response: Response, storage: StorageDep,
-                            http: Request, _: SubmitToken) -> dict[str, Any]:
+                            http: Request, _: SubmitToken) -> CheckpointOut:
     settings = http.app.state.settings
     if request.trial is not None:
         await run_in_threadpool(_trial_in_body_exists, storage, job_id, request.trial)

@@ -11,7 +11,7 @@ from nas.api.schemas import DeviceIn, DeviceOut, LatencyModelOut
 from nas.api.security import AdminToken, ReadToken, StorageDep
 from nas.db.storage import Storage
 from latency_models.device import DeviceProfile
-from nas.service import latency_model_dict
+from nas.service import latency_model_view
 
 router = APIRouter(tags=["devices"])
 
@@ -20,7 +20,7 @@ DeviceName = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z
 
 def _device(storage: Storage, name: str) -> dict[str, Any]:
     return {**storage.device(name).model_dump(),
-            "latency_models": [latency_model_dict(r) for r in storage.latency_models(device=name, with_payload=False)]}
+            "latency_models": [latency_model_view(r) for r in storage.latency_models(device=name, with_payload=False)]}
 
 
 @router.get("/devices", response_model=list[DeviceOut], responses=ERRORS, summary="Device profiles")
@@ -46,11 +46,11 @@ def add_device(profile: DeviceIn, storage: StorageDep, _: AdminToken) -> dict[st
 def list_latency_models(storage: StorageDep, _: ReadToken,
                         device: Annotated[str | None, Query(max_length=64)] = None,
                         space: Annotated[str | None, Query(max_length=64)] = None) -> list[dict[str, Any]]:
-    return [latency_model_dict(r) for r in storage.latency_models(device=device, space=space, with_payload=False)]
+    return [latency_model_view(r) for r in storage.latency_models(device=device, space=space, with_payload=False)]
 
 
 @router.get("/latency-models/{model_id}", response_model=LatencyModelOut, responses=ERRORS,
             summary="One latency model with its accuracy report (held-out predicted against measured)")
 def get_latency_model(model_id: Annotated[int, Path(ge=1, le=2**31 - 1)], storage: StorageDep,
                       _: ReadToken) -> dict[str, Any]:
-    return latency_model_dict(storage.latency_model(model_id, with_payload=False))
+    return latency_model_view(storage.latency_model(model_id, with_payload=False))

@@ -18,7 +18,7 @@ from nas.api.security import ReadCheck, ReadToken, StorageDep, SubmitToken
 from nas.data_roots import check_server_paths
 from nas.db.storage import FINISHED_JOB_STATES, Storage
 from nas.errors import NotFoundError, SpecError
-from nas.service import best_front_member, front_view, job_summaries, job_summary, submit_job, trial_dict
+from nas.service import best_front_member, front_view, job_summaries, job_summary, submit_job, trial_view
 from nas.spec import parse_spec
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -61,7 +61,7 @@ async def _job_answer(request: Request, storage: Storage, authenticate: Callable
 @router.post("", status_code=201, response_model=JobOut, responses=ERRORS,
              summary="Submit a search job (the same spec as `hwnas search --spec`)")
 def submit(body: Annotated[dict[str, Any], Body(openapi_examples={"demo": {"value": SPEC_EXAMPLE}})],
-           request: Request, storage: StorageDep, token: SubmitToken) -> dict[str, Any]:
+           request: Request, storage: StorageDep, token: SubmitToken) -> JobOut:
     # Paths are checked against the data roots before the spec's own validators touch the disk.
     settings = request.app.state.settings
     body = check_server_paths(body, roots=settings.data_roots, private=(settings.data_dir,))
@@ -118,19 +118,19 @@ async def list_trials(job_id: JobId, request: Request, storage: StorageDep, auth
         total, rows = storage.trial_page(job_id, states=state, max_latency_ms=max_latency_ms, offset=offset,
                                          limit=limit)
         return {"total": total, "offset": offset, "limit": limit,
-                "items": [trial_dict(t, describe=describe) for t in rows]}
+                "items": [trial_view(t, describe=describe) for t in rows]}
 
     key = ("trials", job_id, tuple(state or ()), max_latency_ms, offset, limit)
     return await _job_answer(request, storage, authenticate, job_id, key, TrialPage, render)
 
 
 @router.get("/{job_id}/trials/{number}", response_model=TrialOut, responses=ERRORS, summary="One trial")
-def get_trial(job_id: JobId, number: TrialNumber, storage: StorageDep, _: ReadToken) -> dict[str, Any]:
+def get_trial(job_id: JobId, number: TrialNumber, storage: StorageDep, _: ReadToken) -> TrialOut:
     from search_spaces.base import space_class
 
     with storage.unit_of_work():
         describe = space_class(storage.get_job(job_id).space).describe
-        return trial_dict(storage.trial(job_id, number), describe=describe)
+        return trial_view(storage.trial(job_id, number), describe=describe)
 
 
 @router.get("/{job_id}/front", response_model=FrontOut, responses=ERRORS,
@@ -142,7 +142,7 @@ async def get_front(job_id: JobId, request: Request, storage: StorageDep, authen
 
 @router.get("/{job_id}/best", response_model=FrontMemberOut, responses=ERRORS,
             summary="The best front member at most a latency (default: the job's target)")
-def get_best(job_id: JobId, storage: StorageDep, _: ReadToken, max_latency_ms: LatencyMs = None) -> dict[str, Any]:
+def get_best(job_id: JobId, storage: StorageDep, _: ReadToken, max_latency_ms: LatencyMs = None) -> FrontMemberOut:
     with storage.unit_of_work():
         return best_front_member(storage, job_id, max_latency_ms=max_latency_ms)
 
@@ -159,7 +159,7 @@ async def job_events(job_id: JobId, request: Request, storage: StorageDep, _: Re
                      max_wait_s: Annotated[float, Query(gt=0, le=3600, allow_inf_nan=False,
                                                         description="close the stream after this long")] = 600,
                      ) -> StreamingResponse:
-    first = await run_in_threadpool(job_summary, storage, job_id)  # 404 before the stream starts
+    first = (await run_in_threadpool(job_summary, storage, job_id)).model_dump(mode="json")  # 404 first
     events = request.app.state.job_events
     loop = asyncio.get_running_loop()
     deadline = loop.time() + max_wait_s
