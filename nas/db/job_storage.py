@@ -129,7 +129,8 @@ class JobStore(StorageBase):
     # ---- what the phases record ------------------------------------------------------------------
     def _set_job(self, job_id: int, **values: Any) -> None:
         with self.session() as s:
-            s.execute(update(JobRow).where(JobRow.id == job_id).values(**values))
+            s.execute(update(JobRow).where(JobRow.id == job_id).values(**values)
+                      .execution_options(synchronize_session=False))
 
     def record_data_description(self, job_id: int, data_info: dict[str, Any]) -> None:
         """What the job's task found in its data (sizes, vocabulary, labels)."""

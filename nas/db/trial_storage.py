@@ -47,8 +47,10 @@ class TrialStore(StorageBase):
 
     # ---- transitions -----------------------------------------------------------------------------
     def _set_trial(self, trial_id: int, **values: Any) -> None:
+        # Records are copies: no object in the session to synchronise, so the ORM need not evaluate the update.
         with self.session() as s:
-            s.execute(update(TrialRow).where(TrialRow.id == trial_id).values(**values))
+            s.execute(update(TrialRow).where(TrialRow.id == trial_id).values(**values)
+                      .execution_options(synchronize_session=False))
 
     def start_trial(self, trial_id: int, *, attempts: int, started_at: datetime,
                     predicted_latency_ms: float | None = None, predicted_latency_std_ms: float | None = None) -> None:
@@ -156,7 +158,8 @@ class TrialStore(StorageBase):
         hypervolume history, in one transaction."""
         with self.session() as s:
             if members is not None:
-                s.execute(delete(FrontMemberRow).where(FrontMemberRow.job_id == job_id))
+                s.execute(delete(FrontMemberRow).where(FrontMemberRow.job_id == job_id)
+                          .execution_options(synchronize_session=False))
                 s.add_all(FrontMemberRow(job_id=job_id, trial_id=trial_id, metric=metric, latency_ms=latency_ms)
                           for trial_id, metric, latency_ms in members)
             s.add(HypervolumeRow(job_id=job_id, trials_done=trials_done, hypervolume=hypervolume))

@@ -9,7 +9,7 @@
   that samples is an in-memory study; trials are looked up there by number (`BaseStorage`'s public methods
   need the study's id, which `Study` does not expose).
 
-`tests/nas/test_strategies.py` fails if an Optuna release moves any of them.
+`tests/nas/engine/test_strategies.py` fails if an Optuna release moves any of them.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ which checks each parameter against the study's earlier distributions with two q
 (`set_trial_system_attr` for the constraint, then `set_trial_state_values`). That was most of the
 controller's time per trial. Here the same rows are written with a handful of statements, through
 Optuna's own ORM models and encodings (the same tables, columns and JSON; `optuna.load_study` and
-`optuna-dashboard` read them back, and `tests/nas/test_strategies.py` checks the rows equal Optuna's).
+`optuna-dashboard` read them back, and `tests/nas/engine/test_strategies.py` checks the rows equal Optuna's).
 The distribution check was already made by the in-memory study the trials were sampled from, which holds
 the same trials as the database.
 """
