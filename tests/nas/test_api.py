@@ -12,7 +12,7 @@ import pytest
 
 from nas.engine.pareto import Point, best_under
 from tests.nas.conftest import Service, auth, tiny_spec
-from tests.nas.test_pareto import brute_force_front
+from tests.nas.engine.test_pareto import brute_force_front
 
 
 def job_count(service: Service) -> int:

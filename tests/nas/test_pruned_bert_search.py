@@ -15,7 +15,7 @@ from nas.service import front_members, job_summary, submit_job
 from tests.conftest import fast_settings
 from nas.spec import parse_spec
 from tests.conftest import tiny_pruned_bert_options
-from tests.nas.test_checkpoint_export import CLEAN_LOAD
+from tests.nas.engine.test_checkpoint_export import CLEAN_LOAD
 from workers.executors.in_process import InProcessExecutor
 
 CLEAN_CLASSIFY = CLEAN_LOAD.split("import torch\n", 1)[0] + r"""

@@ -12,7 +12,7 @@ import torch
 
 from nas.db.storage import open_storage
 from nas.service import export_job_trial
-from tests.nas.test_controller import make_spec, run
+from tests.nas.engine.test_controller import make_spec, run
 
 CLEAN_LOAD = r"""
 import importlib.abc, json, sys

@@ -24,7 +24,7 @@ from search_spaces.base import get_space
 from search_spaces.errors import ConflictError
 from tests.conftest import FAST_MEASURING_ENV, REPO_ROOT, TINY_SPACE_OPTIONS, fast_settings
 from tests.fakes import FakeDeviceRunner, FeatureSumLatencyModel, fake_latency_ms, feature_sum_factory, make_fake_evaluate
-from tests.nas.test_pareto import brute_force_front
+from tests.nas.engine.test_pareto import brute_force_front
 from nas.engine.pareto import Point
 from workers.executors.in_process import InProcessExecutor
 

@@ -19,7 +19,7 @@ from search_spaces.arch import Arch
 from search_spaces.errors import ConflictError, SpecError
 from tests.conftest import REPO_ROOT
 from tests.fakes import FakeDeviceRunner, PoolExecutor, fake_metric, feature_sum_factory, make_fake_evaluate
-from tests.nas.test_controller import make_spec
+from tests.nas.engine.test_controller import make_spec
 from workers.types import CandidateTask, EvalResult
 
 
