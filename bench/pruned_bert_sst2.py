@@ -149,7 +149,7 @@ def compare_slicing(storage: Any, job_id: int, front: list[dict[str, Any]], base
         with pinned_threads(2):
             model = space.build(arch, seed=seed)
             before = task.evaluate_all(model)
-            task.train(model, steps=train_steps, seed=seed, teacher=space.teacher())
+            task.train(model, steps=train_steps, seed=seed, teacher=space.teacher())  # pruned-bert is a PreparedSpace
             after = task.evaluate_all(model)
         result[label] = {"before_recovery": before, "after_recovery": after}
     return result

@@ -78,6 +78,29 @@ class SpaceOptions(BaseModel):
         return []
 
 
+class PreparedSpace(ABC):
+    """A capability of a space built on a pretrained base: work done once per job before any candidate, the
+    base's tokenizer, and a teacher to distil candidates from. A space without it has nothing to prepare, uses
+    its task's own tokenizer and trains candidates from their labels alone."""
+
+    @abstractmethod
+    def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int) -> Preparation:
+        """Work done once per job before any candidate (fine-tune a teacher, score importance). Must be
+        idempotent and cached: a resumed job calls it again."""
+
+    @abstractmethod
+    def tokenizer_dir(self) -> Path | None:
+        """A folder with the tokenizer the space's networks expect (the pretrained base's)."""
+
+    @abstractmethod
+    def teacher(self) -> nn.Module | None:
+        """The network candidates are distilled from (None until the job's preparation made one)."""
+
+
+def teacher_of(space: SearchSpace) -> nn.Module | None:
+    return space.teacher() if isinstance(space, PreparedSpace) else None
+
+
 class SearchSpace(ABC):
     """A family of networks that a strategy searches.
 
@@ -121,21 +144,6 @@ class SearchSpace(ABC):
     def describe(cls, config: dict[str, Any]) -> str:
         """A one-line human summary of an arch's config (for tables)."""
         return json.dumps(config, sort_keys=True, separators=(",", ":"))
-
-    def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int) -> Preparation:
-        """Work done once per job before any candidate (fine-tune a teacher, score importance).
-
-        Must be idempotent and cached: a resumed job calls it again. The default has nothing to do.
-        """
-        return Preparation()
-
-    def tokenizer_dir(self) -> Path | None:
-        """A folder with the tokenizer the space's networks expect (a pretrained base's), or None."""
-        return None
-
-    def teacher(self) -> nn.Module | None:
-        """A network to distil candidates from during training, or None."""
-        return None
 
     @abstractmethod
     def sample(self, trial: TrialLike) -> Arch: ...

@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.arch import Arch
-from search_spaces.base import SearchSpace, get_space
-from workers.tasks.base import Task, TaskSpec, TrainingRun, make_task
+from search_spaces.base import PreparedSpace, SearchSpace, get_space, teacher_of
+from workers.tasks.base import TakesSpaceTokenizer, Task, TaskSpec, TrainingRun, make_task
 from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ def task_and_space(space: str, space_options: dict[str, Any], task: dict[str, An
     labels), the space gives the task its tokenizer (a pretrained base's)."""
     bound_task = make_task(task)
     bound_space = get_space(space, {**space_options, **bound_task.space_options()})
-    bound_task.use_tokenizer(bound_space.tokenizer_dir())
+    if isinstance(bound_task, TakesSpaceTokenizer) and isinstance(bound_space, PreparedSpace):
+        bound_task.use_tokenizer(bound_space.tokenizer_dir())
     return bound_task, bound_space
 
 
@@ -104,7 +105,7 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
         # state (saved by an older version) it trains on with a fresh optimiser and its own data order.
         train_loss = task.train(model, steps=candidate.train_steps - candidate.steps_before,
                                 seed=candidate.seed + (0 if run.state else candidate.steps_before),
-                                teacher=space.teacher(), run=run)
+                                teacher=teacher_of(space), run=run)
         train_s = time.perf_counter() - began
         began = time.perf_counter()
         metrics = task.evaluate_all(model)

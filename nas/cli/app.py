@@ -54,7 +54,7 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
     from nas.views import dump_with_paths
     from workers.tasks.base import make_task
 
-    from nas.db.single_process import hold_controller_lock
+    from nas.cli.process_guards import hold_controller_lock
 
     settings = Settings()
     storage = _storage()

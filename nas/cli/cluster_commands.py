@@ -54,7 +54,7 @@ def controller(max_jobs: int | None = typer.Option(None, "--max-jobs", min=1,
                exit_when_idle: bool = typer.Option(False, "--exit-when-idle",
                                                    help="exit once no job is queued or running")) -> None:
     """Run queued jobs under leases, beside other controllers, on PostgreSQL and a Ray cluster (HWNAS_RAY_ADDRESS)."""
-    from nas.db.single_process import refuse_sqlite
+    from nas.cli.process_guards import refuse_sqlite
     from nas.runner import JobRunner
     from nas.service import executor_factory, storage_for
 

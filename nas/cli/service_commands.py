@@ -77,7 +77,7 @@ def serve(host: str | None = typer.Option(None, "--host", help="bind address (de
     import uvicorn
 
     from nas.api import create_app
-    from nas.db.single_process import hold_controller_lock
+    from nas.cli.process_guards import hold_controller_lock
     from nas.runner import JobRunner
     from nas.service import executor_factory, issue_first_admin_token, storage_for
 

@@ -65,7 +65,7 @@ class DatasetStorage:
                     return _record(row, size), False
                 raise ConflictError(f"name: a dataset named {name!r} exists with other content (sha256 "
                                     f"{row.sha256[:12]}..., format {row.format}); pick another name, or delete "
-                                    f"it first (DELETE /api/v1/datasets/{row.id})")
+                                    f"dataset {row.id} first")
             if s.get(DatasetBlobRow, sha256) is None:
                 s.add(DatasetBlobRow(sha256=sha256, size_bytes=size_bytes, path=path))
                 s.flush()
@@ -102,8 +102,8 @@ class DatasetStorage:
         with self._storage.session() as s:
             row = s.get(DatasetBlobRow, sha256)
             if row is None:
-                raise NotFoundError(f"no dataset with sha256 {sha256} is stored on this server; upload it "
-                                    "(POST /api/v1/datasets)")
+                raise NotFoundError(f"no dataset with sha256 {sha256} is stored on this server; upload it",
+                                    resource="dataset")
             return row.path
 
     def blob_exists(self, sha256: str) -> bool:

@@ -27,13 +27,19 @@ def sqlite_pragmas(engine: Engine) -> None:
         cursor.close()
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for PostgreSQL or an in-memory SQLite)."""
+    if not url.startswith("sqlite"):
+        return None
+    path = url.split("///", 1)[-1]
+    return Path(path).resolve() if path and path != ":memory:" else None
+
+
 def make_engine(url: str, *, pool_size: int = 5) -> Engine:
     """An engine for `url`; SQLite gets WAL mode, foreign keys and a busy timeout. A server database keeps
     `pool_size` connections open: a thread that finds the pool full would otherwise open (and close) a
     connection of its own, and on PostgreSQL that is a new server process per request."""
     if url.startswith("sqlite"):
-        from nas.db.single_process import sqlite_path
-
         path = sqlite_path(url)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

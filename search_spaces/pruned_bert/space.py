@@ -23,7 +23,16 @@ from pydantic import Field, model_validator
 
 from search_spaces.arch import Arch
 from search_spaces.data_paths import DataPath
-from search_spaces.base import Block, Preparation, SearchSpace, SpaceOptions, TaskRunner, TrialLike, register_space
+from search_spaces.base import (
+    Block,
+    Preparation,
+    PreparedSpace,
+    SearchSpace,
+    SpaceOptions,
+    TaskRunner,
+    TrialLike,
+    register_space,
+)
 from search_spaces.errors import InvalidArchError
 from search_spaces.pruned_bert.base_model import BaseShape, base_shape, load_base_state
 from search_spaces.pruned_bert.importance import (
@@ -94,7 +103,7 @@ def load_cached(path: Path) -> dict[str, Tensor]:
 
 
 @register_space("pruned-bert")
-class PrunedBertSpace(SearchSpace):
+class PrunedBertSpace(SearchSpace, PreparedSpace):
     version = 1
     options_model = PrunedBertOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})

@@ -56,11 +56,11 @@ class Executor(ABC):
     def wait(self, *, timeout_s: float | None = None) -> list[EvalResult]:
         """Block until at least one candidate finishes (or `timeout_s` passes); return those finished."""
 
+    @abstractmethod
     def cancel_all(self) -> list[int]:
-        """Stop candidates in flight; return their trial numbers."""
-        return []
+        """Stop candidates in flight (a cancelled job); return their trial numbers."""
 
-    def shutdown(self) -> None:  # noqa: B027  (optional)
+    def shutdown(self) -> None:  # noqa: B027  (a lifecycle hook: an executor that holds nothing keeps it)
         """Release resources; the executor is not used afterwards."""
 
     def __enter__(self) -> Executor:

@@ -124,9 +124,6 @@ class Task(ABC):
     def fingerprint(self) -> str:
         """A digest of everything that changes what training sees (data, tokenizer, batch shape)."""
 
-    def use_tokenizer(self, directory: Path | None) -> None:  # noqa: B027  (optional)
-        """Take the space's tokenizer (a pretrained base's) unless the spec names one."""
-
     @abstractmethod
     def save_tokenizer(self, directory: Path) -> None:
         """Write tokenizer files that `transformers.AutoTokenizer` loads from `directory`."""
@@ -134,6 +131,14 @@ class Task(ABC):
     @abstractmethod
     def describe_data(self) -> dict[str, Any]:
         """Sizes and fingerprints of the data, for the model card and the job record."""
+
+
+class TakesSpaceTokenizer(ABC):
+    """A capability of a task that can take the tokenizer of a space built on a pretrained base."""
+
+    @abstractmethod
+    def use_tokenizer(self, directory: Path | None) -> None:
+        """Take the space's tokenizer (a pretrained base's) unless the spec names one."""
 
 
 def begin_run(run: TrainingRun | None, *, steps: int, optimizer: Any, generator: Any) -> tuple[int, int]:

@@ -13,7 +13,17 @@ from pydantic import Field, model_validator
 
 from search_spaces.data_paths import DATASET_PREFIX, parse_dataset_ref
 from search_spaces.errors import DataError
-from workers.tasks.base import Objective, Task, TaskSpec, TrainingRun, begin_run, end_run, optimizer_step, register_task
+from workers.tasks.base import (
+    Objective,
+    TakesSpaceTokenizer,
+    Task,
+    TaskSpec,
+    TrainingRun,
+    begin_run,
+    end_run,
+    optimizer_step,
+    register_task,
+)
 from workers.tasks.table_files import Columns, Examples, FileFormat, read_file, read_hub_split
 
 if TYPE_CHECKING:
@@ -84,7 +94,7 @@ def _label_order(values: set[str]) -> list[str]:
 
 
 @register_task("classification")
-class ClassificationTask(Task):
+class ClassificationTask(Task, TakesSpaceTokenizer):
     """Fine-tunes a sequence classifier; with a teacher, distils from its soft labels (Hinton et al.)."""
 
     spec_model = ClassificationSpec

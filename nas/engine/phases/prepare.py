@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from latency_models.meter import pinned_threads
 from nas.engine.phases.base import JobRun, Phase
+from search_spaces.base import Preparation, PreparedSpace
 
 
 class Prepare(Phase):
@@ -18,9 +19,12 @@ class Prepare(Phase):
     def run(self, run: JobRun) -> None:
         job, settings = run.job, run.settings
         run.storage.record_data_description(job.job_id, job.task.describe_data())
-        with pinned_threads(settings.training_threads):
-            preparation = job.space.prepare(job.task, cache_dir=settings.artifacts_dir / "cache",
-                                            job_dir=settings.artifacts_dir / f"job-{job.job_id}", seed=job.spec.seed)
+        preparation = Preparation()  # a space without the capability has nothing to prepare
+        if isinstance(job.space, PreparedSpace):
+            with pinned_threads(settings.training_threads):
+                preparation = job.space.prepare(job.task, cache_dir=settings.artifacts_dir / "cache",
+                                                job_dir=settings.artifacts_dir / f"job-{job.job_id}",
+                                                seed=job.spec.seed)
         run.preparation = preparation
         run.job = job.with_preparation(preparation.options)
         if run.storage.get_job(job.job_id).preparation is None or dict(job.prepared_options) != preparation.options:

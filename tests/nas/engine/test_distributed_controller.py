@@ -148,10 +148,10 @@ def test_min_train_steps_must_be_below_train_steps(corpus_file: Path) -> None:
 
 
 def test_a_second_process_on_one_sqlite_file_is_refused(tmp_path: Path) -> None:
-    from nas.db.single_process import hold_controller_lock
+    from nas.cli.process_guards import hold_controller_lock
 
     url = f"sqlite:///{tmp_path / 'hwnas.db'}"
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nas.db.single_process import "
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from nas.cli.process_guards import "
                                f"hold_controller_lock as h; h({url!r}, role='hwnas serve'); print('held', flush=True); "
                                "time.sleep(60)"], cwd=REPO_ROOT, stdout=subprocess.PIPE, text=True)
     try:

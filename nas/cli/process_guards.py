@@ -1,4 +1,5 @@
-"""SQLite is the embedded default for one process; a second process running controllers on it is refused.
+"""The command line's guards: SQLite is the embedded default for one process; a second process running
+controllers on it is refused.
 
 Controllers write every trial, the Optuna study and the lease heartbeat; two processes doing so on one
 SQLite file contend for its single write lock (and, on a network filesystem, can corrupt it). Each process
@@ -15,18 +16,11 @@ import threading
 from pathlib import Path
 from typing import IO
 
+from nas.db.engine import sqlite_path
 from search_spaces.errors import ConflictError
 
 _held: dict[Path, IO[str]] = {}
 _guard = threading.Lock()
-
-
-def sqlite_path(url: str) -> Path | None:
-    """The database file of a SQLite URL (None for PostgreSQL or an in-memory SQLite)."""
-    if not url.startswith("sqlite"):
-        return None
-    path = url.split("///", 1)[-1]
-    return Path(path).resolve() if path and path != ":memory:" else None
 
 
 def hold_controller_lock(url: str, *, role: str) -> None:
