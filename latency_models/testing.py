@@ -33,7 +33,8 @@ SMALL_SPACE_OPTIONS = {"max_seq_len": 32, "max_layers": 2, "d_model_choices": [1
 
 def synthetic_latency_ms(space: SearchSpace, arch: Arch) -> float:
     """A latency that is an exact sum over blocks plus overhead (what the lookup table assumes)."""
-    return 0.2 + sum(0.01 * sum(v for _, v in b.params) / 16 for b in space.blocks(arch)) + 0.03 * len(space.blocks(arch))
+    blocks = space.blocks(arch)
+    return 0.2 + sum(0.01 * sum(v for _, v in b.params) / 16 for b in blocks) + 0.03 * len(blocks)
 
 
 class LatencyModelContract:

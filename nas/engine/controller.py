@@ -104,7 +104,8 @@ class Controller:
         return self.storage.get_job(job_id)
 
     def _run_phases(self, job_id: int, lease_lost: threading.Event) -> tuple[str, str]:
-        run = JobRun(storage=self.storage, settings=self.settings, job=bind_job(self.storage, self.storage.get_job(job_id)),
+        job = bind_job(self.storage, self.storage.get_job(job_id))
+        run = JobRun(storage=self.storage, settings=self.settings, job=job,
                      device_runner=self.device_runner, executor_factory=self.executor_factory,
                      recorder=self.recorder, lease_lost=lease_lost, latency_model_factory=self.latency_model_factory)
         for phase in self.phases:

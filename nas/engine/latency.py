@@ -39,7 +39,8 @@ def profile_and_store(storage: Storage, runner: DeviceRunner, *, device: DeviceP
     return outcome, store_profile(storage, outcome)
 
 
-def candidate_rows(storage: Storage, *, device: DeviceProfile, space: SearchSpace, kind: str) -> list[LatencyModelRecord]:
+def candidate_rows(storage: Storage, *, device: DeviceProfile, space: SearchSpace,
+                   kind: str) -> list[LatencyModelRecord]:
     """The newest stored predictor of each kind for this device and space signature (`kind` may be 'auto')."""
     newest: dict[str, LatencyModelRecord] = {}
     for row in storage.latency_models(device=device.name, space=space.name, space_key=space.latency_key()):

@@ -55,7 +55,7 @@ class _Loop:
     """One search phase's loop over one executor."""
 
     def __init__(self, run: JobRun, state: SearchState) -> None:
-        self.run_ = run
+        self.job_run = run
         self.state = state
         self.storage = run.storage
         self.settings = run.settings
@@ -67,10 +67,10 @@ class _Loop:
         deadline = time.monotonic() + state.job.spec.budget.max_minutes * 60
         cancelled = False
         results: deque[EvalResult] = deque()  # received, not yet recorded (the database may be away)
-        with self.run_.executor_factory() as executor:
+        with self.job_run.executor_factory() as executor:
             while True:
                 try:
-                    if self.run_.lease_lost.is_set():
+                    if self.job_run.lease_lost.is_set():
                         raise ConflictError(f"job {job_id}: lease lost to another controller; stopping")
                     began, began_cpu = time.perf_counter(), time.thread_time()
                     while results:
@@ -97,9 +97,9 @@ class _Loop:
                     job_id, state.stats.overhead_ms_per_trial, state.stats.cpu_ms_per_trial, state.stats.trials,
                     state.stats.results)
         if cancelled:
-            self.run_.cancelled = True
-            self.run_.state = "cancelled"
-            self.run_.message = f"cancelled after {self.storage.count_trials(job_id)} trials"
+            self.job_run.cancelled = True
+            self.job_run.state = "cancelled"
+            self.job_run.message = f"cancelled after {self.storage.count_trials(job_id)} trials"
 
     # ---- resuming --------------------------------------------------------------------------------
     def _reconcile(self, *, busy: set[int]) -> deque[TrialRecord]:
