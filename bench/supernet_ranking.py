@@ -1,0 +1,88 @@
+"""Do inherited weights rank archs as training them does? (issue 16, a first measurement)
+
+Trains the sparse-transformer supernet with the sandwich rule for `--supernet-steps` on a corpus, then
+scores `--archs` random archs two ways: with the weights they inherit from the supernet (no training), and
+each trained from scratch for `--train-steps`. Reports validation bits per character both ways, the time
+each took, and the Kendall tau between the two rankings (1: the same order). JSON beside the printout.
+
+    python bench/supernet_ranking.py --corpus ../shared/data/tinyshakespeare/input.txt
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> None:
+    import torch
+    from scipy.stats import kendalltau
+
+    from latency_models.meter import pinned_threads
+    from search_spaces.base import random_archs
+    from search_spaces.sparse_transformer.supernet import SparseSupernet
+    from workers.evaluate import task_and_space
+    from workers.supernet_training import train_supernet
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt")
+    parser.add_argument("--supernet-steps", type=int, default=300)
+    parser.add_argument("--train-steps", type=int, default=300)
+    parser.add_argument("--archs", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "supernet_ranking.json")
+    args = parser.parse_args()
+    if not args.corpus.is_file():
+        raise SystemExit(f"--corpus: {args.corpus} is missing (see ../shared/data/README.md)")
+
+    options = {"max_seq_len": 64, "max_layers": 3, "d_model_choices": [64, 96, 128], "heads_choices": [0, 2, 4],
+               "dense_width_choices": [128, 256], "moe_experts_choices": [2, 4], "moe_top_k_choices": [1, 2],
+               "moe_width_choices": [64, 128]}
+    task_spec = {"kind": "language-modeling", "train": str(args.corpus), "seq_len": 64, "batch_size": 16,
+                 "eval_tokens": 20_000}
+    task, space = task_and_space("sparse-transformer", options, task_spec)
+    archs = random_archs(space, count=args.archs, seed=args.seed + 1)
+    with pinned_threads(args.threads):
+        supernet = SparseSupernet(space.options, seed=args.seed)
+        began = time.perf_counter()
+        history = train_supernet(supernet, space, task, steps=args.supernet_steps, seed=args.seed)
+        supernet_s = time.perf_counter() - began
+        inherited, inherited_s = [], 0.0
+        for arch in archs:
+            began = time.perf_counter()
+            inherited.append(task.evaluate(supernet.extract(arch, space.build(arch, seed=0)).eval()))
+            inherited_s += time.perf_counter() - began
+        standalone, standalone_s = [], 0.0
+        for arch in archs:
+            began = time.perf_counter()
+            model = space.build(arch, seed=args.seed)
+            task.train(model, steps=args.train_steps, seed=args.seed)
+            standalone.append(task.evaluate(model))
+            standalone_s += time.perf_counter() - began
+    tau = kendalltau(inherited, standalone)
+    result = {
+        "command": " ".join(sys.argv), "machine": f"{platform.machine()}, {platform.python_version()}",
+        "torch": torch.__version__, "corpus": str(args.corpus), "space_options": options, "task": task_spec,
+        "supernet_steps": args.supernet_steps, "train_steps": args.train_steps, "threads": args.threads,
+        "supernet_s": round(supernet_s, 1), "inherited_eval_s_per_arch": round(inherited_s / len(archs), 2),
+        "standalone_s_per_arch": round(standalone_s / len(archs), 1),
+        "supernet_loss_first_last": [history[0].loss_largest, history[-1].loss_largest],
+        "kendall_tau": round(float(tau.statistic), 3), "p_value": round(float(tau.pvalue), 4),
+        "archs": [{"arch": a.config, "inherited_bpc": round(i, 4), "standalone_bpc": round(s, 4)}
+                  for a, i, s in zip(archs, inherited, standalone)],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if k != "archs"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
