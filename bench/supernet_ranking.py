@@ -1,9 +1,10 @@
 """Do inherited weights rank archs as training them does? (issue 16, a first measurement)
 
 Trains the sparse-transformer supernet with the sandwich rule for `--supernet-steps` on a corpus, then
-scores `--archs` random archs two ways: with the weights they inherit from the supernet (no training), and
-each trained from scratch for `--train-steps`. Reports validation bits per character both ways, the time
-each took, and the Kendall tau between the two rankings (1: the same order). JSON beside the printout.
+scores `--archs` random archs three ways: with the weights they inherit from the supernet (no training),
+after `--finetune-steps` from those weights, and each trained from scratch for `--train-steps`. Reports
+validation bits per character each way, the time each took, and the Kendall tau of each ranking against
+training from scratch (1: the same order). JSON beside the printout.
 
     python bench/supernet_ranking.py --corpus ../shared/data/tinyshakespeare/input.txt
 """
@@ -36,6 +37,8 @@ def main() -> None:
     parser.add_argument("--supernet-steps", type=int, default=300)
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--archs", type=int, default=10)
+    parser.add_argument("--finetune-steps", type=int, default=50,
+                        help="also score each arch after this many steps from its inherited weights (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "supernet_ranking.json")
@@ -60,6 +63,13 @@ def main() -> None:
             began = time.perf_counter()
             inherited.append(task.evaluate(supernet.extract(arch, space.build(arch, seed=0)).eval()))
             inherited_s += time.perf_counter() - began
+        finetuned, finetune_s = [], 0.0
+        for arch in archs if args.finetune_steps else []:
+            began = time.perf_counter()
+            model = supernet.extract(arch, space.build(arch, seed=0))
+            task.train(model, steps=args.finetune_steps, seed=args.seed)
+            finetuned.append(task.evaluate(model))
+            finetune_s += time.perf_counter() - began
         standalone, standalone_s = [], 0.0
         for arch in archs:
             began = time.perf_counter()
@@ -68,6 +78,7 @@ def main() -> None:
             standalone.append(task.evaluate(model))
             standalone_s += time.perf_counter() - began
     tau = kendalltau(inherited, standalone)
+    tau_finetuned = kendalltau(finetuned, standalone) if finetuned else None
     result = {
         "command": " ".join(sys.argv), "machine": f"{platform.machine()}, {platform.python_version()}",
         "torch": torch.__version__, "corpus": str(args.corpus), "space_options": options, "task": task_spec,
@@ -76,8 +87,13 @@ def main() -> None:
         "standalone_s_per_arch": round(standalone_s / len(archs), 1),
         "supernet_loss_first_last": [history[0].loss_largest, history[-1].loss_largest],
         "kendall_tau": round(float(tau.statistic), 3), "p_value": round(float(tau.pvalue), 4),
-        "archs": [{"arch": a.config, "inherited_bpc": round(i, 4), "standalone_bpc": round(s, 4)}
-                  for a, i, s in zip(archs, inherited, standalone)],
+        "finetune_steps": args.finetune_steps,
+        "finetune_s_per_arch": round(finetune_s / len(archs), 2) if finetuned else None,
+        "kendall_tau_finetuned": round(float(tau_finetuned.statistic), 3) if tau_finetuned else None,
+        "p_value_finetuned": round(float(tau_finetuned.pvalue), 4) if tau_finetuned else None,
+        "archs": [{"arch": a.config, "inherited_bpc": round(i, 4), "standalone_bpc": round(s, 4),
+                   "finetuned_bpc": round(finetuned[n], 4) if finetuned else None}
+                  for n, (a, i, s) in enumerate(zip(archs, inherited, standalone))],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
