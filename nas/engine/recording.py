@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import replace
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from nas.db.records import TrainedResult, TrialRecord
 from nas.db.storage import Storage
 from nas.engine.fidelity import decide
-from nas.engine.search_state import SearchState
 from nas.engine.pareto import Point, hypervolume, pareto_front
+from nas.engine.search_state import SearchState
 from nas.settings import Settings
 from workers.types import EvalResult
 
