@@ -126,6 +126,8 @@ class LatencyMeter(ABC):
 
         Rounds continue until every model's median is stable (see `MeterSettings`) or the cap is hit.
         """
+        import torch
+
         if not models:
             return []
         s = self.settings
@@ -136,7 +138,7 @@ class LatencyMeter(ABC):
         medians: list[float] | None = None
         stable = False
         rounds_run = 0
-        with pinned_threads(self.device.threads), inference_mode():
+        with pinned_threads(self.device.threads), torch.inference_mode():
             for model, inputs in prepared:
                 for _ in range(s.warmup):
                     model(**inputs)
@@ -182,14 +184,6 @@ def make_meter(device: DeviceProfile, settings: MeterSettings | None = None) -> 
         raise LatencyError(f"device {device.name!r}: backend {device.backend!r} cannot be measured yet; use one "
                            f"of: {', '.join(METERS.names())}")
     return METERS.get(device.backend)(device, settings)
-
-
-@contextlib.contextmanager
-def inference_mode() -> Iterator[None]:
-    import torch
-
-    with torch.inference_mode():
-        yield
 
 
 @register_meter("torch-cpu")

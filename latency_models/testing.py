@@ -24,11 +24,9 @@ from latency_models.meter import METERS, MeterSettings, make_meter
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, get_space, random_archs
 from search_spaces.errors import LatencyError
+from search_spaces.testing import SMALL_SPACE_OPTIONS
 
 DEVICE = DeviceProfile(name="cpu-1t", threads=1, seq_len=16, builtin=True)
-SMALL_SPACE_OPTIONS = {"max_seq_len": 32, "max_layers": 2, "d_model_choices": [16, 32], "heads_choices": [0, 2],
-                       "dense_width_choices": [32, 64], "moe_experts_choices": [2, 4], "moe_top_k_choices": [1, 2],
-                       "moe_width_choices": [16, 32]}
 
 
 def synthetic_latency_ms(space: SearchSpace, arch: Arch) -> float:

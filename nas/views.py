@@ -149,9 +149,7 @@ def dump_with_paths(value: Any) -> Any:
     if isinstance(value, CheckpointOut):
         return {**value.model_dump(mode="json"), "path": value.path, "archive": value.archive}
     if isinstance(value, BaseModel):
-        dumped = value.model_dump(mode="json")
-        return {name: dump_with_paths(getattr(value, name)) if name in dumped else None
-                for name in dumped}
+        return {name: dump_with_paths(getattr(value, name)) for name in value.model_dump(mode="json")}
     if isinstance(value, list):
         return [dump_with_paths(item) for item in value]
     if isinstance(value, dict):

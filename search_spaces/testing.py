@@ -22,6 +22,12 @@ from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace
 from search_spaces.errors import InvalidArchError
 
+# Small sparse-transformer options (two layers, widths 16 and 32): what the latency-model, executor and
+# task suites build candidates from, fast enough for a unit test.
+SMALL_SPACE_OPTIONS = {"max_seq_len": 32, "max_layers": 2, "d_model_choices": [16, 32], "heads_choices": [0, 2],
+                       "dense_width_choices": [32, 64], "moe_experts_choices": [2, 4], "moe_top_k_choices": [1, 2],
+                       "moe_width_choices": [16, 32]}
+
 
 def sample_hashes(space: SearchSpace, *, seed: int, count: int) -> list[str]:
     import optuna

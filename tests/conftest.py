@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from search_spaces.testing import SMALL_SPACE_OPTIONS
+
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -100,16 +102,7 @@ def fast_settings(**changes: Any) -> Any:
     return Settings(**{**values, **changes})
 
 
-TINY_SPACE_OPTIONS = {
-    "max_seq_len": 32,
-    "max_layers": 2,
-    "d_model_choices": [16, 32],
-    "heads_choices": [0, 2],
-    "dense_width_choices": [32, 64],
-    "moe_experts_choices": [2, 4],
-    "moe_top_k_choices": [1, 2],
-    "moe_width_choices": [16, 32],
-}
+TINY_SPACE_OPTIONS = dict(SMALL_SPACE_OPTIONS)  # the contract suites' small space (search_spaces.testing)
 
 
 TINY_WORDS = ["good", "great", "fine", "bad", "awful", "poor", "the", "movie", "plot", "was", "a", "very", "and",

@@ -25,13 +25,11 @@ import pytest
 
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, get_space
+from search_spaces.testing import SMALL_SPACE_OPTIONS
 from workers.executors.base import Executor
 from workers.tasks.base import Task, TrainingRun, task_objective
 from workers.types import CandidateTask
 
-SMALL_SPACE_OPTIONS = {"max_seq_len": 32, "max_layers": 2, "d_model_choices": [16, 32], "heads_choices": [0, 2],
-                       "dense_width_choices": [32, 64], "moe_experts_choices": [2, 4], "moe_top_k_choices": [1, 2],
-                       "moe_width_choices": [16, 32]}
 
 
 def contract_candidates(folder: Path, corpus: Path) -> list[CandidateTask]:

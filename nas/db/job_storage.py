@@ -136,21 +136,21 @@ class JobStore(StorageBase):
         """What the job's task found in its data (sizes, vocabulary, labels)."""
         self._set_job(job_id, data_info=data_info)
 
-    def record_preparation(self, job_id: int, options: dict[str, Any]) -> None:
-        """The options the space's preparation made (paths to its cached artifacts); a stored baseline stays."""
+    def _merge_preparation(self, job_id: int, **parts: Any) -> None:
+        """Set `parts` of the job's preparation record (its options, its baseline), keeping the others."""
         with self.session() as s:
             job = s.get(JobRow, job_id, with_for_update=True)
             if job is None:
                 raise job_not_found(job_id)
-            job.preparation = {**(job.preparation or {}), "options": options}
+            job.preparation = {**(job.preparation or {}), **parts}
+
+    def record_preparation(self, job_id: int, options: dict[str, Any]) -> None:
+        """The options the space's preparation made (paths to its cached artifacts); a stored baseline stays."""
+        self._merge_preparation(job_id, options=options)
 
     def record_baseline(self, job_id: int, baseline: Baseline) -> None:
         """The baseline the job is compared with (measured on its device)."""
-        with self.session() as s:
-            job = s.get(JobRow, job_id, with_for_update=True)
-            if job is None:
-                raise job_not_found(job_id)
-            job.preparation = {**(job.preparation or {}), "baseline": baseline.to_dict()}
+        self._merge_preparation(job_id, baseline=baseline.to_dict())
 
     def record_latency_model(self, job_id: int, latency_model_id: int) -> None:
         """The stored latency model the job's search predicts with."""

@@ -42,10 +42,6 @@ class BoundJob:
     prepared_options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
 
     @property
-    def objective(self) -> Objective:
-        return Objective(self.task.metric_name, self.task.direction)
-
-    @property
     def maximize_metric(self) -> bool:
         return self.task.direction == "maximize"
 

@@ -195,20 +195,17 @@ class _Loop:
 
     def _predict_and_dispatch(self, trial: TrialRecord, executor: Executor) -> bool:
         """Dispatch a queued trial unless it is predicted infeasible (recorded so); True if it took a slot."""
-        prediction = None
         if trial.predicted_latency_ms is None or not trial.steps_done:
             prediction, reason = self._predict(Arch.from_dict(trial.arch))
             if reason:
                 self.recorder.infeasible(self.state, trial, reason=reason, predicted_latency_ms=prediction.mean_ms,
                                          predicted_latency_std_ms=prediction.std_ms)
                 return False
-        started_at = trial.started_at or utcnow()
-        self.storage.start_trial(trial.id, attempts=trial.attempts + 1, started_at=started_at,
-                                 predicted_latency_ms=prediction.mean_ms if prediction else None,
-                                 predicted_latency_std_ms=prediction.std_ms if prediction else None)
-        trial = replace(trial, state="running", attempts=trial.attempts + 1, started_at=started_at,
-                        **({"predicted_latency_ms": prediction.mean_ms, "predicted_latency_std_ms": prediction.std_ms}
-                           if prediction else {}))
+            trial = replace(trial, predicted_latency_ms=prediction.mean_ms, predicted_latency_std_ms=prediction.std_ms)
+        trial = replace(trial, state="running", attempts=trial.attempts + 1, started_at=trial.started_at or utcnow())
+        self.storage.start_trial(trial.id, attempts=trial.attempts, started_at=trial.started_at,
+                                 predicted_latency_ms=trial.predicted_latency_ms,
+                                 predicted_latency_std_ms=trial.predicted_latency_std_ms)
         self._submit(trial, executor)
         return True
 
