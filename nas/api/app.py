@@ -118,15 +118,20 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
     """The service's app over `storage` (default: the settings' database, migrated)."""
     from nas.api.routes import checkpoints, datasets, devices, jobs, tokens
     from nas.api.events import JobEvents
-    from nas.api.read_cache import FinishedJobAnswers
+    from nas.api.read_cache import Answers, TokenChecks
     from nas.api.schemas import add_job_spec_schema
+    from nas.db.change_feed import ChangeFeed
     from nas.service import job_summary, storage_for
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Database work runs in threads; past a few per process they only contend for the GIL and the pool.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
-        yield
+        feed.start()
+        try:
+            yield
+        finally:
+            feed.stop()
 
     app = FastAPI(lifespan=lifespan, title="hwnas", version="1", openapi_url=f"{API_PREFIX}/openapi.json",
                   docs_url=f"{API_PREFIX}/docs",
@@ -136,11 +141,15 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
                               "`Authorization: Bearer <token>` (`hwnas token create --scope read|submit|admin`).")
     app.state.settings = settings
     app.state.storage = storage or storage_for(settings)
-    app.state.answers = FinishedJobAnswers()
+    feed = ChangeFeed(app.state.storage.engine)  # listens from start-up to shutdown (PostgreSQL only)
+    app.state.change_feed = feed
+    app.state.answers = Answers(feed)
+    app.state.token_checks = TokenChecks(feed)
     app.state.auth_limiter = FailedAuthLimiter(per_minute=settings.auth_failures_per_minute)
     storage = app.state.storage
     app.state.job_events = JobEvents(lambda job_id: job_summary(storage, job_id).model_dump(mode="json"),
-                                     interval_s=settings.events_interval_s)
+                                     interval_s=settings.events_interval_s,
+                                     version=lambda job_id: feed.version(f"job:{job_id}"))
 
     @app.exception_handler(HwnasError)
     async def hwnas_error(_: Request, exc: HwnasError) -> JSONResponse:

@@ -1,16 +1,16 @@
 """Live job progress for server-sent events: one poller per job per process, fanned out to every watcher.
 
 Each watched job has one task that reads its summary from the database every `interval_s` and wakes the
-watchers when it changed; a hundred watchers of a job cost what one costs. The poller stops when the job
-ends or its last watcher leaves. (A LISTEN/NOTIFY channel would save the polling itself; the database
-write side has no notifier yet, and SQLite has none, so this keeps one code path.)
+watchers when it changed; a hundred watchers of a job cost what one costs. On PostgreSQL the change feed
+(`nas.db.change_feed`, LISTEN/NOTIFY) tells it whether the job changed at all, so an idle job costs no
+reads. The poller stops when the job ends or its last watcher leaves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,20 +37,26 @@ class _Watch:
 class JobEvents:
     """Shares one database poller per job among all its watchers (in this process's event loop)."""
 
-    def __init__(self, read_summary: Callable[[int], dict[str, Any]], *, interval_s: float) -> None:
+    def __init__(self, read_summary: Callable[[int], dict[str, Any]], *, interval_s: float,
+                 version: Callable[[int], Hashable | None] = lambda job_id: None) -> None:
         self._read = read_summary
+        self._version = version
         self.interval_s = interval_s
         self._watches: dict[int, _Watch] = {}
         self.polls = 0  # database reads made, for tests and the load benchmark
 
     async def _poll(self, job_id: int, watch: _Watch) -> None:
-        key = summary_key(watch.latest)
+        key, read_at = summary_key(watch.latest), None
         while watch.latest["state"] not in FINISHED_JOB_STATES:
             await asyncio.sleep(self.interval_s)
+            version = self._version(job_id)  # read before the database: a change after it moves it
+            if version is not None and version == read_at:
+                continue  # the change feed vouches that nothing changed: no read
             try:
                 summary = await run_in_threadpool(self._read, job_id)
             except Exception:  # noqa: BLE001 - a database outage: keep the last summary and try again
                 continue
+            read_at = version
             self.polls += 1
             if summary_key(summary) != key:
                 key = summary_key(summary)

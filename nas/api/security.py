@@ -6,6 +6,7 @@ The token is hashed before it is looked up; neither the token nor its hash is ev
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -43,6 +44,8 @@ def _authenticate(request: Request, storage: Storage, credentials: HTTPAuthoriza
         limiter.record_failure(address)
         raise AuthError("no bearer token: send the header 'Authorization: Bearer <token>'; "
                         f"create a token with `hwnas token create --scope {scope}`")
+    checks = request.app.state.token_checks
+    version = checks.version()  # read before the database: a change after it moves it
     row = storage.token_by_hash(token_hash)
     if row is None:
         limiter.record_failure(address)
@@ -52,6 +55,7 @@ def _authenticate(request: Request, storage: Storage, credentials: HTTPAuthoriza
     touch_s = request.app.state.settings.token_touch_interval_s
     if row.last_used_at is None or _age_s(row.last_used_at) >= touch_s:
         storage.touch_token(row.id, stale_after_s=touch_s)
+    checks.put(version, row)
     if not scope_allows(row.scope, scope):
         raise ForbiddenError(f"this needs a token of scope {scope!r} (or above); this token's scope is "
                              f"{row.scope!r}; create one with `hwnas token create --scope {scope}`")
@@ -68,14 +72,43 @@ def require(scope: Scope) -> Callable[..., TokenRecord]:
     return check
 
 
-def require_in_route(scope: Scope) -> Callable[..., Callable[[], TokenRecord]]:
-    """The same check, handed to the route to run in its own database thread and unit of work: a hot read
-    then makes one thread hop and checks out one connection, not two of each. The route must call it first."""
+@dataclass(frozen=True)
+class TokenCheck:
+    """The check, handed to a hot read: `from_memory()` on the event loop first (a live token the change
+    feed vouches for), else calling it in the route's own database thread and unit of work (one thread hop
+    and one connection, not two of each). The route must do one of the two before anything else."""
+
+    request: Request
+    storage: Storage
+    credentials: HTTPAuthorizationCredentials | None
+    scope: Scope
+
+    def __call__(self) -> TokenRecord:
+        return _authenticate(self.request, self.storage, self.credentials, self.scope)
+
+    def from_memory(self) -> TokenRecord | None:
+        """The token when memory alone can let it through, else None (then call the check: it decides)."""
+        if self.credentials is None or not self.credentials.credentials:
+            return None
+        state = self.request.app.state
+        address = self.request.client.host if self.request.client else "unknown"
+        token_hash = hash_token(self.credentials.credentials)
+        if state.auth_limiter.retry_after_s(address, token_hash) > 0:
+            return None
+        token = state.token_checks.get(token_hash, touch_interval_s=state.settings.token_touch_interval_s)
+        if token is None or not scope_allows(token.scope, self.scope):
+            return None
+        state.auth_limiter.record_success(address, token_hash)
+        return token
+
+
+def require_in_route(scope: Scope) -> Callable[..., TokenCheck]:
+    """The same check, handed to the route (see `TokenCheck`)."""
 
     async def deferred(request: Request, storage: Annotated[Storage, Depends(get_storage)],
                        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-                       ) -> Callable[[], TokenRecord]:
-        return lambda: _authenticate(request, storage, credentials, scope)
+                       ) -> TokenCheck:
+        return TokenCheck(request, storage, credentials, scope)
 
     return deferred
 
@@ -84,4 +117,4 @@ ReadToken = Annotated[TokenRecord, Depends(require("read"))]
 SubmitToken = Annotated[TokenRecord, Depends(require("submit"))]
 AdminToken = Annotated[TokenRecord, Depends(require("admin"))]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-ReadCheck = Annotated[Callable[[], TokenRecord], Depends(require_in_route("read"))]
+ReadCheck = Annotated[TokenCheck, Depends(require_in_route("read"))]

@@ -408,13 +408,15 @@ def test_exporting_a_checkpoint_costs_a_fixed_number_of_queries(service: Service
     assert count_export(6) == count_export(40) <= 20
 
 
-def test_a_finished_jobs_answers_are_reused_until_a_checkpoint_changes_them(service: Service) -> None:
+def test_a_jobs_answers_are_reused_until_a_change_moves_them(service: Service) -> None:
     from fastapi.testclient import TestClient
 
     app = service.app()
     job_id = service.finished_job()
     read, submit = auth(service, "read"), auth(service, "submit")
     with TestClient(app) as api:
+        for headers in (read, submit):  # a token's first use is recorded: a write, which moves every version
+            api.get("/api/v1/jobs", headers=headers)
         first = api.get(f"/api/v1/jobs/{job_id}", headers=read).json()
         assert api.get(f"/api/v1/jobs/{job_id}", headers=read).json() == first
         assert app.state.answers.hits == 1
@@ -423,13 +425,12 @@ def test_a_finished_jobs_answers_are_reused_until_a_checkpoint_changes_them(serv
         api.post(f"/api/v1/jobs/{job_id}/checkpoints", json={"trial": other.number}, headers=submit)
         after = api.get(f"/api/v1/jobs/{job_id}", headers=read).json()
         assert after["checkpoint"]["trial"] == other.number != first["checkpoint"]["trial"]  # a new version
-        # a queued job is never cached: its answers follow the database
+        # a queued job's answers follow the database at once
         queued = api.post("/api/v1/jobs", json=tiny_spec(service.corpus), headers=submit).json()["job_id"]
-        hits = app.state.answers.hits
-        api.get(f"/api/v1/jobs/{queued}", headers=read)
+        for _ in range(2):
+            assert api.get(f"/api/v1/jobs/{queued}", headers=read).json()["state"] == "queued"
         api.post(f"/api/v1/jobs/{queued}/cancel", headers=submit)
         assert api.get(f"/api/v1/jobs/{queued}", headers=read).json()["state"] == "cancelled"
-        assert app.state.answers.hits == hits
         assert api.get("/api/v1/jobs/999/front", headers=read).status_code == 404
 
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from nas.api.events import summary_key
 from nas.api.schemas import CancelOut, FrontMemberOut, FrontOut, JobOut, JobPage, Problem, TrialOut, TrialPage
-from nas.api.security import ReadCheck, ReadToken, StorageDep, SubmitToken
+from nas.api.security import ReadCheck, ReadToken, StorageDep, SubmitToken, TokenCheck
 from nas.data_roots import check_server_paths
 from nas.db.storage import FINISHED_JOB_STATES, Storage
 from nas.errors import NotFoundError, SpecError
@@ -43,17 +43,21 @@ SPEC_EXAMPLE = {
 }
 
 
-async def _job_answer(request: Request, storage: Storage, authenticate: Callable[[], Any], job_id: int,
-                      key: Hashable, model: type[BaseModel], render: Callable[[], Any]) -> Response:
-    """A hot read of one job: the token check and the reads in one database thread and one unit of work,
-    the answer rendered once per version of a finished job (`nas.api.read_cache`)."""
+async def _answer(request: Request, storage: Storage, authenticate: TokenCheck, key: Hashable,
+                  model: type[BaseModel], render: Callable[[], Any], *, job_id: int | None) -> Response:
+    """A hot read (of job `job_id`, or of the job list when None), through `nas.api.read_cache`: from memory
+    on the event loop when the change feed vouches for the token and the answer; else the token check and
+    the reads in one database thread and one unit of work."""
+    answers = request.app.state.answers
+    if authenticate.from_memory() is not None and (hit := answers.cached(key, job_id=job_id)) is not None:
+        return hit
 
     def answer() -> Response:
         # Autocommit: the version is read first, so a render can only be newer than the version it is kept
         # under, and the next read (seeing the newer version) renders again.
         with storage.unit_of_work(autocommit=True):
             authenticate()
-            return request.app.state.answers.answer(storage, job_id, key, model, render)
+            return answers.answer(storage, key, model, render, job_id=job_id)
 
     return await run_in_threadpool(answer)
 
@@ -75,24 +79,23 @@ def submit(body: Annotated[dict[str, Any], Body(openapi_examples={"demo": {"valu
 
 
 @router.get("", response_model=JobPage, responses=ERRORS, summary="List jobs, newest first")
-async def list_jobs(storage: StorageDep, authenticate: ReadCheck,
+async def list_jobs(request: Request, storage: StorageDep, authenticate: ReadCheck,
                     state: Annotated[list[JobState] | None, Query(description="keep jobs in these states")] = None,
                     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-    def answer() -> dict[str, Any]:
-        with storage.unit_of_work(autocommit=True):
-            authenticate()
-            rows = storage.list_jobs(limit=limit, offset=offset, states=state)
-            return {"total": storage.count_jobs(states=state), "offset": offset, "limit": limit,
-                    "items": job_summaries(storage, rows)}
+                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Response:
+    def render() -> dict[str, Any]:
+        rows = storage.list_jobs(limit=limit, offset=offset, states=state)
+        return {"total": storage.count_jobs(states=state), "offset": offset, "limit": limit,
+                "items": job_summaries(storage, rows)}
 
-    return await run_in_threadpool(answer)
+    key = ("jobs", tuple(state or ()), offset, limit)
+    return await _answer(request, storage, authenticate, key, JobPage, render, job_id=None)
 
 
 @router.get("/{job_id}", response_model=JobOut, responses=ERRORS, summary="A job's state and progress (polling)")
 async def get_job(job_id: JobId, request: Request, storage: StorageDep, authenticate: ReadCheck) -> Response:
-    return await _job_answer(request, storage, authenticate, job_id, ("job", job_id), JobOut,
-                             lambda: job_summary(storage, job_id))
+    return await _answer(request, storage, authenticate, ("job", job_id), JobOut, lambda: job_summary(storage, job_id),
+                         job_id=job_id)
 
 
 @router.post("/{job_id}/cancel", response_model=CancelOut, responses=ERRORS,
@@ -121,7 +124,7 @@ async def list_trials(job_id: JobId, request: Request, storage: StorageDep, auth
                 "items": [trial_view(t, describe=describe) for t in rows]}
 
     key = ("trials", job_id, tuple(state or ()), max_latency_ms, offset, limit)
-    return await _job_answer(request, storage, authenticate, job_id, key, TrialPage, render)
+    return await _answer(request, storage, authenticate, key, TrialPage, render, job_id=job_id)
 
 
 @router.get("/{job_id}/trials/{number}", response_model=TrialOut, responses=ERRORS, summary="One trial")
@@ -136,8 +139,8 @@ def get_trial(job_id: JobId, number: TrialNumber, storage: StorageDep, _: ReadTo
 @router.get("/{job_id}/front", response_model=FrontOut, responses=ERRORS,
             summary="The Pareto front: task metric against latency, fastest first")
 async def get_front(job_id: JobId, request: Request, storage: StorageDep, authenticate: ReadCheck) -> Response:
-    return await _job_answer(request, storage, authenticate, job_id, ("front", job_id), FrontOut,
-                             lambda: front_view(storage, job_id))
+    return await _answer(request, storage, authenticate, ("front", job_id), FrontOut,
+                         lambda: front_view(storage, job_id), job_id=job_id)
 
 
 @router.get("/{job_id}/best", response_model=FrontMemberOut, responses=ERRORS,
