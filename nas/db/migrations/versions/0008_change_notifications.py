@@ -23,19 +23,20 @@ JOB_TABLES = (("nas_jobs", "id"), ("nas_trials", "job_id"), ("nas_front_members"
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    # Statement-level triggers with transition tables: one notification per job a statement touched, not one
+    # trigger call per row (replacing a front rewrites every member; a batch of proposals is one INSERT).
     for table, column in JOB_TABLES:
-        op.execute(f"""
-            CREATE FUNCTION {table}_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-            BEGIN
-                IF TG_OP = 'DELETE' THEN
-                    PERFORM pg_notify('hwnas_changes', 'job:' || OLD.{column});
-                ELSE
-                    PERFORM pg_notify('hwnas_changes', 'job:' || NEW.{column});
-                END IF;
-                RETURN NULL;
-            END $$""")
-        op.execute(f"CREATE TRIGGER {table}_notify AFTER INSERT OR UPDATE OR DELETE ON {table} "
-                   f"FOR EACH ROW EXECUTE FUNCTION {table}_notify()")
+        for event, rows in (("INSERT", "NEW"), ("UPDATE", "NEW"), ("DELETE", "OLD")):
+            name = f"{table}_notify_{event.lower()}"
+            op.execute(f"""
+                CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_notify('hwnas_changes', 'job:' || job) FROM (SELECT DISTINCT {column} AS job
+                                                                           FROM changed_rows) AS touched;
+                    RETURN NULL;
+                END $$""")
+            op.execute(f"CREATE TRIGGER {name} AFTER {event} ON {table} REFERENCING {rows} TABLE AS changed_rows "
+                       f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()")
     # A token's validity: not its last use (recorded about once a minute), which no check depends on.
     op.execute("""
         CREATE FUNCTION nas_api_tokens_notify() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -54,6 +55,9 @@ def upgrade() -> None:
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    for table, _ in (*JOB_TABLES, ("nas_api_tokens", None)):
-        op.execute(f"DROP TRIGGER IF EXISTS {table}_notify ON {table}")
-        op.execute(f"DROP FUNCTION IF EXISTS {table}_notify()")
+    for table, _ in JOB_TABLES:
+        for event in ("insert", "update", "delete"):
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_notify_{event} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {table}_notify_{event}()")
+    op.execute("DROP TRIGGER IF EXISTS nas_api_tokens_notify ON nas_api_tokens")
+    op.execute("DROP FUNCTION IF EXISTS nas_api_tokens_notify()")
