@@ -30,6 +30,8 @@ class Settings(BaseSettings):
                           description="an executor registered in workers.executors (built in: ray, in-process)")
     max_parallel_trials: int | None = Field(default=None, ge=1, le=10_000)
     training_threads: int = Field(default=1, ge=1, le=256)
+    supernet_checkpoint_s: float = Field(default=120.0, gt=0, le=86_400,
+                                         description="how often a supernet in training saves a checkpoint")
     lease_ttl_s: float = Field(default=60.0, gt=0.5, le=86_400)
     trial_max_attempts: int = Field(default=3, ge=1, le=100,
                                     description="dispatches of a trial whose worker keeps dying before it fails")

@@ -44,6 +44,28 @@ class Budget(BaseModel):
         return self
 
 
+class SearchMode(BaseModel):
+    """How candidates get their weights: trained each from scratch (`standalone`), or inherited from one
+    weight-sharing supernet trained once per space and data (`one-shot`: supernet, search on inherited
+    weights, then the winners trained on)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: Literal["standalone", "one-shot"] = Field(
+        default="standalone", description="standalone: every candidate trains budget.train_steps from scratch; "
+                                          "one-shot: candidates inherit a supernet's weights (spaces with one)")
+    supernet_steps: int = Field(default=1000, ge=1, le=10_000_000,
+                                description="one-shot: sandwich steps of the supernet's training (cached per space "
+                                            "options, data, steps and seed)")
+    final_candidates: int = Field(default=3, ge=1, le=1000,
+                                  description="one-shot: the best front members under the target trained on")
+    final_train_steps: int | None = Field(default=None, ge=0, le=10_000_000,
+                                          description="one-shot: training steps of each final candidate (default: "
+                                                      "budget.train_steps)")
+    final_from: Literal["inherited", "scratch"] = Field(
+        default="inherited", description="one-shot: final training starts from the inherited weights or from scratch")
+
+
 class JobSpec(BaseModel):
     """A search job: the space to search, the task, the device and its latency target, the budget."""
 
@@ -60,6 +82,7 @@ class JobSpec(BaseModel):
     latency_target_ms: float = Field(gt=0, le=3_600_000)
     strategy: str = "nsga2"
     budget: Budget
+    search: SearchMode = Field(default_factory=SearchMode)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
 
     @field_validator("space")
@@ -105,6 +128,17 @@ class JobSpec(BaseModel):
             raise ValueError(f"space {self.space!r} takes tasks of kind {sorted(space_cls.task_kinds)}, "
                              f"got task.kind={self.task.kind!r}")
         space_cls.parse_options(self.space_options)
+        if self.search.mode == "one-shot":
+            from search_spaces.base import SupernetSpace, space_names
+
+            if not issubclass(space_cls, SupernetSpace):
+                with_one = [n for n in space_names() if issubclass(SPACES.get(n), SupernetSpace)]
+                raise ValueError(f"search.mode: one-shot needs a space with a weight-sharing supernet; space "
+                                 f"{self.space!r} has none (spaces that do: {', '.join(with_one) or 'none'}); use "
+                                 "search.mode: standalone")
+            if self.budget.min_train_steps is not None:
+                raise ValueError("budget.min_train_steps (early stopping) applies to standalone training; a one-shot "
+                                 "search trains no candidate; leave it out, or use search.mode: standalone")
         return self
 
     def to_json(self) -> str:

@@ -97,6 +97,24 @@ class PreparedSpace(ABC):
         """The network candidates are distilled from (None until the job's preparation made one)."""
 
 
+class SupernetSpace(ABC):
+    """A capability of a space whose archs can all share one weight-sharing supernet (one-shot search): an
+    arch runs on the supernet's leading slices, and `inherit` copies them into a standalone model of the arch
+    (the one `build` makes) that computes the same outputs."""
+
+    @abstractmethod
+    def build_supernet(self, *, seed: int) -> nn.Module:
+        """The supernet, randomly initialised (seeded); its `forward(input_ids, arch)` gives the arch's logits."""
+
+    @abstractmethod
+    def inherit(self, supernet: nn.Module, arch: Arch) -> nn.Module:
+        """A standalone model of `arch` holding the supernet's slices for it (no masks, no unused experts)."""
+
+    @abstractmethod
+    def sandwich_archs(self) -> tuple[Arch, Arch]:
+        """The largest and the smallest arch (the sandwich rule trains both at every step)."""
+
+
 def teacher_of(space: SearchSpace) -> nn.Module | None:
     return space.teacher() if isinstance(space, PreparedSpace) else None
 

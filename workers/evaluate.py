@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from search_spaces.arch import Arch
-from search_spaces.base import PreparedSpace, SearchSpace, get_space, teacher_of
+from search_spaces.base import PreparedSpace, SearchSpace, SupernetSpace, get_space, teacher_of
 from workers.tasks.base import TakesSpaceTokenizer, Task, TaskSpec, TrainingRun, make_task
 from workers.types import CandidateTask, EvalResult
 
@@ -94,7 +94,14 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
     space.validate(arch)
     with pinned_threads(candidate.threads):
         began = time.perf_counter()
-        model = space.build(arch, seed=candidate.seed)
+        if candidate.supernet_path:
+            from workers.supernet_training import load_supernet
+
+            if not isinstance(space, SupernetSpace):
+                raise TypeError(f"space {candidate.space!r} has no weight-sharing supernet to inherit from")
+            model = space.inherit(load_supernet(space, candidate.supernet_path, seed=candidate.seed), arch)
+        else:
+            model = space.build(arch, seed=candidate.seed)
         run = _training_run(candidate)
         if candidate.resume_from:
             from safetensors.torch import load_file
@@ -103,9 +110,11 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
         params = sum(p.numel() for p in model.parameters())
         # A promoted trial continues its run (schedule, optimiser, data order) from its rung; with no saved
         # state (saved by an older version) it trains on with a fresh optimiser and its own data order.
-        train_loss = task.train(model, steps=candidate.train_steps - candidate.steps_before,
-                                seed=candidate.seed + (0 if run.state else candidate.steps_before),
-                                teacher=teacher_of(space), run=run)
+        train_loss = None
+        if candidate.train_steps > candidate.steps_before:
+            train_loss = task.train(model, steps=candidate.train_steps - candidate.steps_before,
+                                    seed=candidate.seed + (0 if run.state else candidate.steps_before),
+                                    teacher=teacher_of(space), run=run)
         train_s = time.perf_counter() - began
         began = time.perf_counter()
         metrics = task.evaluate_all(model)
@@ -113,6 +122,10 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
         eval_s = time.perf_counter() - began
     if not torch.isfinite(torch.tensor(metric)):
         raise FloatingPointError(f"metric {task.metric_name} is {metric}; the candidate diverged")
+    if candidate.supernet_path and candidate.train_steps == 0:  # inherited as it is: nothing worth saving
+        return EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number, state="complete",
+                          metric=float(metric), params=int(params), train_s=train_s, eval_s=eval_s,
+                          worker=worker_name(), extra={"metrics": metrics, "inherited": True}, steps_done=0)
     folder = Path(candidate.artifact_dir)
     folder.mkdir(parents=True, exist_ok=True)
     # A rung's files are named by its steps, so that a retried rung never resumes from a later one's.
@@ -128,4 +141,5 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
     return EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number, state="complete",
                       metric=float(metric), params=int(params), train_loss=train_loss, train_s=train_s,
                       eval_s=eval_s, weights_path=str(weights_path), worker=worker_name(),
-                      extra={"metrics": metrics}, steps_done=candidate.train_steps)
+                      extra={"metrics": metrics, "inherited": bool(candidate.supernet_path)},
+                      steps_done=candidate.train_steps)

@@ -1,60 +1,44 @@
-"""Training a weight-sharing supernet with the sandwich rule (Once-for-All, BigNAS, HAT, AutoMoE).
+"""Training a weight-sharing supernet with the sandwich rule (Once-for-All, BigNAS, HAT, AutoMoE), resumable
+and cached.
 
-Each step trains the largest arch, the smallest and `random_archs` random ones on the same batch, their
-gradients summed into the shared weights. With `distill`, the smaller archs learn from the largest arch's
-predictions on that batch (in-place distillation) besides the labels. Language modelling only for now:
-the sparse-transformer supernet (`search_spaces.sparse_transformer.supernet`).
+Each step trains the largest arch, the smallest and `random_archs_per_step` random ones on the same batch,
+their gradients summed into the shared weights. With `distill`, the smaller archs learn from the largest
+arch's predictions on that batch (in-place distillation) besides the labels. Language modelling: the space's
+supernet (`SupernetSpace.build_supernet`) maps `(input_ids, arch)` to next-token logits.
 
-Not yet here (issue 16): running it as a resumable Ray task with checkpoints and progress, caching it per
-(space options, task, budget, seed), and the search and final-training phases that use it.
+`run_supernet_task` is what a job's supernet phase runs: the supernet of a (space options, data, steps,
+seed) is trained once into its own cache folder and reused by every later job on the same key. While it
+trains it saves a checkpoint (weights, optimiser, generators, step) every `checkpoint_every_s`, so a killed
+process resumes from the last one, not from zero; the finished supernet is one safetensors file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import random
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from search_spaces.arch import Arch
-from search_spaces.base import random_archs
+from search_spaces.base import SearchSpace, SupernetSpace, random_archs
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
-    from search_spaces.sparse_transformer.space import SparseTransformerSpace
-    from search_spaces.sparse_transformer.supernet import SparseSupernet
     from workers.tasks.base import Task
 
+logger = logging.getLogger(__name__)
 
-def largest_arch(space: SparseTransformerSpace) -> Arch:
-    """The widest, deepest arch: the most heads, and the largest feed-forward block the space allows (a
-    mixture of the most experts at the widest width and top-k, else the widest dense block)."""
-    o = space.options
-    if "moe" in o.ffn_kinds:
-        experts = max(o.moe_experts_choices)
-        ffn = {"kind": "moe", "experts": experts, "top_k": min(max(o.moe_top_k_choices), experts),
-               "width": max(o.moe_width_choices)}
-    elif "dense" in o.ffn_kinds:
-        ffn = {"kind": "dense", "width": max(o.dense_width_choices)}
-    else:
-        ffn = {"kind": "none"}
-    layer = {"attn_heads": max(o.heads_choices), "ffn": ffn}
-    return space.make_arch(d_model=max(o.d_model_choices), layers=[dict(layer) for _ in range(o.max_layers)])
-
-
-def smallest_arch(space: SparseTransformerSpace) -> Arch:
-    """The narrowest, shallowest arch: the fewest heads and the smallest feed-forward block (none if allowed)."""
-    o = space.options
-    if "none" in o.ffn_kinds:
-        ffn: dict[str, Any] = {"kind": "none"}
-    elif "dense" in o.ffn_kinds:
-        ffn = {"kind": "dense", "width": min(o.dense_width_choices)}
-    else:
-        experts = min(o.moe_experts_choices)
-        ffn = {"kind": "moe", "experts": experts, "top_k": min(min(o.moe_top_k_choices), experts),
-               "width": min(o.moe_width_choices)}
-    layer = {"attn_heads": min(o.heads_choices), "ffn": ffn}
-    return space.make_arch(d_model=min(o.d_model_choices), layers=[dict(layer) for _ in range(o.min_layers)])
+FORMAT_VERSION = 1  # of the supernet's training recipe and files: part of the cache key
+SUPERNET_FILE = "supernet.safetensors"
+CHECKPOINT_FILE = "checkpoint.pt"
+ProgressHook = Callable[[int, int, float], None]  # (step done, steps, loss of the largest arch)
 
 
 @dataclass(frozen=True)
@@ -70,29 +54,55 @@ def lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1))
 
 
-def train_supernet(supernet: SparseSupernet, space: SparseTransformerSpace, task: Task, *, steps: int, seed: int,
-                   learning_rate: float = 3e-3, random_archs_per_step: int = 2, distill: bool = True,
-                   first_step: int = 0) -> list[SandwichStep]:
-    """Train `supernet` in place for `steps` sandwich steps; the losses of the largest and the smallest arch
-    at each step. Seeded: the same seed and steps give the same weights."""
-    import torch
-    import torch.nn.functional as F
+def largest_arch(space: SupernetSpace) -> Arch:
+    return space.sandwich_archs()[0]
 
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    largest, smallest = largest_arch(space), smallest_arch(space)
-    optimizer = torch.optim.AdamW(supernet.parameters(), lr=learning_rate, weight_decay=0.01)
-    supernet.train()
-    history = []
-    for step in range(first_step, first_step + steps):
-        (batch,) = task.sample_batches(count=1, seed=seed * 1_000_003 + step)
+
+def smallest_arch(space: SupernetSpace) -> Arch:
+    return space.sandwich_archs()[1]
+
+
+class SandwichTrainer:
+    """The supernet's optimiser and its place in the run; `state_dict` / `load_state_dict` for checkpoints."""
+
+    def __init__(self, supernet: nn.Module, space: SupernetSpace, task: Task, *, seed: int,
+                 learning_rate: float = 3e-3, random_archs_per_step: int = 2, distill: bool = True) -> None:
+        import torch
+
+        self.supernet, self.space, self.task, self.seed = supernet, space, task, seed
+        self.random_archs_per_step, self.distill = random_archs_per_step, distill
+        self.optimizer = torch.optim.AdamW(supernet.parameters(), lr=learning_rate, weight_decay=0.01)
+        self.step = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "optimizer": self.optimizer.state_dict(),
+                "weights": {k: v.detach().clone() for k, v in self.supernet.state_dict().items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.supernet.load_state_dict(state["weights"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+
+    def train_step(self) -> SandwichStep:
+        """One sandwich step. Its batch and its random archs depend only on the seed and the step, so a run
+        resumed from a checkpoint continues exactly as an uninterrupted one."""
+        import torch
+        import torch.nn.functional as F
+
+        step, supernet = self.step, self.supernet
+        torch.manual_seed(self.seed * 1_000_003 + step)
+        largest, smallest = self.space.sandwich_archs()
+        (batch,) = self.task.sample_batches(count=1, seed=self.seed * 1_000_003 + step)
         inputs, labels = batch["input_ids"], batch["labels"]
-        optimizer.zero_grad(set_to_none=True)
+        supernet.train()
+        self.optimizer.zero_grad(set_to_none=True)
         teacher_logits = supernet(inputs, largest)
         loss_largest = lm_loss(teacher_logits, labels)
         loss_largest.backward()
-        soft_targets = F.softmax(teacher_logits.detach(), dim=-1) if distill else None
-        others = [smallest, *random_archs(space, count=random_archs_per_step, seed=rng.randrange(2**31))]
+        soft_targets = F.softmax(teacher_logits.detach(), dim=-1) if self.distill else None
+        assert isinstance(self.space, SearchSpace)
+        others = [smallest, *random_archs(self.space, count=self.random_archs_per_step,
+                                          seed=random.Random(self.seed * 7_919 + step).randrange(2**31))]
         loss_smallest = float("nan")
         for index, arch in enumerate(others):
             logits = supernet(inputs, arch)
@@ -104,7 +114,128 @@ def train_supernet(supernet: SparseSupernet, space: SparseTransformerSpace, task
             if index == 0:
                 loss_smallest = float(loss.detach())
         torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
-        optimizer.step()
-        history.append(SandwichStep(step, float(loss_largest.detach()), loss_smallest))
-    supernet.eval()
-    return history
+        self.optimizer.step()
+        self.step += 1
+        supernet.eval()
+        return SandwichStep(step, float(loss_largest.detach()), loss_smallest)
+
+
+def train_supernet(supernet: nn.Module, space: SupernetSpace, task: Task, *, steps: int, seed: int,
+                   learning_rate: float = 3e-3, random_archs_per_step: int = 2,
+                   distill: bool = True) -> list[SandwichStep]:
+    """Train `supernet` in place for `steps` sandwich steps; the losses of the largest and the smallest arch
+    at each step. Seeded: the same seed and steps give the same weights."""
+    trainer = SandwichTrainer(supernet, space, task, seed=seed, learning_rate=learning_rate,
+                              random_archs_per_step=random_archs_per_step, distill=distill)
+    return [trainer.train_step() for _ in range(steps)]
+
+
+# ---- the job's supernet: cached, checkpointed, resumable -------------------------------------------
+@dataclass(frozen=True)
+class SupernetTask:
+    """Everything a worker needs to train (or find) one job's supernet; plain values (Ray-serialisable)."""
+
+    space: str
+    space_options: dict[str, Any]
+    task: dict[str, Any]
+    steps: int
+    seed: int
+    cache_dir: str
+    threads: int = 1
+    checkpoint_every_s: float = 120.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SupernetOutcome:
+    path: str  # the finished supernet's weights
+    key: str
+    steps: int
+    resumed_from_step: int  # 0: trained from the start (or found in the cache)
+    cached: bool  # found finished: no training at all
+    train_s: float
+
+
+def supernet_key(space: SearchSpace, task: Task, *, steps: int, seed: int) -> str:
+    """What a supernet depends on: the space and its options, the data (by content, not by path) and the
+    task's training settings, the steps, the seed, and this recipe's version."""
+    spec = task.spec.model_dump(mode="json", exclude=set(type(task.spec).data_fields))
+    payload = {"space": space.name, "version": space.version, "options": space.options.model_dump(mode="json"),
+               "task": spec, "data": task.describe_data(), "steps": steps, "seed": seed, "format": FORMAT_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:24]
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    import torch
+
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    tmp.replace(path)
+
+
+def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None,
+                      should_stop: Callable[[], bool] = lambda: False) -> SupernetOutcome:
+    """Train the job's supernet into its cache folder, or find it there (see the module's docstring)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from latency_models.meter import pinned_threads
+    from workers.evaluate import task_and_space
+
+    began = time.perf_counter()
+    task, space = task_and_space(job.space, job.space_options, job.task)
+    if not isinstance(space, SupernetSpace):
+        raise TypeError(f"space {job.space!r} has no weight-sharing supernet")
+    key = supernet_key(space, task, steps=job.steps, seed=job.seed)
+    folder = Path(job.cache_dir) / f"supernet-{key}"
+    final = folder / SUPERNET_FILE
+    if final.is_file():
+        return SupernetOutcome(str(final), key, job.steps, 0, True, time.perf_counter() - began)
+    folder.mkdir(parents=True, exist_ok=True)
+    with pinned_threads(job.threads):
+        supernet = space.build_supernet(seed=job.seed)
+        trainer = SandwichTrainer(supernet, space, task, seed=job.seed)
+        checkpoint = folder / CHECKPOINT_FILE
+        resumed_from = 0
+        if checkpoint.is_file():
+            trainer.load_state_dict(torch.load(checkpoint, weights_only=True))
+            resumed_from = trainer.step
+            logger.info("supernet %s: resuming at step %d of %d", key, resumed_from, job.steps)
+        saved_at = time.monotonic()
+        while trainer.step < job.steps:
+            if should_stop():
+                _atomic_save(trainer.state_dict(), checkpoint)
+                raise InterruptedError(f"supernet training stopped at step {trainer.step} (checkpoint saved)")
+            result = trainer.train_step()
+            if progress is not None:
+                progress(trainer.step, job.steps, result.loss_largest)
+            if time.monotonic() - saved_at >= job.checkpoint_every_s and trainer.step < job.steps:
+                _atomic_save(trainer.state_dict(), checkpoint)
+                saved_at = time.monotonic()
+    tmp = folder / (SUPERNET_FILE + ".tmp")
+    save_file({k: v.detach().contiguous() for k, v in supernet.state_dict().items()}, str(tmp))
+    (folder / "supernet.json").write_text(json.dumps({**job.to_dict(), "key": key}, indent=1, default=str))
+    tmp.replace(final)
+    checkpoint.unlink(missing_ok=True)
+    return SupernetOutcome(str(final), key, job.steps, resumed_from, False, time.perf_counter() - began)
+
+
+_LOADED: dict[tuple[str, str], nn.Module] = {}
+
+
+def load_supernet(space: SupernetSpace, path: str, *, seed: int = 0) -> nn.Module:
+    """The trained supernet at `path` for `space` (kept per process: a worker evaluates many candidates on
+    one supernet)."""
+    from safetensors.torch import load_file
+
+    assert isinstance(space, SearchSpace)
+    cache_key = (path, space.options.model_dump_json())
+    if cache_key not in _LOADED:
+        supernet = space.build_supernet(seed=seed)
+        supernet.load_state_dict(load_file(path), strict=True)
+        supernet.eval()
+        _LOADED.clear()  # one supernet at a time: they are large
+        _LOADED[cache_key] = supernet
+    return _LOADED[cache_key]

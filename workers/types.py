@@ -26,6 +26,9 @@ class CandidateTask:
     resume_from: str | None = None
     steps_before: int = 0
     schedule_steps: int | None = None
+    # One-shot search: start from the arch's slices of this trained supernet instead of a fresh model
+    # (`train_steps` 0: evaluate the inherited weights as they are, and save none).
+    supernet_path: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -144,6 +144,10 @@ class JobStore(StorageBase):
                 raise job_not_found(job_id)
             job.preparation = {**(job.preparation or {}), **parts}
 
+    def record_progress(self, job_id: int, message: str) -> None:
+        """What a long phase is doing (the job's message, shown by the API, SSE and the page)."""
+        self._set_job(job_id, message=message)
+
     def record_preparation(self, job_id: int, options: dict[str, Any]) -> None:
         """The options the space's preparation made (paths to its cached artifacts); a stored baseline stays."""
         self._merge_preparation(job_id, options=options)

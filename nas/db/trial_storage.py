@@ -81,6 +81,11 @@ class TrialStore(StorageBase):
         """Stopped early at a rung (its result kept)."""
         self._set_trial(trial_id, state="stopped", finished_at=utcnow(), **{**result.columns(), "error": reason})
 
+    def record_final_training(self, trial_id: int, result: TrainedResult) -> None:
+        """A one-shot finalist trained on from its inherited weights: its final figures (the inherited ones
+        are kept in `result.metrics`)."""
+        self._set_trial(trial_id, **result.columns())
+
     def record_measurement(self, trial_id: int, *, measured_latency_ms: float) -> None:
         """The trial's latency measured on the job's device."""
         self._set_trial(trial_id, measured_latency_ms=measured_latency_ms)

@@ -104,7 +104,7 @@ class Recorder:
                  metric: float) -> None:
         latency = trial.latency_ms or 0.0
         budget = state.job.spec.budget
-        steps = result.steps_done or budget.train_steps
+        steps = result.steps_done if result.steps_done is not None else budget.train_steps  # 0: inherited
         superseded = None  # the previous rung's files: removed once the database points past them
         rungs = None
         if len(state.rungs) > 1:
@@ -114,7 +114,7 @@ class Recorder:
         trained = TrainedResult(metric=metric, params=result.params, train_loss=result.train_loss,
                                 worker=result.worker, metrics=result.extra.get("metrics"),
                                 weights_path=result.weights_path, steps_done=steps, rungs=rungs)
-        if steps < budget.train_steps:
+        if rungs is not None and steps < budget.train_steps:
             point = Point(trial.id, metric, latency)
             peers = state.rung_points.setdefault(steps, [])
             peers.append(point)

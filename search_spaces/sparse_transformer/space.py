@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from search_spaces.arch import Arch
-from search_spaces.base import Block, SearchSpace, SpaceOptions, TrialLike, register_space
+from search_spaces.base import Block, SearchSpace, SpaceOptions, SupernetSpace, TrialLike, register_space
 from search_spaces.errors import InvalidArchError
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ class SparseTransformerOptions(SpaceOptions):
 
 
 @register_space("sparse-transformer")
-class SparseTransformerSpace(SearchSpace):
+class SparseTransformerSpace(SearchSpace, SupernetSpace):
     """Decoder-only LMs in the spirit of PLANER and AutoMoE.
 
     Sampling always draws every layer slot up to `max_layers` (unused slots are ignored), so the
@@ -240,6 +240,42 @@ class SparseTransformerSpace(SearchSpace):
             torch.manual_seed(seed)
             model = HwnasSparseForCausalLM(config)
         return model
+
+    # ---- the weight-sharing supernet (one-shot search) ------------------------------------------------
+    def build_supernet(self, *, seed: int) -> nn.Module:
+        from search_spaces.sparse_transformer.supernet import SparseSupernet
+
+        return SparseSupernet(self.options, seed=seed)
+
+    def inherit(self, supernet: nn.Module, arch: Arch) -> nn.Module:
+        return supernet.extract(arch, self.build(arch))  # type: ignore[operator]
+
+    def sandwich_archs(self) -> tuple[Arch, Arch]:
+        """The widest, deepest arch (the most heads; the most experts at the widest width and top-k, else the
+        widest dense block) and the narrowest, shallowest (the fewest heads; no feed-forward if allowed)."""
+        o = self.options
+        if "moe" in o.ffn_kinds:
+            experts = max(o.moe_experts_choices)
+            big: dict[str, Any] = {"kind": "moe", "experts": experts, "top_k": min(max(o.moe_top_k_choices), experts),
+                                   "width": max(o.moe_width_choices)}
+        elif "dense" in o.ffn_kinds:
+            big = {"kind": "dense", "width": max(o.dense_width_choices)}
+        else:
+            big = {"kind": "none"}
+        if "none" in o.ffn_kinds:
+            small: dict[str, Any] = {"kind": "none"}
+        elif "dense" in o.ffn_kinds:
+            small = {"kind": "dense", "width": min(o.dense_width_choices)}
+        else:
+            experts = min(o.moe_experts_choices)
+            small = {"kind": "moe", "experts": experts, "top_k": min(min(o.moe_top_k_choices), experts),
+                     "width": min(o.moe_width_choices)}
+        largest = self.make_arch(d_model=max(o.d_model_choices),
+                                 layers=[{"attn_heads": max(o.heads_choices), "ffn": dict(big)} for _ in range(o.max_layers)])
+        smallest = self.make_arch(d_model=min(o.d_model_choices),
+                                  layers=[{"attn_heads": min(o.heads_choices), "ffn": dict(small)}
+                                          for _ in range(o.min_layers)])
+        return largest, smallest
 
     def block_catalogue(self) -> list[Block]:
         o = self.options

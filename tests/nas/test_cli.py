@@ -112,3 +112,37 @@ def test_a_job_that_ends_failed_exits_9(tmp_path: Path, tiny_bert_dir: Path,
     done = hwnas(tmp_path, "search", "--spec", str(path))
     assert done.returncode == 9, (done.returncode, done.stderr[-2000:])
     assert "error: job 1 failed:" in done.stderr and "failed" in done.stdout
+
+
+@pytest.mark.slow
+def test_a_one_shot_search_ends_with_a_final_trained_checkpoint_that_plain_transformers_loads(
+        tmp_path: Path, corpus_file: Path) -> None:
+    spec = write_spec(tmp_path, corpus_file, budget={"trials": 12, "train_steps": 5},
+                      search={"mode": "one-shot", "supernet_steps": 8, "final_candidates": 2, "final_train_steps": 6})
+    done = hwnas(tmp_path, "search", "--spec", str(spec), "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["state"] == "completed" and result["trials"] == 12, result
+    shown = json.loads(hwnas(tmp_path, "show", str(result["job_id"]), "--json").stdout)
+    trials = shown["trial_list"]
+    trained = [t for t in trials if t["steps_done"]]
+    inherited = [t for t in trials if t["state"] == "complete" and not t["steps_done"]]
+    assert 1 <= len(trained) <= 2 and inherited  # finalists trained on; the rest scored on inherited weights
+    for trial in trained:
+        assert trial["steps_done"] == 6 and "inherited_bits_per_char" in trial["metrics"]
+    assert result["checkpoint"]["trial"] in {t["trial"] for t in trained}
+    # a second job on the same data and supernet settings, another target, reuses the supernet (no training)
+    (supernet,) = (tmp_path / "data").rglob("supernet-*/supernet.safetensors")
+    written_ns = supernet.stat().st_mtime_ns
+    spec.write_text(json.dumps({**json.loads(spec.read_text()), "latency_target_ms": 40.0}))
+    again = hwnas(tmp_path, "search", "--spec", str(spec), "--json")
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["state"] == "completed"
+    assert list((tmp_path / "data").rglob("supernet-*/supernet.safetensors")) == [supernet]
+    assert supernet.stat().st_mtime_ns == written_ns
+    code = ("import sys; from transformers import AutoModelForCausalLM; import torch; "
+            f"m = AutoModelForCausalLM.from_pretrained({result['checkpoint']['path']!r}, trust_remote_code=True); "
+            "print(m(torch.tensor([[1, 2, 3]])).logits.shape)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert loaded.returncode == 0 and "torch.Size([1, 3" in loaded.stdout, loaded.stderr

@@ -30,11 +30,34 @@ def good_spec(corpus: Path) -> dict:  # type: ignore[type-arg]
     ({"task": {"kind": "language-modeling", "train": "/no/such/file.txt"}}, "task", "does not exist"),
     ({"task": {"kind": "speech", "train": "x"}}, "task", "task.kind must be one of"),
     ({"space_options": {"max_layers": 0}}, "space_options.max_layers", "greater than or equal to 1"),
+    ({"search": {"mode": "few-shot"}}, "search.mode", "'standalone' or 'one-shot'"),
+    ({"search": {"mode": "one-shot", "supernet_steps": 0}}, "search.supernet_steps", "greater than or equal to 1"),
+    ({"search": {"mode": "one-shot"}, "budget": {"trials": 4, "train_steps": 9, "min_train_steps": 3}},
+     "spec", "budget.min_train_steps (early stopping) applies to standalone training"),
 ])
 def test_each_bad_field_is_refused_by_name(corpus_file: Path, change: dict, field: str, words: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(SpecError) as info:
         parse_spec({**good_spec(corpus_file), **change})
     assert any(p.startswith(field) and words in p for p in info.value.problems), info.value.problems
+
+
+def test_one_shot_is_refused_for_a_space_without_a_supernet_with_the_fix(sentiment_files: tuple[Path, Path],
+                                                                         tiny_bert_dir: Path) -> None:
+    train, validation = sentiment_files
+    spec = {"space": "pruned-bert", "space_options": {"base_model": str(tiny_bert_dir)},
+            "task": {"kind": "classification", "train": str(train), "validation": str(validation)},
+            "latency_target_ms": 5.0, "budget": {"trials": 4}, "search": {"mode": "one-shot"}}
+    with pytest.raises(SpecError) as info:
+        parse_spec(spec)
+    (problem,) = info.value.problems
+    assert "one-shot needs a space with a weight-sharing supernet" in problem and "'pruned-bert' has none" in problem
+    assert "spaces that do: sparse-transformer" in problem and "use search.mode: standalone" in problem
+    assert parse_spec({**spec, "search": {"mode": "standalone"}}).search.mode == "standalone"
+
+
+def test_standalone_is_the_default_mode(corpus_file: Path) -> None:
+    spec = parse_spec(good_spec(corpus_file))
+    assert spec.search.mode == "standalone" and spec.search.final_candidates == 3
 
 
 def test_all_problems_are_reported_at_once(corpus_file: Path) -> None:

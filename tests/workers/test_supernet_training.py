@@ -11,7 +11,8 @@ import torch
 from search_spaces.sparse_transformer.supernet import SparseSupernet
 from tests.conftest import TINY_SPACE_OPTIONS
 from workers.evaluate import task_and_space
-from workers.supernet_training import largest_arch, lm_loss, smallest_arch, train_supernet
+from workers.supernet_training import (SupernetTask, largest_arch, lm_loss, run_supernet_task, smallest_arch,
+                                       train_supernet)
 
 
 @pytest.fixture()
@@ -51,3 +52,61 @@ def test_the_same_seed_gives_the_same_supernet(bound) -> None:  # type: ignore[n
     train_supernet(first, space, task, steps=3, seed=4)
     train_supernet(second, space, task, steps=3, seed=4)
     assert all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), second.state_dict().values()))
+
+
+def _supernet_task(corpus_file: Path, cache: Path, *, steps: int) -> SupernetTask:
+    return SupernetTask(space="sparse-transformer", space_options=TINY_SPACE_OPTIONS,
+                        task={"kind": "language-modeling", "train": str(corpus_file), "seq_len": 16, "batch_size": 8},
+                        steps=steps, seed=3, cache_dir=str(cache), checkpoint_every_s=0.0)
+
+
+def test_a_trained_supernet_is_cached_by_its_key(corpus_file: Path, tmp_path: Path) -> None:
+    first = run_supernet_task(_supernet_task(corpus_file, tmp_path / "cache", steps=4))
+    assert not first.cached and Path(first.path).is_file()
+    # the same data under another path (another upload, another job) is the same supernet
+    copy = tmp_path / "elsewhere.txt"
+    copy.write_bytes(corpus_file.read_bytes())
+    again = run_supernet_task(_supernet_task(copy, tmp_path / "cache", steps=4))
+    assert again.cached and again.path == first.path and again.key == first.key
+    other = run_supernet_task(_supernet_task(corpus_file, tmp_path / "cache", steps=5))
+    assert not other.cached and other.key != first.key
+
+
+def test_a_stopped_supernet_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(
+        corpus_file: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
+    steps_seen: list[int] = []
+    with pytest.raises(InterruptedError):  # killed after 3 steps (a checkpoint every step here)
+        run_supernet_task(_supernet_task(corpus_file, tmp_path / "a", steps=6),
+                          progress=lambda step, total, loss: steps_seen.append(step),
+                          should_stop=lambda: len(steps_seen) >= 3)
+    resumed = run_supernet_task(_supernet_task(corpus_file, tmp_path / "a", steps=6))
+    assert resumed.resumed_from_step == 3 and not resumed.cached
+    straight = run_supernet_task(_supernet_task(corpus_file, tmp_path / "b", steps=6))
+    assert straight.resumed_from_step == 0
+    a, b = load_file(resumed.path), load_file(straight.path)
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_inherited_evaluation_trains_nothing_and_matches_the_supernet(corpus_file: Path, tmp_path: Path) -> None:
+    from search_spaces.base import random_archs
+    from workers.evaluate import evaluate_candidate
+    from workers.types import CandidateTask
+
+    outcome = run_supernet_task(_supernet_task(corpus_file, tmp_path / "cache", steps=3))
+    task, space = task_and_space("sparse-transformer", TINY_SPACE_OPTIONS,
+                                 {"kind": "language-modeling", "train": str(corpus_file), "seq_len": 16,
+                                  "batch_size": 8})
+    (arch,) = random_archs(space, count=1, seed=5)
+    result = evaluate_candidate(CandidateTask(
+        job_id=1, trial_number=0, space="sparse-transformer", space_options=TINY_SPACE_OPTIONS, arch=arch.to_dict(),
+        task={"kind": "language-modeling", "train": str(corpus_file), "seq_len": 16, "batch_size": 8},
+        train_steps=0, seed=3, artifact_dir=str(tmp_path / "trial"), supernet_path=outcome.path))
+    assert result.state == "complete", result.error
+    assert result.steps_done == 0 and result.weights_path is None and result.extra["inherited"]
+    assert not (tmp_path / "trial").exists()  # nothing saved for an inherited evaluation
+    from workers.supernet_training import load_supernet
+
+    model = space.inherit(load_supernet(space, outcome.path, seed=3), arch)
+    assert result.metric == pytest.approx(task.evaluate_all(model)[task.metric_name], rel=1e-6)

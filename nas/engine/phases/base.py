@@ -35,8 +35,10 @@ class JobRun:
     """One controller's run of one job: the services phases use, and what each phase hands on.
 
     Outputs, by phase: `prepare` rebinds `job` with its options and sets `preparation`; `latency-model`
-    sets `latency_model`; `search` sets `search` (and `cancelled`); `finish` sets `front` (every member
-    measured on the device); `export` sets `message`. `state` is the job's final state.
+    sets `latency_model`; `supernet` (one-shot) sets `supernet_path`; `search` sets `search` (and
+    `cancelled`); `finish` sets `front` (every member measured on the device); `final-training` (one-shot)
+    sets `finalists` (trained on, with their final metrics); `export` sets `message`. `state` is the job's
+    final state.
     """
 
     storage: Storage
@@ -49,9 +51,11 @@ class JobRun:
     latency_model_factory: LatencyModelFactory | None = None
     preparation: Preparation | None = None
     latency_model: LatencyModel | None = None
+    supernet_path: str | None = None
     search: SearchState | None = None
     cancelled: bool = False
     front: list[Point] = field(default_factory=list)
+    finalists: list[Point] = field(default_factory=list)
     state: str = "completed"
     message: str = ""
 

@@ -22,7 +22,9 @@ class ExportBest(Phase):
         job, storage = run.job, run.storage
         target = job.latency_target_ms
         done = storage.count_trials(job.job_id)
-        best_point = best_under(run.front, max_latency_ms=target, maximize_metric=job.maximize_metric)
+        # One-shot: only finalists hold trained weights; the other front members were scored on inherited ones.
+        candidates = run.finalists if job.spec.search.mode == "one-shot" else run.front
+        best_point = best_under(candidates, max_latency_ms=target, maximize_metric=job.maximize_metric)
         if best_point is None:
             fastest = min((p.latency_ms for p in run.front), default=None)
             detail = f"the fastest trained trial measured {fastest:.3f} ms" if fastest else "no trial was trained"

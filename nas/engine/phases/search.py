@@ -216,10 +216,12 @@ class _Loop:
         steps = next(b for b in state.rungs if b > steps_before)
         state.dispatched[trial.number] = trial
         artifact_dir = self.settings.artifacts_dir / f"job-{job.job_id}" / f"trial-{trial.number}"
+        one_shot = job.spec.search.mode == "one-shot"  # inherited weights, evaluated as they are
         executor.submit(CandidateTask(
             job_id=job.job_id, trial_number=trial.number, space=job.space.name,
             space_options=dict(job.space_options), arch=trial.arch, task=job.spec.task.model_dump(),
-            train_steps=steps, seed=job.spec.seed, artifact_dir=str(artifact_dir),
+            train_steps=0 if one_shot else steps, seed=job.spec.seed, artifact_dir=str(artifact_dir),
             threads=self.settings.training_threads, attempt=trial.attempts,
             resume_from=trial.weights_path if steps_before else None, steps_before=steps_before,
-            schedule_steps=job.spec.budget.train_steps))
+            schedule_steps=None if one_shot else job.spec.budget.train_steps,
+            supernet_path=self.job_run.supernet_path if one_shot else None))
