@@ -156,6 +156,27 @@ class SupernetOutcome:
     resumed_from_step: int  # 0: trained from the start (or found in the cache)
     cached: bool  # found finished: no training at all
     train_s: float
+    worker: str = ""
+
+
+PROGRESS_FILE = "progress.json"  # {"step", "steps", "loss"}: read by a controller whose supernet trains elsewhere
+PROGRESS_EVERY_S = 2.0
+
+
+def supernet_folder(job: SupernetTask) -> Path:
+    """The cache folder of `job`'s supernet (reads the data to fingerprint it)."""
+    from workers.evaluate import task_and_space
+
+    task, space = task_and_space(job.space, job.space_options, job.task)
+    return Path(job.cache_dir) / f"supernet-{supernet_key(space, task, steps=job.steps, seed=job.seed)}"
+
+
+def read_progress(folder: Path) -> tuple[int, int, float] | None:
+    try:
+        data = json.loads((folder / PROGRESS_FILE).read_text())
+        return int(data["step"]), int(data["steps"]), float(data["loss"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def supernet_key(space: SearchSpace, task: Task, *, steps: int, seed: int) -> str:
@@ -182,7 +203,7 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
     from safetensors.torch import save_file
 
     from latency_models.meter import pinned_threads
-    from workers.evaluate import task_and_space
+    from workers.evaluate import task_and_space, worker_name
 
     began = time.perf_counter()
     task, space = task_and_space(job.space, job.space_options, job.task)
@@ -192,7 +213,7 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
     folder = Path(job.cache_dir) / f"supernet-{key}"
     final = folder / SUPERNET_FILE
     if final.is_file():
-        return SupernetOutcome(str(final), key, job.steps, 0, True, time.perf_counter() - began)
+        return SupernetOutcome(str(final), key, job.steps, 0, True, time.perf_counter() - began, worker_name())
     folder.mkdir(parents=True, exist_ok=True)
     with pinned_threads(job.threads):
         supernet = space.build_supernet(seed=job.seed)
@@ -203,7 +224,7 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
             trainer.load_state_dict(torch.load(checkpoint, weights_only=True))
             resumed_from = trainer.step
             logger.info("supernet %s: resuming at step %d of %d", key, resumed_from, job.steps)
-        saved_at = time.monotonic()
+        saved_at = reported_at = time.monotonic()
         while trainer.step < job.steps:
             if should_stop():
                 _atomic_save(trainer.state_dict(), checkpoint)
@@ -211,6 +232,11 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
             result = trainer.train_step()
             if progress is not None:
                 progress(trainer.step, job.steps, result.loss_largest)
+            if time.monotonic() - reported_at >= PROGRESS_EVERY_S or trainer.step == job.steps:
+                reported_at = time.monotonic()
+                tmp = folder / (PROGRESS_FILE + ".tmp")
+                tmp.write_text(json.dumps({"step": trainer.step, "steps": job.steps, "loss": result.loss_largest}))
+                tmp.replace(folder / PROGRESS_FILE)
             if time.monotonic() - saved_at >= job.checkpoint_every_s and trainer.step < job.steps:
                 _atomic_save(trainer.state_dict(), checkpoint)
                 saved_at = time.monotonic()
@@ -219,7 +245,8 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
     (folder / "supernet.json").write_text(json.dumps({**job.to_dict(), "key": key}, indent=1, default=str))
     tmp.replace(final)
     checkpoint.unlink(missing_ok=True)
-    return SupernetOutcome(str(final), key, job.steps, resumed_from, False, time.perf_counter() - began)
+    return SupernetOutcome(str(final), key, job.steps, resumed_from, False, time.perf_counter() - began,
+                           worker_name())
 
 
 _LOADED: dict[tuple[str, str], nn.Module] = {}

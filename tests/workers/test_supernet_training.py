@@ -110,3 +110,26 @@ def test_inherited_evaluation_trains_nothing_and_matches_the_supernet(corpus_fil
 
     model = space.inherit(load_supernet(space, outcome.path, seed=3), arch)
     assert result.metric == pytest.approx(task.evaluate_all(model)[task.metric_name], rel=1e-6)
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_on_ray_the_supernet_trains_in_a_worker_and_reports_its_progress(corpus_file: Path, tmp_path: Path) -> None:
+    import os
+
+    from workers.executors.ray_executor import ensure_ray, import_ray
+    from workers.supernet_runner import SupernetRunner
+
+    ensure_ray(address=None, num_cpus=2)
+    try:
+        seen: list[int] = []
+        outcome = SupernetRunner(use_ray=True, poll_s=0.05).run(
+            _supernet_task(corpus_file, tmp_path / "cache", steps=30), progress=lambda step, total, loss: seen.append(step))
+        assert Path(outcome.path).is_file() and not outcome.cached
+        assert not outcome.worker.endswith(f":{os.getpid()}")  # another process: a Ray worker
+        assert seen and seen[-1] == 30 and seen == sorted(seen)
+        with pytest.raises(InterruptedError):  # a cancel stops the task; its checkpoint stays for a resume
+            SupernetRunner(use_ray=True, poll_s=0.05).run(_supernet_task(corpus_file, tmp_path / "c2", steps=10_000),
+                                                          should_stop=lambda: True)
+    finally:
+        import_ray().shutdown()

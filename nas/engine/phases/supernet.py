@@ -1,5 +1,8 @@
 """Phase `supernet` (one-shot jobs): train the space's weight-sharing supernet once, or find it cached.
 
+It trains where candidates run (`workers.supernet_runner`): one Ray task when the service uses Ray (a dead
+worker is replaced, resuming from the checkpoint), else in the controller's process.
+
 The supernet of a (space options, data by content, task settings, steps, seed) lives in its own folder under
 the artifacts' cache (`workers.supernet_training`), so a second job on the same data, with another latency
 target or device, starts searching at once. While training it reports its step and loss as the job's message
@@ -15,7 +18,8 @@ import time
 from latency_models.meter import pinned_threads
 from nas.engine.phases.base import JobRun, Phase
 from search_spaces.errors import ConflictError
-from workers.supernet_training import SupernetTask, run_supernet_task
+from workers.supernet_runner import SupernetRunner
+from workers.supernet_training import SupernetTask
 
 logger = logging.getLogger(__name__)
 REPORT_EVERY_S = 2.0  # progress written to the job (and a cancel looked for) at most this often
@@ -47,9 +51,10 @@ class TrainSupernet(Phase):
         def should_stop() -> bool:
             return stop[0] or run.lease_lost.is_set()
 
+        runner = SupernetRunner(use_ray=settings.executor == "ray", ray_address=settings.ray_address)
         try:
             with pinned_threads(settings.training_threads):
-                outcome = run_supernet_task(task, progress=progress, should_stop=should_stop)
+                outcome = runner.run(task, progress=progress, should_stop=should_stop)
         except InterruptedError:
             if run.lease_lost.is_set():
                 raise ConflictError(f"job {job.job_id}: lease lost during the supernet's training; stopping") from None
