@@ -70,7 +70,8 @@ def register_strategy(name: str):  # type: ignore[no-untyped-def]
 
 
 def strategy_names() -> list[str]:
-    import nas.engine.strategies.optuna_strategies  # noqa: F401  (registers the built-in strategies)
+    import nas.engine.strategies.evolution  # noqa: F401  (registers the built-in strategies)
+    import nas.engine.strategies.optuna_strategies  # noqa: F401
 
     return STRATEGIES.names()
 

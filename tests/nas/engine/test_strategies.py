@@ -159,3 +159,27 @@ def test_the_private_optuna_parts_we_use_still_exist(sqlite_url: str) -> None:
     storage = optuna.storages.RDBStorage(sqlite_url)
     assert frozen_trial_id(record) == storage.get_trial_id_from_study_id_trial_number(
         storage.get_study_id_from_name("ids"), 0)
+
+
+def test_evolution_breeds_from_the_best_feasible_trials(tmp_path: Any) -> None:
+    """Maximise `ratio` where `kind == 'moe'` is infeasible: after its random population, evolution's children
+    sit near the best feasible parents, where random search stays spread out."""
+    import statistics
+
+    def run(name: str) -> list[dict[str, Any]]:
+        strategy = make_strategy(name, StrategyConfig(
+            study_name=name, storage_url=f"sqlite:///{tmp_path / 'study.db'}", directions=("maximize", "minimize"),
+            seed=3, trials_budget=100))
+        archs = []
+        for _ in range(60):
+            ((number, arch),) = strategy.ask_batch(1, toy_sample)
+            strategy.tell(number, [float(arch["ratio"]), float(arch["width"])],
+                          constraint=1.0 if arch["kind"] == "moe" else -1.0)
+            archs.append(arch)
+        return archs
+
+    evolved, random_ = run("evolution"), run("random")
+    late = slice(40, 60)
+    assert statistics.median(a["ratio"] for a in evolved[late]) > 0.85
+    assert statistics.median(a["ratio"] for a in evolved[late]) > statistics.median(a["ratio"] for a in random_[late])
+    assert sum(a["kind"] == "moe" for a in evolved[late]) < sum(a["kind"] == "moe" for a in random_[late])
