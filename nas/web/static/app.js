@@ -117,7 +117,7 @@ async function jobsPage() {
     datasets.items.map((d) => el("option", { value: `dataset:${d.name}` }, `${d.name} (${d.format})`)));
   const trials = input({ id: "budget-trials", type: "number", min: "1", value: EXAMPLE_SPEC.budget.trials });
   const steps = input({ id: "budget-steps", type: "number", min: "1", value: EXAMPLE_SPEC.budget.train_steps });
-  const strategy = el("select", { id: "strategy" }, ["nsga2", "tpe", "random"].map((s) => el("option", { value: s }, s)));
+  const strategy = el("select", { id: "strategy" }, ["nsga2", "tpe", "random", "evolution"].map((s) => el("option", { value: s }, s)));
   const options = input({ id: "space-options", type: "text", value: JSON.stringify(EXAMPLE_SPEC.space_options) });
   const useJson = input({ id: "use-json", type: "checkbox" });
   const spec = el("textarea", { id: "spec", spellcheck: "false" }, JSON.stringify(EXAMPLE_SPEC, null, 2));
