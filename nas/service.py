@@ -178,6 +178,7 @@ def front_members(storage: Storage, job_id: int, *, job: JobRecord | None = None
             trial=t.number, metric=member.metric, latency_ms=member.latency_ms, arch_text=describe(t.arch["config"]),
             predicted_latency_ms=t.predicted_latency_ms, predicted_latency_std_ms=t.predicted_latency_std_ms,
             measured_latency_ms=t.measured_latency_ms, params=t.params, metrics=t.metrics, arch=t.arch["config"],
+            trained_steps=t.steps_done,
             arch_hash=t.arch_hash, under_target=member.latency_ms <= job.latency_target_ms,
             checkpoint=checkpoint_view(checkpoint, trial_number=t.number) if checkpoint else None))
     return members

@@ -59,7 +59,7 @@ class SearchMode(BaseModel):
                                             "options, data, steps and seed)")
     final_candidates: int = Field(default=3, ge=1, le=1000,
                                   description="one-shot: the best front members under the target trained on")
-    final_train_steps: int | None = Field(default=None, ge=0, le=10_000_000,
+    final_train_steps: int | None = Field(default=None, ge=1, le=10_000_000,
                                           description="one-shot: training steps of each final candidate (default: "
                                                       "budget.train_steps)")
     final_from: Literal["inherited", "scratch"] = Field(

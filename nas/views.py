@@ -112,6 +112,8 @@ class FrontMemberOut(BaseModel):
     measured_latency_ms: float | None
     params: int | None
     metrics: dict[str, float] | None = Field(default=None, description="every metric the task reported")
+    trained_steps: int | None = Field(default=None, description="training steps behind `metric`; 0: scored on "
+                                                                "weights inherited from the supernet (one-shot)")
     arch: dict[str, Any]
     arch_hash: str
     arch_text: str

@@ -26,6 +26,9 @@ def _front_table(rows: list[dict[str, Any]], *, target_ms: float, metric_name: s
     table = Table(title=f"Pareto front ({metric_name} against latency; target {target_ms} ms)")
     for column in ("trial", metric_name, "predicted ms", "measured ms", "params", "under target", "arch"):
         table.add_column(column)
+    one_shot = any(r.get("trained_steps") == 0 for r in rows)
+    if one_shot:  # one-shot: say which figures come from inherited weights and which from final training
+        table.add_column("weights")
 
     def ms(value: float | None, std: float | None = None) -> str:
         if value is None:
@@ -33,9 +36,12 @@ def _front_table(rows: list[dict[str, Any]], *, target_ms: float, metric_name: s
         return f"{value:.3f} ± {std:.3f}" if std is not None else f"{value:.3f}"
 
     for r in rows:
-        table.add_row(str(r["trial"]), f"{r['metric']:.4f}", ms(r["predicted_latency_ms"], r["predicted_latency_std_ms"]),
-                      ms(r["measured_latency_ms"]), str(r["params"]),
-                      "yes" if r["latency_ms"] <= target_ms else "no", r["arch_text"])
+        cells = [str(r["trial"]), f"{r['metric']:.4f}", ms(r["predicted_latency_ms"], r["predicted_latency_std_ms"]),
+                 ms(r["measured_latency_ms"]), str(r["params"]), "yes" if r["latency_ms"] <= target_ms else "no",
+                 r["arch_text"]]
+        if one_shot:
+            cells.append("inherited" if not r.get("trained_steps") else f"trained {r['trained_steps']} steps")
+        table.add_row(*cells)
     return table
 
 
@@ -77,7 +83,8 @@ def _run_and_report(job_id: int, *, as_json: bool) -> None:
     if as_json:
         _emit_json({"job_id": job_id, "state": summary["state"], "trials": summary["trials"],
                     "front": [{k: r[k] for k in ("trial", "metric", "metrics", "latency_ms", "predicted_latency_ms",
-                                                 "predicted_latency_std_ms", "measured_latency_ms", "arch")}
+                                                 "predicted_latency_std_ms", "measured_latency_ms", "arch",
+                                                 "trained_steps")}
                               for r in front],
                     "latency_model": summary["latency_model"],
                     "baseline": _baseline_brief(summary["baseline"]),

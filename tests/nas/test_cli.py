@@ -37,7 +37,7 @@ def test_search_json_then_browse_and_export(tmp_path: Path, corpus_file: Path) -
     assert {"job_id", "state", "trials", "front", "checkpoint"} <= set(result)
     assert result["state"] == "completed" and result["trials"] == 3
     assert result["front"] and {"trial", "metric", "metrics", "latency_ms", "predicted_latency_ms",
-                                "predicted_latency_std_ms", "measured_latency_ms", "arch"} == set(result["front"][0])
+                                "predicted_latency_std_ms", "measured_latency_ms", "arch", "trained_steps"} == set(result["front"][0])
     for member in result["front"]:  # every front member was measured on the device before export
         assert member["measured_latency_ms"] is not None and member["latency_ms"] == member["measured_latency_ms"]
     # The job profiled cpu-1t for its space first (none was stored) and searched with the better predictor.
@@ -131,6 +131,9 @@ def test_a_one_shot_search_ends_with_a_final_trained_checkpoint_that_plain_trans
     for trial in trained:
         assert trial["steps_done"] == 6 and "inherited_bits_per_char" in trial["metrics"]
     assert result["checkpoint"]["trial"] in {t["trial"] for t in trained}
+    front = json.loads(hwnas(tmp_path, "pareto", str(result["job_id"]), "--json").stdout)["front"]
+    assert {m["trained_steps"] for m in front} <= {0, 6}  # the front says which figures are inherited
+    assert [m["trained_steps"] for m in result["front"]] == [m["trained_steps"] for m in front]
     # a second job on the same data and supernet settings, another target, reuses the supernet (no training)
     (supernet,) = (tmp_path / "data").rglob("supernet-*/supernet.safetensors")
     written_ns = supernet.stat().st_mtime_ns

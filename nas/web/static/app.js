@@ -333,7 +333,8 @@ async function jobPage(jobId) {
     window.hwnas.charts.pareto = paretoChart(document.getElementById("pareto"), front, trials);
     chartBox.dataset.frontPoints = String(front.members.length);
     frontBody.replaceChildren(...front.members.map((m) => el("tr", {},
-      el("td", {}, el("a", { href: `#/jobs/${jobId}/trials/${m.trial}` }, m.trial)), el("td", {}, fmt(m.metric, 4)),
+      el("td", {}, el("a", { href: `#/jobs/${jobId}/trials/${m.trial}` }, m.trial)), el("td", { title: m.trained_steps === 0 ? "scored on weights inherited from the supernet" : "" },
+        fmt(m.metric, 4) + (m.trained_steps === 0 ? " (inherited)" : "")),
       el("td", {}, m.predicted_latency_ms === null ? "–" : `${fmt(m.predicted_latency_ms)} ± ${fmt(m.predicted_latency_std_ms)}`),
       el("td", {}, fmt(m.measured_latency_ms)), el("td", {}, m.params ?? "–"), el("td", {}, m.under_target ? "yes" : "no"),
       el("td", { class: "arch" }, m.arch_text),
