@@ -60,6 +60,8 @@ def part_modes(args: argparse.Namespace) -> dict[str, Any]:
     import yaml
 
     demo = yaml.safe_load((REPO / "nas" / "examples" / "demo.yaml").read_text())
+    if args.latency_target_ms is not None:
+        demo["latency_target_ms"] = args.latency_target_ms
     one_shot = {**demo, "budget": {**demo["budget"], "trials": args.candidates, "max_minutes": 60},
                 "search": {"mode": "one-shot", "supernet_steps": args.supernet_steps, "final_candidates": 3}}
     runs = []
@@ -85,6 +87,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--supernet-steps", type=int, default=1000)
     parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--latency-target-ms", type=float, default=None, help="default: the demo's (1.0 ms)")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "one_shot_modes.json")
     args = parser.parse_args()
     result = {"command": " ".join(sys.argv), "machine": f"{platform.machine()}, {platform.python_version()}",
