@@ -29,9 +29,11 @@ def sqlite_pragmas(engine: Engine) -> None:
 
 def sqlite_path(url: str) -> Path | None:
     """The database file of a SQLite URL (None for PostgreSQL or an in-memory SQLite)."""
+    from sqlalchemy.engine import make_url
+
     if not url.startswith("sqlite"):
         return None
-    path = url.split("///", 1)[-1]
+    path = make_url(url).database  # None or "" for `sqlite://`, an in-memory database
     return Path(path).resolve() if path and path != ":memory:" else None
 
 

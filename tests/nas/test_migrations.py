@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import inspect
 
@@ -66,3 +68,11 @@ def test_concurrent_first_migrations_do_not_race(backend: str, request: pytest.F
     from nas.db.storage import open_storage
 
     assert open_storage(url).device("cpu-2t").threads == 2
+
+
+def test_sqlite_path_names_a_file_only_for_a_file_database(tmp_path: Path) -> None:
+    from nas.db.engine import sqlite_path
+
+    assert sqlite_path("sqlite://") is None and sqlite_path("sqlite:///:memory:") is None  # in memory
+    assert sqlite_path(f"sqlite:///{tmp_path / 'x.db'}") == (tmp_path / "x.db").resolve()
+    assert sqlite_path("postgresql+psycopg://postgres@127.0.0.1/test") is None
