@@ -12,6 +12,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from datetime import UTC, datetime
 from typing import Literal
 
 from search_spaces.errors import SpecError
@@ -20,6 +21,18 @@ Scope = Literal["read", "submit", "admin"]
 # Each scope includes those before it: submit can read, admin can submit and read.
 SCOPES: tuple[Scope, ...] = ("read", "submit", "admin")
 TOKEN_PREFIX = "hwnas_"
+
+
+def age_s(when: datetime) -> float:
+    """Seconds since `when` (SQLite hands back naive datetimes; they are UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - when).total_seconds()
+
+
+def last_use_due(last_used_at: datetime | None, *, interval_s: float) -> bool:
+    """Whether a token's last use should be recorded again (at most once per `interval_s`)."""
+    return last_used_at is None or age_s(last_used_at) >= interval_s
 
 
 def new_token() -> str:

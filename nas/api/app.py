@@ -141,7 +141,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None) -> FastAPI
                               "`Authorization: Bearer <token>` (`hwnas token create --scope read|submit|admin`).")
     app.state.settings = settings
     app.state.storage = storage or storage_for(settings)
-    feed = ChangeFeed(app.state.storage.engine)  # listens from start-up to shutdown (PostgreSQL only)
+    feed = ChangeFeed(app.state.storage.engine)  # live from start-up to shutdown
     app.state.change_feed = feed
     app.state.answers = Answers(feed)
     app.state.token_checks = TokenChecks(feed)

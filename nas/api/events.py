@@ -1,9 +1,8 @@
 """Live job progress for server-sent events: one poller per job per process, fanned out to every watcher.
 
 Each watched job has one task that reads its summary from the database every `interval_s` and wakes the
-watchers when it changed; a hundred watchers of a job cost what one costs. On PostgreSQL the change feed
-(`nas.db.change_feed`, LISTEN/NOTIFY) tells it whether the job changed at all, so an idle job costs no
-reads. The poller stops when the job ends or its last watcher leaves.
+watchers when it changed; a hundred watchers of a job cost what one costs. The change feed
+(`nas.db.change_feed`) tells it whether the job may have changed at all, so an idle job costs no reads. The poller stops when the job ends or its last watcher leaves.
 """
 
 from __future__ import annotations

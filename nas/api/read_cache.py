@@ -2,9 +2,11 @@
 
 An answer is rendered (validated against its response model and encoded) once, and served as bytes while
 what it shows is unchanged:
-- on PostgreSQL, while its version in the change feed (`nas.db.change_feed`) stays the same. A hit then
-  touches no database and no thread: it is answered on the event loop, the token checked from memory too.
-- without a live feed (SQLite, or the feed's connection down), only a finished job's answers are kept, while
+- while its version in the change feed (`nas.db.change_feed`: PostgreSQL's LISTEN/NOTIFY, SQLite's
+  data_version) stays the same. A hit then touches no database and no thread: it is answered on the event
+  loop, the token checked from memory too.
+- without a live feed (an in-memory SQLite, or PostgreSQL's feed connection down), only a finished job's
+  answers are kept, while
   the job's state and newest checkpoint (one indexed query per request) stay the same: a finished job no
   longer changes, except that a checkpoint can be exported on request.
 
@@ -16,12 +18,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
-from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Response
 from pydantic import BaseModel
 
+from nas.auth import age_s, last_use_due
 from nas.db.change_feed import ChangeFeed
 from nas.db.records import TokenRecord
 from nas.db.storage import FINISHED_JOB_STATES, Storage
@@ -105,10 +107,9 @@ class TokenChecks:
         if found is None or found[0] != version:
             return None
         token = found[1]
-        now = datetime.now(UTC)
-        if token.expires_at is not None and _aware(token.expires_at) <= now:
+        if token.expires_at is not None and age_s(token.expires_at) >= 0:
             return None
-        if token.last_used_at is None or (now - _aware(token.last_used_at)).total_seconds() >= touch_interval_s:
+        if last_use_due(token.last_used_at, interval_s=touch_interval_s):
             return None
         return token
 
@@ -118,7 +119,3 @@ class TokenChecks:
         if len(self._entries) >= self.max_tokens:
             self._entries.clear()
         self._entries[token.token_hash] = (version, token)
-
-
-def _aware(when: datetime) -> datetime:
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when  # SQLite hands back naive UTC

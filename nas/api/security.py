@@ -7,24 +7,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from nas.auth import Scope, hash_token, scope_allows
+from nas.auth import Scope, hash_token, last_use_due, scope_allows
 from nas.db.records import TokenRecord
 from nas.db.storage import Storage
 from nas.errors import AuthError, ForbiddenError, TooManyRequestsError
 
 _bearer = HTTPBearer(auto_error=False, description="a token from `hwnas token create --scope read|submit|admin`")
-
-
-def _age_s(when: datetime) -> float:
-    if when.tzinfo is None:  # SQLite hands back naive datetimes; they are UTC
-        when = when.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - when).total_seconds()
 
 
 def get_storage(request: Request) -> Storage:
@@ -53,7 +46,7 @@ def _authenticate(request: Request, storage: Storage, credentials: HTTPAuthoriza
                         f"`hwnas token create --scope {scope}`")
     limiter.record_success(address, token_hash)
     touch_s = request.app.state.settings.token_touch_interval_s
-    if row.last_used_at is None or _age_s(row.last_used_at) >= touch_s:
+    if last_use_due(row.last_used_at, interval_s=touch_s):
         storage.touch_token(row.id, stale_after_s=touch_s)
     checks.put(version, row)
     if not scope_allows(row.scope, scope):

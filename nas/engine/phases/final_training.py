@@ -63,7 +63,7 @@ class TrainFinalists(Phase):
                                                 worker=result.worker, metrics=metrics, weights_path=result.weights_path,
                                                 steps_done=steps)
                         storage.record_final_training(trial.id, trained)
-                        trials[trial.id] = replace(trial, **{k: v for k, v in trained.columns().items()})
+                        trials[trial.id] = replace(trial, **trained.columns())
         finalists = [trials[t.id] for t in chosen if trials[t.id].steps_done]
         run.front = run.recorder.update_front(run.search)
         run.finalists = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in finalists]
