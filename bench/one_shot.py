@@ -1,6 +1,8 @@
 """One-shot against standalone search on the demo's space, alternated, each through `hwnas search`.
 
     python bench/one_shot.py --part modes [--rounds 1] [--supernet-steps 1000] [--candidates 200]
+    python bench/one_shot.py --part strategies [--seeds 3] [--candidates 300]
+    python bench/one_shot.py --part moe
 
 Each run is a fresh data folder (both modes profile the device first), the in-process executor and one
 training thread. One-shot is the demo spec with `search: {mode: one-shot}`: `--supernet-steps` of supernet,
@@ -10,8 +12,22 @@ whole run less a minute, with no limit on trials. Reported per run: wall time, c
 predicted infeasible), and the best validation bits per character whose measured latency meets the target
 (the exported checkpoint's). Writes `bench/results/one_shot_modes.json`.
 
-Not yet here: the issue's other parts (rank agreement on 24 archs of the default space, PLANER's claim,
-strategies' hypervolume curves); `bench/supernet_ranking.py` measures rank agreement on a smaller space.
+`--part strategies`: the demo's space and data, one supernet (`--supernet-steps`, cached under
+`--cache-dir`), the device's lookup table fitted here (blocks timed alone, overhead on 20 archs), then for
+each strategy (random, NSGA-II, TPE, evolution) and seed, `--candidates` trials asked and told as a job does:
+a candidate predicted over the target is told infeasible without evaluation, the others are scored on their
+inherited weights. The hypervolume of the (bits per char, predicted latency) front after each trial, from
+the job's reference point. Writes `bench/results/one_shot_strategies.json` (and a PNG when matplotlib is
+installed).
+
+`--part moe`: the MoE block (d_model 128, experts of width 128, 64 tokens, 1 thread, a seeded random router)
+for 2, 4 and 8 experts, top-1 and top-2, at batch 1 and 32, with its inference dispatch as a loop over experts
+(before) and as grouped matmuls (after), against a dense block of the same parameters (width E x 128) and one
+of the same active width (k x 128). Interleaved: each round times every variant once (median of 100 calls
+each), medians over the rounds. Writes `bench/results/one_shot_moe.json`.
+
+Not yet here: rank agreement on 24 archs of the default space and PLANER's claim;
+`bench/supernet_ranking.py` measures rank agreement on a smaller space.
 """
 
 from __future__ import annotations
@@ -20,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -81,17 +98,340 @@ def part_modes(args: argparse.Namespace) -> dict[str, Any]:
     return {"part": "modes", "standalone_spec": demo, "one_shot_spec": one_shot, "runs": runs}
 
 
+def demo_task_and_space() -> tuple[Any, Any, dict[str, Any]]:
+    import yaml
+
+    from workers.evaluate import task_and_space
+
+    demo = yaml.safe_load((REPO / "nas" / "examples" / "demo.yaml").read_text())
+    task, space = task_and_space(demo["space"], demo["space_options"], demo["task"])
+    return task, space, demo
+
+
+def fit_lookup_table(space: Any, device_name: str) -> Any:
+    """The device's lookup table for `space`, as profiling fits it (blocks alone, overhead on 20 archs)."""
+    from latency_models.device import BUILTIN_DEVICES
+    from latency_models.lookup_table import LookupTableLatencyModel
+    from latency_models.base import FitSample
+    from latency_models.measure import measure_archs, measure_blocks
+    from latency_models.meter import make_meter
+    from search_spaces.base import random_archs
+
+    device = BUILTIN_DEVICES[device_name]
+    meter = make_meter(device)
+    blocks = space.block_catalogue()
+    block_samples = measure_blocks(space, blocks, meter)
+    archs = random_archs(space, count=20, seed=0)
+    samples = measure_archs(space, archs, meter)
+    model = LookupTableLatencyModel(space=space, device=device,
+                                    block_ms={b.key: s.median_ms for b, s in zip(blocks, block_samples)})
+    model.fit([FitSample(arch=a, latency_ms=s.median_ms) for a, s in zip(archs, samples)])
+    return model
+
+
+def bench_setup(args: argparse.Namespace, *, ffn_kinds: list[str] | None = None
+                ) -> tuple[Any, Any, dict[str, Any], Any, float, float]:
+    """(task, space, spec, supernet, its training seconds, target ms) for `--corpus` and `--space`: the demo's
+    own spec, or its corpus/space swapped for a file (character level) and/or the space's default options."""
+    from workers.evaluate import task_and_space
+    from workers.supernet_training import SupernetTask, load_supernet, run_supernet_task
+
+    _, _, spec = demo_task_and_space()
+    if args.corpus is not None:
+        spec["task"] = {"kind": "language-modeling", "train": str(args.corpus), "tokenizer": "char", "seq_len": 64,
+                        "batch_size": 16}
+    if args.space == "default":
+        spec["space_options"] = {"max_seq_len": 64}
+    if ffn_kinds is not None:
+        spec["space_options"] = {**spec["space_options"], "ffn_kinds": ffn_kinds}
+    task, space = task_and_space(spec["space"], spec["space_options"], spec["task"])
+    began = time.perf_counter()
+    outcome = run_supernet_task(SupernetTask(space=spec["space"], space_options=spec["space_options"],
+                                             task=spec["task"], steps=args.supernet_steps, seed=0,
+                                             cache_dir=str(args.cache_dir), threads=1))
+    supernet = load_supernet(space, outcome.path)
+    target_ms = args.latency_target_ms or float(spec["latency_target_ms"])
+    return task, space, spec, supernet, time.perf_counter() - began, target_ms
+
+
+def part_strategies(args: argparse.Namespace) -> dict[str, Any]:
+    import optuna
+
+    from latency_models.meter import pinned_threads
+    from nas.engine.pareto import Point, hypervolume
+    from nas.engine.strategies.base import StrategyConfig, make_strategy
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    task, space, demo, supernet, supernet_s, target_ms = bench_setup(args)
+    began = time.perf_counter()
+    with pinned_threads(1):
+        latency = fit_lookup_table(space, demo["device"])
+    profile_s = time.perf_counter() - began
+    scored: dict[str, float] = {}  # arch hash -> inherited bits per char (deterministic: scored once)
+    eval_s: list[float] = []
+
+    def inherited_metric(arch: Any) -> float:
+        if arch.hash not in scored:
+            started = time.perf_counter()
+            with pinned_threads(1):
+                scored[arch.hash] = task.evaluate(space.inherit(supernet, arch).eval())
+            eval_s.append(time.perf_counter() - started)
+        return scored[arch.hash]
+
+    runs = []
+    for seed in range(args.seeds):
+        for name in args.strategies:
+            with tempfile.TemporaryDirectory(prefix="hwnas-strategies-") as tmp:
+                strategy = make_strategy(name, StrategyConfig(
+                    study_name=f"{name}-{seed}", storage_url=f"sqlite:///{tmp}/optuna.db",
+                    directions=("minimize", "minimize"), seed=seed, trials_budget=args.candidates))
+                told: list[tuple[float | None, float]] = []  # per trial: (inherited metric or None, predicted ms)
+                run_began = time.perf_counter()
+                for _ in range(args.candidates):
+                    [(number, arch)] = strategy.ask_batch(1, space.sample)
+                    predicted_ms = latency.predict(arch).mean_ms
+                    if predicted_ms > target_ms:  # as the search loop does: infeasible, never evaluated
+                        strategy.tell(number, [task.worst_metric(), predicted_ms],
+                                      constraint=predicted_ms - target_ms)
+                        told.append((None, predicted_ms))
+                    else:
+                        metric = inherited_metric(arch)
+                        strategy.tell(number, [metric, predicted_ms], constraint=predicted_ms - target_ms)
+                        told.append((metric, predicted_ms))
+                run = {"strategy": name, "seed": seed, "evaluated": sum(m is not None for m, _ in told),
+                       "told": told, "wall_s": round(time.perf_counter() - run_began, 1)}
+            print(json.dumps({k: v for k, v in run.items() if k != "told"}), flush=True)
+            runs.append(run)
+    # The job's own reference point (the task's worst metric, 32 bits per char here) makes every front's
+    # hypervolume nearly the same number; this comparison measures from the worst evaluated feasible
+    # candidate of all runs instead (the nadir), and the target.
+    reference = (max(m for r in runs for m, _ in r["told"] if m is not None), target_ms)
+    curves = []
+    for run in runs:
+        points: list[Point] = []
+        volumes = []
+        for i, (metric, ms) in enumerate(run["told"]):
+            if metric is not None:
+                points.append(Point(i, metric, ms))
+            volumes.append(hypervolume(points, reference=reference))
+        curves.append({**{k: v for k, v in run.items() if k != "told"}, "hypervolume": volumes,
+                       "told": run["told"]})
+    best = max(c["hypervolume"][-1] for c in curves)
+
+    def needed(curve: dict[str, Any], share: float) -> int | None:
+        return next((i + 1 for i, v in enumerate(curve["hypervolume"]) if v >= share * best), None)
+
+    summary = {}
+    for name in args.strategies:
+        mine = [c for c in curves if c["strategy"] == name]
+        counts = [needed(c, 0.95) for c in mine]
+        summary[name] = {"final_hypervolume": [c["hypervolume"][-1] for c in mine],
+                         "trials_to_95pct_of_best": counts,
+                         "evaluated": [c["evaluated"] for c in mine]}
+    plot = None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        colours = dict(zip(args.strategies, ["tab:gray", "tab:blue", "tab:green", "tab:red"]))
+        for c in curves:
+            ax.plot(range(1, len(c["hypervolume"]) + 1), c["hypervolume"], color=colours.get(c["strategy"]),
+                    alpha=0.8, label=c["strategy"] if c["seed"] == 0 else None)
+        ax.axhline(0.95 * best, color="black", linestyle=":", linewidth=1, label="95% of the best")
+        ax.set_xlabel("trials asked (candidates predicted over the target are not evaluated)")
+        ax.set_ylabel("hypervolume (bits per char x ms)")
+        ax.set_title(f"Strategies on inherited weights, {args.space} space, target {target_ms} ms, {args.seeds} seeds",
+                     fontsize=10)
+        ax.legend()
+        fig.tight_layout()
+        plot = args.out.with_suffix(".png")
+        fig.savefig(plot, dpi=110)
+    except ImportError:
+        pass
+    return {"part": "strategies", "spec": demo, "latency_target_ms": target_ms, "reference": reference,
+            "supernet": {"steps": args.supernet_steps, "train_s": round(supernet_s, 1)},
+            "lookup_table_fit_s": round(profile_s, 1),
+            "inherited_eval_s": {"count": len(eval_s), "median": statistics.median(eval_s) if eval_s else None},
+            "best_hypervolume": best, "summary": summary, "curves": curves,
+            "plot": plot.name if plot else None}
+
+
+def part_moe(args: argparse.Namespace) -> dict[str, Any]:
+    import torch
+
+    from search_spaces.sparse_transformer import modeling_hwnas_sparse as modeling
+
+    d_model, width, seq = 128, 128, 64
+    torch.set_num_threads(1)
+
+    def median_ms(module: Any, x: Any, *, grouped: bool, calls: int = 100) -> float:
+        saved = modeling.GROUPED_MM
+        modeling.GROUPED_MM = grouped and saved
+        try:
+            with torch.no_grad():
+                for _ in range(10):
+                    module(x)
+                times = []
+                for _ in range(calls):
+                    began = time.perf_counter()
+                    module(x)
+                    times.append(time.perf_counter() - began)
+        finally:
+            modeling.GROUPED_MM = saved
+        return statistics.median(times) * 1000.0
+
+    rows = []
+    for batch in (1, 32):
+        x = torch.randn(batch, seq, d_model, generator=torch.Generator().manual_seed(0))
+        for experts in (2, 4, 8):
+            for top_k in (1, 2):
+                torch.manual_seed(0)
+                variants = {"moe_loop": (modeling.MixtureOfExperts(d_model, experts, top_k, width).eval(), False),
+                            "dense_same_params": (modeling.FeedForward(d_model, experts * width).eval(), False),
+                            "dense_same_active_width": (modeling.FeedForward(d_model, top_k * width).eval(), False)}
+                variants["moe_grouped"] = (variants["moe_loop"][0], True)
+                times: dict[str, list[float]] = {name: [] for name in variants}
+                for _ in range(args.rounds_moe):
+                    for name, (module, grouped) in variants.items():
+                        times[name].append(median_ms(module, x, grouped=grouped))
+                row = {"batch": batch, "experts": experts, "top_k": top_k,
+                       **{f"{name}_ms": round(statistics.median(v), 4) for name, v in times.items()}}
+                active = row["dense_same_active_width_ms"]
+                row |= {"loop_over_active": round(row["moe_loop_ms"] / active, 2),
+                        "grouped_over_active": round(row["moe_grouped_ms"] / active, 2),
+                        "grouped_over_same_params": round(row["moe_grouped_ms"] / row["dense_same_params_ms"], 2)}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return {"part": "moe", "torch": torch.__version__, "dispatch_after": modeling.MOE_DISPATCH,
+            "d_model": d_model, "expert_width": width, "tokens": seq, "threads": 1, "rounds": args.rounds_moe,
+            "rows": rows}
+
+
+def part_planer(args: argparse.Namespace) -> dict[str, Any]:
+    """PLANER's claim: at the same quality, how much lower is the latency of the full space's models (MoE
+    allowed) than of a dense-only space's (the same other bounds and budgets)?"""
+    import optuna
+
+    from latency_models.device import BUILTIN_DEVICES
+    from latency_models.measure import measure_archs
+    from latency_models.meter import make_meter, pinned_threads
+    from nas.engine.pareto import Point, pareto_front
+    from nas.engine.strategies.base import StrategyConfig, make_strategy
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spaces: dict[str, Any] = {}
+    for label, kinds in (("full", None), ("dense-only", ["dense"])):
+        task, space, spec, supernet, supernet_s, _ = bench_setup(args, ffn_kinds=kinds)
+        with pinned_threads(1):
+            latency = fit_lookup_table(space, spec["device"])
+        began = time.perf_counter()
+        scored: dict[str, tuple[Any, float, float]] = {}
+        with tempfile.TemporaryDirectory(prefix="hwnas-planer-") as tmp:
+            strategy = make_strategy("evolution", StrategyConfig(
+                study_name=label, storage_url=f"sqlite:///{tmp}/optuna.db", directions=("minimize", "minimize"),
+                seed=0, trials_budget=args.candidates))
+            for _ in range(args.candidates):  # no target: the whole front, from the fastest to the best
+                [(number, arch)] = strategy.ask_batch(1, space.sample)
+                if arch.hash not in scored:
+                    with pinned_threads(1):
+                        metric = task.evaluate(space.inherit(supernet, arch).eval())
+                    scored[arch.hash] = (arch, metric, latency.predict(arch).mean_ms)
+                _, metric, predicted_ms = scored[arch.hash]
+                strategy.tell(number, [metric, predicted_ms], constraint=-1.0)
+        search_s = time.perf_counter() - began
+        by_key = {i: v for i, v in enumerate(scored.values())}
+        front = pareto_front([Point(i, m, ms) for i, (_, m, ms) in by_key.items()])
+        picks = [front[round(j * (len(front) - 1) / max(1, args.finalists - 1))] for j in range(args.finalists)]
+        picks = list({p.key: p for p in picks}.values())  # spread over the front, each once
+        finalists = []
+        began = time.perf_counter()
+        for point in picks:
+            arch = by_key[point.key][0]
+            with pinned_threads(1):
+                model = space.inherit(supernet, arch)
+                task.train(model, steps=args.final_steps, seed=0)
+                finalists.append({"arch": arch.config, "inherited_bpc": point.metric,
+                                  "predicted_ms": point.latency_ms, "final_bpc": task.evaluate(model)})
+        final_s = time.perf_counter() - began
+        with pinned_threads(1):
+            measured = measure_archs(space, [by_key[p.key][0] for p in picks], make_meter(BUILTIN_DEVICES[spec["device"]]))
+        for finalist, sample in zip(finalists, measured):
+            finalist["measured_ms"] = sample.median_ms
+        spaces[label] = {"space_options": spec["space_options"], "supernet_s": round(supernet_s, 1),
+                         "search_s": round(search_s, 1), "final_training_s": round(final_s, 1),
+                         "evaluated": len(scored), "inherited_front": len(front), "finalists": finalists}
+        print(json.dumps({"space": label, **{k: v for k, v in spaces[label].items() if k != "finalists"}}), flush=True)
+
+    def latency_at(label: str, bpc: float) -> float | None:
+        """The lowest measured latency among the final-trained finalists reaching `bpc` or better."""
+        reached = [f["measured_ms"] for f in spaces[label]["finalists"] if f["final_bpc"] <= bpc]
+        return min(reached) if reached else None
+
+    best = {label: min(f["final_bpc"] for f in v["finalists"]) for label, v in spaces.items()}
+    worst = {label: max(f["final_bpc"] for f in v["finalists"]) for label, v in spaces.items()}
+    both_best = max(best.values())  # the best quality both spaces reach
+    levels = [both_best, both_best + 0.5 * max(0.0, min(worst.values()) - both_best)]
+    iso = []
+    for level in levels:
+        full, dense = latency_at("full", level), latency_at("dense-only", level)
+        iso.append({"bits_per_char": round(level, 4), "full_ms": full, "dense_only_ms": dense,
+                    "dense_over_full": round(dense / full, 3) if full and dense else None})
+    print(json.dumps(iso), flush=True)
+    plot = None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6.5, 4.5))
+        for label, colour in (("full", "tab:red"), ("dense-only", "tab:blue")):
+            points = sorted((f["measured_ms"], f["final_bpc"]) for f in spaces[label]["finalists"])
+            ax.plot(*zip(*points), marker="o", color=colour, label=f"{label}: final-trained finalists")
+        for row in iso:
+            ax.axhline(row["bits_per_char"], color="gray", linestyle=":", linewidth=1)
+        ax.set_xlabel("measured latency (ms, cpu-1t)")
+        ax.set_ylabel(f"validation bits per char after {args.final_steps} steps")
+        ax.set_title("PLANER's claim: MoE space against dense-only, iso-quality levels dotted", fontsize=10)
+        ax.legend()
+        fig.tight_layout()
+        plot = args.out.with_suffix(".png")
+        fig.savefig(plot, dpi=110)
+    except ImportError:
+        pass
+    return {"part": "planer", "supernet_steps": args.supernet_steps, "candidates": args.candidates,
+            "final_steps": args.final_steps, "spaces": spaces, "iso_quality": iso,
+            "plot": plot.name if plot else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["modes"], required=True)
+    parser.add_argument("--part", choices=["modes", "strategies", "moe", "planer"], required=True)
+    parser.add_argument("--rounds-moe", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--supernet-steps", type=int, default=1000)
     parser.add_argument("--candidates", type=int, default=200)
     parser.add_argument("--latency-target-ms", type=float, default=None, help="default: the demo's (1.0 ms)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "one_shot_modes.json")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--space", choices=["demo", "default"], default="demo",
+                        help="the demo's space options, or the space's defaults (up to 4 layers, d_model 192, 8 experts)")
+    parser.add_argument("--corpus", type=Path, default=None,
+                        help="a text file (character level) instead of the demo's builtin:python-stdlib")
+    parser.add_argument("--final-steps", type=int, default=1000)
+    parser.add_argument("--finalists", type=int, default=6)
+    parser.add_argument("--strategies", nargs="+", default=["random", "nsga2", "tpe", "evolution"])
+    parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "hwnas-bench-supernets")
+    parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
+    args.out = args.out or REPO / "bench" / "results" / f"one_shot_{args.part}.json"
+    sys.path.insert(0, str(REPO))
     result = {"command": " ".join(sys.argv), "machine": f"{platform.machine()}, {platform.python_version()}",
-              "date": time.strftime("%Y-%m-%d"), **part_modes(args)}
+              "date": time.strftime("%Y-%m-%d"),
+              **{"modes": part_modes, "strategies": part_strategies, "moe": part_moe,
+                 "planer": part_planer}[args.part](args)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 

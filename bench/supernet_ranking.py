@@ -40,17 +40,21 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=50,
                         help="also score each arch after this many steps from its inherited weights (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--default-space", action="store_true",
+                        help="the space's default options (up to 4 layers, d_model 192, 8 experts of width 256) "
+                             "instead of the small space")
+    parser.add_argument("--tokenizer", choices=["byte", "char"], default="byte")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "supernet_ranking.json")
     args = parser.parse_args()
     if not args.corpus.is_file():
         raise SystemExit(f"--corpus: {args.corpus} is missing (see ../shared/data/README.md)")
 
-    options = {"max_seq_len": 64, "max_layers": 3, "d_model_choices": [64, 96, 128], "heads_choices": [0, 2, 4],
+    options = {"max_seq_len": 64} if args.default_space else {"max_seq_len": 64, "max_layers": 3, "d_model_choices": [64, 96, 128], "heads_choices": [0, 2, 4],
                "dense_width_choices": [128, 256], "moe_experts_choices": [2, 4], "moe_top_k_choices": [1, 2],
                "moe_width_choices": [64, 128]}
     task_spec = {"kind": "language-modeling", "train": str(args.corpus), "seq_len": 64, "batch_size": 16,
-                 "eval_tokens": 20_000}
+                 "eval_tokens": 20_000, "tokenizer": args.tokenizer}
     task, space = task_and_space("sparse-transformer", options, task_spec)
     archs = random_archs(space, count=args.archs, seed=args.seed + 1)
     with pinned_threads(args.threads):
@@ -97,6 +101,25 @@ def main() -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(5.5, 5))
+        ax.scatter(standalone, inherited, label=f"inherited (tau {result['kendall_tau']})")
+        if finetuned:
+            ax.scatter(standalone, finetuned, marker="x",
+                       label=f"after {args.finetune_steps} steps from inherited (tau {result['kendall_tau_finetuned']})")
+        ax.set_xlabel(f"trained from scratch, {args.train_steps} steps (bits per char)")
+        ax.set_ylabel("one-shot score (bits per char)")
+        ax.set_title(f"Rank agreement, {len(archs)} random archs")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.out.with_suffix(".png"), dpi=110)
+    except ImportError:
+        pass
     print(json.dumps({k: v for k, v in result.items() if k != "archs"}, indent=1))
 
 

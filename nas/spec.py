@@ -51,9 +51,11 @@ class SearchMode(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    mode: Literal["standalone", "one-shot"] = Field(
-        default="standalone", description="standalone: every candidate trains budget.train_steps from scratch; "
-                                          "one-shot: candidates inherit a supernet's weights (spaces with one)")
+    mode: Literal["standalone", "one-shot"] | None = Field(
+        default=None, description="standalone: every candidate trains budget.train_steps from scratch; one-shot: "
+                                  "candidates inherit a supernet's weights (spaces with one). Left out: one-shot "
+                                  "where the space has a supernet and budget.min_train_steps is not set, else "
+                                  "standalone; the stored spec records the mode chosen")
     supernet_steps: int = Field(default=1000, ge=1, le=10_000_000,
                                 description="one-shot: sandwich steps of the supernet's training (cached per space "
                                             "options, data, steps and seed)")
@@ -84,6 +86,22 @@ class JobSpec(BaseModel):
     budget: Budget
     search: SearchMode = Field(default_factory=SearchMode)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data: Any) -> Any:
+        """Fill in `search.mode` when it is left out (see `SearchMode.mode`), so that a stored spec keeps the
+        mode it ran in even if this default changes."""
+        if not isinstance(data, dict):
+            return data
+        search = data.get("search")
+        if isinstance(search, SearchMode):
+            search = search.model_dump(exclude_none=True)
+        if search is None:
+            search = {}
+        if not isinstance(search, dict) or search.get("mode") is not None:
+            return data
+        return {**data, "search": {**search, "mode": default_search_mode(data.get("space"), data.get("budget"))}}
 
     @field_validator("space")
     @classmethod
@@ -143,6 +161,20 @@ class JobSpec(BaseModel):
 
     def to_json(self) -> str:
         return self.model_dump_json()
+
+
+def default_search_mode(space: Any, budget: Any) -> Literal["standalone", "one-shot"]:
+    """One-shot where the space has a weight-sharing supernet and early stopping (a standalone option) is not
+    asked for; standalone otherwise (an unknown space is reported by its own check)."""
+    from search_spaces.base import SPACES, SupernetSpace, space_names
+
+    if not isinstance(space, str) or space not in space_names():
+        return "standalone"
+    early_stopping = (budget.min_train_steps if isinstance(budget, Budget)
+                      else budget.get("min_train_steps") if isinstance(budget, dict) else None)
+    if early_stopping is None and issubclass(SPACES.get(space), SupernetSpace):
+        return "one-shot"
+    return "standalone"
 
 
 def format_errors(exc: PydanticValidationError) -> list[str]:

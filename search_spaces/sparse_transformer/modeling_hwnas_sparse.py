@@ -75,22 +75,55 @@ class FeedForward(nn.Module):
         return self.down(F.gelu(self.up(x)))
 
 
+def _grouped_mm_works() -> bool:
+    """Whether this torch has a grouped matmul that runs here (`torch._grouped_mm`, CPU float32 since 2.8)."""
+    grouped_mm = getattr(torch, "_grouped_mm", None)
+    if grouped_mm is None:
+        return False
+    try:
+        a, b = torch.ones(3, 4), torch.ones(2, 4, 4)
+        out = grouped_mm(a, b.transpose(1, 2), offs=torch.tensor([1, 3], dtype=torch.int32))
+        return bool(out.shape == (3, 4) and torch.all(out == 4))
+    except (RuntimeError, TypeError, NotImplementedError):
+        return False
+
+
+GROUPED_MM = _grouped_mm_works()
+MOE_DISPATCH = "grouped-mm" if GROUPED_MM else "loop"  # what inference runs; part of the latency signature
+GROUPED_ROWS = 512  # above this many rows per expert on average, the loop's plain matmuls are faster (measured)
+
+
 class MixtureOfExperts(nn.Module):
     """Top-k routed experts with a real sparse dispatch.
 
-    Token-expert assignments are sorted by expert, so each expert runs once on exactly the tokens
-    routed to it (experts with no tokens do not run); outputs are weighted by the renormalised
-    top-k router probabilities and scattered back. The Switch-Transformer balancing loss
-    `E * sum_e f_e * P_e` (f: share of assignments, P: mean router probability) is kept in
-    `aux_loss`; it is 1.0 for perfectly balanced routing and grows with imbalance.
+    The experts' weights are stacked (`up_weight`: experts x width x d_model, and so on). Token-expert
+    assignments are sorted by expert, so each expert multiplies exactly the tokens routed to it (experts
+    with no tokens do no work); outputs are weighted by the renormalised top-k router probabilities and
+    scattered back. Inference (no gradient) runs every expert in one grouped matmul per projection
+    (`torch._grouped_mm` over the sorted tokens), a fixed number of operations whatever the number of
+    experts; training, and a torch without a grouped matmul, loop over the experts with tokens. Both
+    compute the same function. The Switch-Transformer balancing loss `E * sum_e f_e * P_e` (f: share of
+    assignments, P: mean router probability) is kept in `aux_loss` while training; it is 1.0 for
+    perfectly balanced routing and grows with imbalance.
     """
 
     def __init__(self, d_model: int, experts: int, top_k: int, width: int) -> None:
         super().__init__()
         self.top_k = top_k
         self.router = nn.Linear(d_model, experts, bias=False)
-        self.experts = nn.ModuleList(FeedForward(d_model, width) for _ in range(experts))
+        self.up_weight = nn.Parameter(torch.empty(experts, width, d_model))
+        self.up_bias = nn.Parameter(torch.empty(experts, width))
+        self.down_weight = nn.Parameter(torch.empty(experts, d_model, width))
+        self.down_bias = nn.Parameter(torch.empty(experts, d_model))
         self.aux_loss: torch.Tensor | None = None
+        for weight, bias in ((self.up_weight, self.up_bias), (self.down_weight, self.down_bias)):
+            bound = weight.shape[-1] ** -0.5  # nn.Linear's default, expert by expert
+            nn.init.uniform_(weight, -bound, bound)
+            nn.init.uniform_(bias, -bound, bound)
+
+    @property
+    def experts(self) -> int:
+        return self.up_weight.shape[0]
 
     def route(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Router probabilities (N, E), top-k expert indices (N, K) and their weights (N, K)."""
@@ -108,24 +141,54 @@ class MixtureOfExperts(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         tokens = x.reshape(-1, shape[-1])
-        probs, top_idx, weights = self.route(tokens)
-        self.aux_loss = self.balancing_loss(probs, top_idx)
-
-        flat_expert = top_idx.reshape(-1)
-        order = torch.argsort(flat_expert, stable=True)
-        token_of = order // self.top_k
-        counts = torch.bincount(flat_expert, minlength=len(self.experts)).tolist()
+        weights = None
+        if self.top_k == 1 and not self.training:  # a token's one weight renormalises to 1: the argmax is all
+            top_idx = self.router(tokens).argmax(dim=-1)
+            self.aux_loss = None
+        else:
+            probs, top_idx, weights = self.route(tokens)
+            self.aux_loss = self.balancing_loss(probs, top_idx) if self.training else None
+        expert_of, order = torch.sort(top_idx.reshape(-1), stable=True)
+        token_of = order // self.top_k if self.top_k > 1 else order
+        experts = torch.arange(self.experts, device=x.device)
+        ends = torch.searchsorted(expert_of, experts, right=True, out_int32=True)  # where each expert's rows end
         routed = tokens.index_select(0, token_of)
-        out = torch.zeros_like(tokens)
-        start = 0
-        for expert, count in zip(self.experts, counts):
+        grad = torch.is_grad_enabled() and self.up_weight.requires_grad
+        if GROUPED_MM and not grad and self._aligned(tokens) and routed.shape[0] <= GROUPED_ROWS * self.experts:
+            y = self._grouped(routed, expert_of, ends)
+        else:
+            bounds = [0, *ends.tolist()]
+            y = self._looped(routed, [b - a for a, b in zip(bounds, bounds[1:])])
+        if weights is None:  # top-1: each row is its token's output
+            return torch.empty_like(tokens).index_copy_(0, token_of, y).reshape(shape)
+        y = y * weights.reshape(-1).index_select(0, order).unsqueeze(-1)
+        return torch.zeros_like(tokens).index_add_(0, token_of, y).reshape(shape)
+
+    def _aligned(self, tokens: torch.Tensor) -> bool:
+        """The grouped matmul needs rows whose byte strides are multiples of 16 (d_model and width multiples
+        of 4 in float32)."""
+        size = tokens.element_size()
+        return (tokens.shape[-1] * size) % 16 == 0 and (self.up_weight.shape[1] * size) % 16 == 0
+
+    def _grouped(self, routed: torch.Tensor, expert_of: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
+        """Every expert on its (sorted) rows: one grouped matmul per projection."""
+        hidden = torch._grouped_mm(routed, self.up_weight.transpose(1, 2), offs=ends)
+        hidden = F.gelu(hidden.add_(self.up_bias.index_select(0, expert_of)))
+        out = torch._grouped_mm(hidden, self.down_weight.transpose(1, 2), offs=ends)
+        return out.add_(self.down_bias.index_select(0, expert_of))
+
+    def _looped(self, routed: torch.Tensor, counts: list[int]) -> torch.Tensor:
+        """Expert by expert over its slice of the sorted rows (experts with no rows do not run)."""
+        parts, start = [], 0
+        for expert, count in enumerate(counts):
             if count:
-                end = start + count
-                rows = token_of[start:end]
-                y = expert(routed[start:end]) * weights.reshape(-1)[order[start:end]].unsqueeze(-1)
-                out.index_add_(0, rows, y)
-                start = end
-        return out.reshape(shape)
+                rows = routed[start:start + count]
+                hidden = F.gelu(F.linear(rows, self.up_weight[expert], self.up_bias[expert]))
+                parts.append(F.linear(hidden, self.down_weight[expert], self.down_bias[expert]))
+                start += count
+        if not parts:  # no tokens at all
+            return routed.new_empty(0, self.down_weight.shape[1])
+        return torch.cat(parts) if len(parts) > 1 else parts[0]
 
 
 class SparseBlock(nn.Module):
@@ -169,6 +232,18 @@ class HwnasSparseForCausalLM(PreTrainedModel):
         self.final_norm = nn.LayerNorm(config.d_model, eps=config.layer_norm_eps)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, MixtureOfExperts):  # stacked expert weights: as the library's nn.Linear init
+            try:
+                from transformers import initialization as init
+            except ImportError:  # transformers before 5
+                init = nn.init  # type: ignore[assignment]
+            init.normal_(module.up_weight, mean=0.0, std=self.config.initializer_range)
+            init.normal_(module.down_weight, mean=0.0, std=self.config.initializer_range)
+            init.zeros_(module.up_bias)
+            init.zeros_(module.down_bias)
 
     def forward(
         self,

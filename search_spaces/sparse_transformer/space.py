@@ -241,6 +241,14 @@ class SparseTransformerSpace(SearchSpace, SupernetSpace):
             model = HwnasSparseForCausalLM(config)
         return model
 
+    def latency_signature(self) -> dict[str, Any]:
+        """The options, and how the MoE block dispatches at inference (a grouped matmul, or a loop over experts
+        where torch has none): a predictor fitted under another dispatch is refused, so the space is profiled
+        again."""
+        from search_spaces.sparse_transformer.modeling_hwnas_sparse import MOE_DISPATCH
+
+        return {**super().latency_signature(), "moe_dispatch": MOE_DISPATCH}
+
     # ---- the weight-sharing supernet (one-shot search) ------------------------------------------------
     def build_supernet(self, *, seed: int) -> nn.Module:
         from search_spaces.sparse_transformer.supernet import SparseSupernet

@@ -179,11 +179,10 @@ class SparseSupernet(nn.Module):
             elif ffn["kind"] == "moe":
                 experts, w = int(ffn["experts"]), int(ffn["width"])
                 state[prefix + "ffn.router.weight"] = layer.router.weight[:experts, :d]
-                for e in range(experts):
-                    up, down = layer.experts_up[e], layer.experts_down[e]
-                    state |= {f"{prefix}ffn.experts.{e}.up.weight": up.weight[:w, :d],
-                              f"{prefix}ffn.experts.{e}.up.bias": up.bias[:w],
-                              f"{prefix}ffn.experts.{e}.down.weight": down.weight[:d, :w],
-                              f"{prefix}ffn.experts.{e}.down.bias": down.bias[:d]}
+                ups, downs = layer.experts_up[:experts], layer.experts_down[:experts]
+                state |= {prefix + "ffn.up_weight": torch.stack([up.weight[:w, :d] for up in ups]),
+                          prefix + "ffn.up_bias": torch.stack([up.bias[:w] for up in ups]),
+                          prefix + "ffn.down_weight": torch.stack([down.weight[:d, :w] for down in downs]),
+                          prefix + "ffn.down_bias": torch.stack([down.bias[:d] for down in downs])}
         model.load_state_dict({name: tensor.clone() for name, tensor in state.items()}, strict=True)
         return model

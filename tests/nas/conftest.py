@@ -24,7 +24,8 @@ def tiny_spec(corpus: Path, **changes: Any) -> dict[str, Any]:
     """A job spec (as JSON) that the fakes finish in about a second."""
     data = {"name": "tiny", "space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS,
             "task": {"kind": "language-modeling", "train": str(corpus), "seq_len": 16, "batch_size": 4},
-            "latency_target_ms": 0.5, "strategy": "nsga2", "budget": {"trials": 10, "train_steps": 2}, "seed": 0}
+            "latency_target_ms": 0.5, "strategy": "nsga2", "budget": {"trials": 10, "train_steps": 2}, "seed": 0,
+            "search": {"mode": "standalone"}}
     data.update(changes)
     return data
 

@@ -23,7 +23,8 @@ def hwnas(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def write_spec(tmp_path: Path, corpus: Path, **changes: object) -> Path:
     spec = {"space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS,
             "task": {"kind": "language-modeling", "train": str(corpus), "seq_len": 16, "batch_size": 4},
-            "latency_target_ms": 50.0, "budget": {"trials": 3, "train_steps": 5}, "seed": 0, **changes}
+            "latency_target_ms": 50.0, "budget": {"trials": 3, "train_steps": 5}, "seed": 0,
+            "search": {"mode": "standalone"}, **changes}
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     return path
@@ -106,7 +107,8 @@ def test_a_job_that_ends_failed_exits_9(tmp_path: Path, tiny_bert_dir: Path,
     spec = {"space": "pruned-bert", "space_options": tiny_pruned_bert_options(broken),
             "task": {"kind": "classification", "train": str(sentiment_files[0]),
                      "validation": str(sentiment_files[1]), "max_seq_len": 16, "batch_size": 16},
-            "device": "cpu-1t", "latency_target_ms": 1000.0, "budget": {"trials": 2, "train_steps": 5}, "seed": 0}
+            "device": "cpu-1t", "latency_target_ms": 1000.0, "budget": {"trials": 2, "train_steps": 5}, "seed": 0,
+            "search": {"mode": "standalone"}}
     path = tmp_path / "spec.json"
     path.write_text(json.dumps(spec))
     done = hwnas(tmp_path, "search", "--spec", str(path))

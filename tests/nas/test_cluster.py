@@ -59,7 +59,7 @@ def submit(url: str, corpus: Path, **budget: Any) -> int:
     spec = parse_spec({"space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS, "device": "cpu-1t",
                        "task": {"kind": "language-modeling", "train": str(corpus), "seq_len": 16},
                        "latency_target_ms": 1000.0, "budget": {"trials": TRIALS, "train_steps": 600, **budget},
-                       "seed": 3})
+                       "seed": 3, "search": {"mode": "standalone"}})
     return submit_job(open_storage(url), spec)
 
 

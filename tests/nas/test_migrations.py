@@ -29,7 +29,7 @@ def _check_migrated(url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     ours = {t for t in tables if t.startswith("nas_")}
     assert ours == set(Base.metadata.tables) | {"nas_alembic_version"}
-    assert current_revision(engine) == head_revision(url) == "0008"
+    assert current_revision(engine) == head_revision(url) == "0009"
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={
             "compare_type": True, "version_table": "nas_alembic_version",
@@ -76,3 +76,37 @@ def test_sqlite_path_names_a_file_only_for_a_file_database(tmp_path: Path) -> No
     assert sqlite_path("sqlite://") is None and sqlite_path("sqlite:///:memory:") is None  # in memory
     assert sqlite_path(f"sqlite:///{tmp_path / 'x.db'}") == (tmp_path / "x.db").resolve()
     assert sqlite_path("postgresql+psycopg://postgres@127.0.0.1/test") is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_job_stored_before_search_modes_stays_standalone(backend: str, request: pytest.FixtureRequest) -> None:
+    """A spec that leaves `search.mode` out now means one-shot on a space with a supernet; a job stored before
+    the field existed ran standalone, and after the upgrade it still reads as standalone."""
+    import sqlalchemy as sa
+
+    from nas.db.storage import open_storage
+
+    url = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "postgres_url")
+    engine = make_engine(url)
+    upgrade_database(engine, "0008")
+    old_spec = {"space": "sparse-transformer", "space_options": {}, "device": "cpu-1t", "latency_target_ms": 1.0,
+                "task": {"kind": "language-modeling", "train": "builtin:python-stdlib"}, "strategy": "nsga2",
+                "budget": {"trials": 4, "train_steps": 10}, "seed": 0}
+    with engine.begin() as connection:
+        from datetime import datetime, timezone
+
+        columns = {"spec": sa.JSON, "space": sa.String, "device": sa.String, "state": sa.String,
+                   "latency_target_ms": sa.Float, "strategy": sa.String, "trials_budget": sa.Integer,
+                   "study_name": sa.String, "created_at": sa.DateTime, "cancel_requested": sa.Boolean}
+        jobs = sa.table("nas_jobs", *(sa.column(name, kind) for name, kind in columns.items()))
+        connection.execute(jobs.insert().values(
+            spec=old_spec, space="sparse-transformer", device="cpu-1t", state="queued", latency_target_ms=1.0,
+            strategy="nsga2", trials_budget=4, study_name="old", cancel_requested=False,
+            created_at=datetime(2026, 12, 1, tzinfo=timezone.utc)))
+    engine.dispose()
+    storage = open_storage(url)  # migrates to the head
+    [job] = storage.list_jobs()
+    assert job.job_spec.search.mode == "standalone"
+    from nas.spec import parse_spec
+
+    assert parse_spec({k: v for k, v in old_spec.items()}).search.mode == "one-shot"  # the new default

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.spec import load_spec, parse_spec
+from nas.spec import JobSpec, load_spec, parse_spec
 from search_spaces.errors import SpecError
 
 
@@ -55,9 +55,21 @@ def test_one_shot_is_refused_for_a_space_without_a_supernet_with_the_fix(sentime
     assert parse_spec({**spec, "search": {"mode": "standalone"}}).search.mode == "standalone"
 
 
-def test_standalone_is_the_default_mode(corpus_file: Path) -> None:
+def test_one_shot_is_the_default_mode_where_the_space_has_a_supernet(corpus_file: Path,
+                                                                     sentiment_files: tuple[Path, Path],
+                                                                     tiny_bert_dir: Path) -> None:
     spec = parse_spec(good_spec(corpus_file))
-    assert spec.search.mode == "standalone" and spec.search.final_candidates == 3
+    assert spec.search.mode == "one-shot" and spec.search.final_candidates == 3
+    assert JobSpec.model_validate(json.loads(spec.to_json())).search.mode == "one-shot"  # stored as chosen
+    early_stopping = {**good_spec(corpus_file), "budget": {"trials": 8, "train_steps": 50, "min_train_steps": 10}}
+    assert parse_spec(early_stopping).search.mode == "standalone"  # early stopping is a standalone option
+    assert parse_spec({**good_spec(corpus_file), "search": {"supernet_steps": 5}}).search.mode == "one-shot"
+    assert parse_spec({**good_spec(corpus_file), "search": {"mode": "standalone"}}).search.mode == "standalone"
+    train, validation = sentiment_files
+    bert = {"space": "pruned-bert", "space_options": {"base_model": str(tiny_bert_dir)},
+            "task": {"kind": "classification", "train": str(train), "validation": str(validation)},
+            "latency_target_ms": 5.0, "budget": {"trials": 4}}
+    assert parse_spec(bert).search.mode == "standalone"  # no supernet
 
 
 def test_all_problems_are_reported_at_once(corpus_file: Path) -> None:

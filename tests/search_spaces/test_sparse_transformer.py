@@ -56,27 +56,63 @@ def _moe(experts: int = 4, top_k: int = 2, d_model: int = 8) -> MixtureOfExperts
     return MixtureOfExperts(d_model, experts, top_k, width=16).eval()
 
 
+def _dense_reference(moe: MixtureOfExperts, tokens: torch.Tensor) -> torch.Tensor:
+    """Every expert on every token, combined with the top-k weights: the function a sparse dispatch computes."""
+    import torch.nn.functional as F
+
+    hidden = F.gelu(torch.einsum("nd,ewd->new", tokens, moe.up_weight) + moe.up_bias)
+    every = torch.einsum("new,edw->ned", hidden, moe.down_weight) + moe.down_bias  # (N, E, d)
+    _, top_idx, weights = moe.route(tokens)
+    d = tokens.shape[-1]
+    return (every.gather(1, top_idx[..., None].expand(-1, -1, d)) * weights[..., None]).sum(dim=1)
+
+
 @pytest.mark.parametrize("top_k", [1, 2])
-def test_moe_runs_each_expert_only_on_its_routed_tokens(top_k: int) -> None:
+def test_moe_multiplies_each_token_only_by_its_routed_experts(top_k: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dispatch is sparse: the rows multiplied are the tokens' top-k assignments (not every expert on
+    every token), grouped by expert, and a token's output does not move when an expert it is not routed to
+    changes."""
+    from search_spaces.sparse_transformer import modeling_hwnas_sparse as modeling
+
     moe = _moe(top_k=top_k)
     x = torch.randn(3, 10, 8)
-    seen: dict[int, int] = {}
-    for e, expert in enumerate(moe.experts):
-        expert.register_forward_hook(lambda m, inp, out, e=e: seen.__setitem__(e, seen.get(e, 0) + inp[0].shape[0]))
+    rows: list[tuple[int, list[int]]] = []
+    grouped, looped = moe._grouped, moe._looped
+    monkeypatch.setattr(moe, "_grouped", lambda r, e, ends: rows.append(
+        (r.shape[0], torch.diff(ends, prepend=ends.new_zeros(1)).tolist())) or grouped(r, e, ends))
+    monkeypatch.setattr(moe, "_looped", lambda r, c: rows.append((r.shape[0], list(c))) or looped(r, c))
     with torch.no_grad():
-        out = moe(x)
-        _, top_idx, weights = moe.route(x.reshape(-1, 8))
-    routed = torch.bincount(top_idx.reshape(-1), minlength=4).tolist()
-    # Each expert processed exactly its routed tokens, and experts with none never ran.
-    assert {e: n for e, n in seen.items()} == {e: n for e, n in enumerate(routed) if n}
-    assert sum(seen.values()) == 30 * top_k
+        out = moe(x).reshape(-1, 8)
+        _, top_idx, _ = moe.route(x.reshape(-1, 8))
+        assert rows == [(30 * top_k, torch.bincount(top_idx.reshape(-1), minlength=4).tolist())]
+        unused = next(e for e in range(4) if not (top_idx[0] == e).any())
+        moe.up_weight[unused] += 1.0
+        moe.down_bias[unused] += 1.0
+        again = moe(x).reshape(-1, 8)
+    torch.testing.assert_close(again[0], out[0], rtol=0, atol=0)
+    assert not torch.equal(again, out)  # the tokens routed to that expert did move
+    assert modeling.MOE_DISPATCH in ("grouped-mm", "loop")
 
-    # Reference computed a second way: every expert on every token, combined with the top-k weights.
+
+@pytest.mark.parametrize("experts", [2, 4, 8])
+@pytest.mark.parametrize("top_k", [1, 2])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_moe_grouped_and_looped_dispatch_compute_the_same_function(experts: int, top_k: int, batch: int) -> None:
+    """Inference's grouped matmul, training's loop over experts and the dense reference agree, experts with
+    no tokens included (8 experts over 7 tokens leave some empty)."""
+    from search_spaces.sparse_transformer import modeling_hwnas_sparse as modeling
+
+    if not modeling.GROUPED_MM:
+        pytest.skip(f"torch {torch.__version__} has no grouped matmul here: inference loops too")
+    moe = _moe(experts=experts, top_k=top_k)
+    x = torch.randn(batch, 7, 8)
     with torch.no_grad():
-        tokens = x.reshape(-1, 8)
-        dense = torch.stack([expert(tokens) for expert in moe.experts], dim=1)  # (N, E, d)
-        reference = (dense.gather(1, top_idx[..., None].expand(-1, -1, 8)) * weights[..., None]).sum(dim=1)
-    torch.testing.assert_close(out.reshape(-1, 8), reference, rtol=1e-5, atol=1e-6)
+        inference = moe(x)  # no gradient: grouped
+        reference = _dense_reference(moe, x.reshape(-1, 8)).reshape(x.shape)
+    training = moe(x)  # parameters need gradients: the loop
+    assert training.requires_grad
+    torch.testing.assert_close(inference, training.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(inference, reference, rtol=1e-5, atol=1e-6)
 
 
 def test_balancing_loss_is_lowest_for_balanced_routing() -> None:

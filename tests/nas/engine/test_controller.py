@@ -32,7 +32,8 @@ from workers.executors.in_process import InProcessExecutor
 def make_spec(corpus: Path, **changes: Any) -> Any:
     data = {"space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS,
             "task": {"kind": "language-modeling", "train": str(corpus), "seq_len": 16, "batch_size": 4},
-            "latency_target_ms": 0.3, "strategy": "nsga2", "budget": {"trials": 12, "train_steps": 2}, "seed": 0}
+            "latency_target_ms": 0.3, "strategy": "nsga2", "budget": {"trials": 12, "train_steps": 2}, "seed": 0,
+            "search": {"mode": "standalone"}}
     data.update(changes)
     return parse_spec(data)
 
@@ -221,7 +222,7 @@ def test_resume_after_killed_process_runs_exactly_the_budget(tmp_path: Path, cor
     spec.write_text(
         f"space: sparse-transformer\nspace_options: {dict(TINY_SPACE_OPTIONS)}\n"
         f"task: {{kind: language-modeling, train: {corpus_file}, seq_len: 16, batch_size: 4}}\n"
-        "latency_target_ms: 50\nbudget: {trials: 8, train_steps: 40}\nseed: 0\n")
+        "latency_target_ms: 50\nbudget: {trials: 8, train_steps: 40}\nseed: 0\nsearch: {mode: standalone}\n")
     env = {**os.environ, "HWNAS_DATA_DIR": str(tmp_path / "data"), "HWNAS_EXECUTOR": "in-process",
            "HWNAS_LEASE_TTL_S": "2", **FAST_MEASURING_ENV}
     process = subprocess.Popen([sys.executable, "-m", "nas.cli", "search", "--spec", str(spec)], env=env,
