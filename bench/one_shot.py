@@ -1,16 +1,20 @@
-"""One-shot against standalone search on the demo's space, alternated, each through `hwnas search`.
+"""The one-shot pipeline's benchmarks (issue 16), each a `--part`:
 
-    python bench/one_shot.py --part modes [--rounds 1] [--supernet-steps 1000] [--candidates 200]
-    python bench/one_shot.py --part strategies [--seeds 3] [--candidates 300]
-    python bench/one_shot.py --part moe
+    python bench/one_shot.py --part modes [--rounds 1] [--supernet-steps 500] [--candidates 200] [--latency-target-ms T]
+    python bench/one_shot.py --part strategies [--space default] [--corpus FILE] [--seeds 3] [--candidates 400]
+    python bench/one_shot.py --part planer [--corpus FILE] [--supernet-steps 1000] [--final-steps 1000]
+    python bench/one_shot.py --part moe [--before-modeling FILE]
+    python bench/one_shot.py --part throughput [--space default]
 
-Each run is a fresh data folder (both modes profile the device first), the in-process executor and one
-training thread. One-shot is the demo spec with `search: {mode: one-shot}`: `--supernet-steps` of supernet,
-`--candidates` trials scored on inherited weights and 3 finalists trained for the demo's 400 steps. Then
-standalone (the demo spec, NSGA-II, 400 steps per trial) gets the same wall time: `max_minutes` is one-shot's
-whole run less a minute, with no limit on trials. Reported per run: wall time, candidates evaluated (scored, not
-predicted infeasible), and the best validation bits per character whose measured latency meets the target
-(the exported checkpoint's). Writes `bench/results/one_shot_modes.json`.
+`--part modes`: one-shot against standalone on the demo's space and data, alternated, each through `hwnas
+search` on a fresh data folder (both profile the device first) with the in-process executor and one training
+thread. One-shot is the demo spec (its finalists trained `budget.train_steps`) with `--supernet-steps` and
+`--candidates` trials scored on inherited weights. Then standalone (the demo spec with `search: {mode:
+standalone}`, NSGA-II, `--standalone-steps` per trial) gets the same wall time: `max_minutes` is one-shot's
+whole run less a minute, with no limit on trials. Reported per run: wall time, candidates evaluated (scored,
+not predicted infeasible), the best validation bits per character whose measured latency meets the target
+(the exported checkpoint's), and the front's hypervolume over time (plotted). Writes
+`bench/results/one_shot_modes.json` and its PNG.
 
 `--part strategies`: the demo's space and data, one supernet (`--supernet-steps`, cached under
 `--cache-dir`), the device's lookup table fitted here (blocks timed alone, overhead on 20 archs), then for
@@ -21,13 +25,22 @@ the job's reference point. Writes `bench/results/one_shot_strategies.json` (and 
 installed).
 
 `--part moe`: the MoE block (d_model 128, experts of width 128, 64 tokens, 1 thread, a seeded random router)
-for 2, 4 and 8 experts, top-1 and top-2, at batch 1 and 32, with its inference dispatch as a loop over experts
-(before) and as grouped matmuls (after), against a dense block of the same parameters (width E x 128) and one
+for 2, 4 and 8 experts, top-1 and top-2, at batch 1 and 32: as an earlier commit had it (`--before-modeling`,
+the same weights, outputs checked equal), today's with its inference forced to the loop over experts, and
+today's as it runs (grouped matmuls where they win), against a dense block of the same parameters (width E x 128) and one
 of the same active width (k x 128). Interleaved: each round times every variant once (median of 100 calls
 each), medians over the rounds. Writes `bench/results/one_shot_moe.json`.
 
-Not yet here: rank agreement on 24 archs of the default space and PLANER's claim;
-`bench/supernet_ranking.py` measures rank agreement on a smaller space.
+`--part planer`: PLANER's claim. One-shot on the demo's space and on its dense-only copy (`ffn_kinds:
+[dense]`, the same other bounds and budgets): supernet, `--candidates` evolution trials on inherited weights
+with no target (the whole front), `--finalists` members spread over each front trained `--final-steps` from
+their inherited weights and measured on `cpu-1t`; then, at two quality levels both final fronts reach, the
+lowest measured latency reaching each, and the ratio dense-only over full.
+
+`--part throughput`: sandwich steps per second of the supernet against steps of the largest arch trained
+alone, interleaved, and the seconds of one inherited evaluation.
+
+Rank agreement is `bench/supernet_ranking.py` (`--default-space` for the space's default options).
 """
 
 from __future__ import annotations
@@ -63,6 +76,14 @@ def run_search(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
                                       cwd=REPO, env=env, capture_output=True, text=True, check=True).stdout)
     trials = shown["trial_list"]
     checkpoint = result.get("checkpoint") or {}
+    import sqlite3
+    from datetime import datetime
+
+    with sqlite3.connect(folder / "data" / "hwnas.db") as db:  # the front's hypervolume after each trial
+        history = db.execute("SELECT h.trials_done, h.hypervolume, h.created_at, j.created_at FROM "
+                             "nas_hypervolume_history h JOIN nas_jobs j ON j.id = h.job_id ORDER BY h.id").fetchall()
+    hypervolume_s = [(round((datetime.fromisoformat(at) - datetime.fromisoformat(start)).total_seconds(), 1), done, hv)
+                     for done, hv, at, start in history]
     best = next((t for t in trials if t["trial"] == checkpoint.get("trial")), None)
     return {"wall_s": round(wall_s, 1), "trials": len(trials),
             "evaluated": sum(1 for t in trials if t["state"] in ("complete", "stopped")),
@@ -70,7 +91,8 @@ def run_search(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
             "finalists": sum(1 for t in trials if t["state"] == "complete" and t["steps_done"]
                              and spec.get("search", {}).get("mode") == "one-shot"),
             "best_bits_per_char": best["metric"] if best else None,
-            "best_measured_ms": checkpoint.get("measured_latency_ms"), "best_trial": checkpoint.get("trial")}
+            "best_measured_ms": checkpoint.get("measured_latency_ms"), "best_trial": checkpoint.get("trial"),
+            "hypervolume_over_time": hypervolume_s}  # (seconds since the job was stored, trials, hypervolume)
 
 
 def part_modes(args: argparse.Namespace) -> dict[str, Any]:
@@ -80,7 +102,7 @@ def part_modes(args: argparse.Namespace) -> dict[str, Any]:
     if args.latency_target_ms is not None:
         demo["latency_target_ms"] = args.latency_target_ms
     one_shot = {**demo, "budget": {**demo["budget"], "trials": args.candidates, "max_minutes": 60},
-                "search": {"mode": "one-shot", "supernet_steps": args.supernet_steps, "final_candidates": 3}}
+                "search": {**demo.get("search", {}), "mode": "one-shot", "supernet_steps": args.supernet_steps}}
     runs = []
     for round_ in range(1, args.rounds + 1):
         with tempfile.TemporaryDirectory(prefix="hwnas-one-shot-") as tmp:
@@ -89,12 +111,35 @@ def part_modes(args: argparse.Namespace) -> dict[str, Any]:
         # the same wall time for standalone: its search gets what one-shot's whole run took, less a minute for
         # the profiling, measuring and export both pay, and as many trials as it can train in that time
         minutes = max(1.0, (first["wall_s"] - 60) / 60)
-        standalone = {**demo, "budget": {**demo["budget"], "trials": 10_000, "max_minutes": round(minutes, 2)}}
+        standalone = {**demo, "budget": {**demo["budget"], "trials": 10_000, "max_minutes": round(minutes, 2),
+                                         "train_steps": args.standalone_steps},
+                      "search": {"mode": "standalone"}}
         with tempfile.TemporaryDirectory(prefix="hwnas-standalone-") as tmp:
             second = {"mode": "standalone", "round": round_, "max_minutes": round(minutes, 2),
                       **run_search(standalone, Path(tmp))}
         print(json.dumps(second), flush=True)
         runs += [first, second]
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        for run in runs:
+            points = run["hypervolume_over_time"]
+            if points:
+                ax.step([t for t, _, _ in points], [hv for _, _, hv in points], where="post",
+                        color="tab:red" if run["mode"] == "one-shot" else "tab:blue",
+                        label=f"{run['mode']}, round {run['round']}")
+        ax.set_xlabel("seconds since the job was stored (one-shot: after its supernet; profiling first for both)")
+        ax.set_ylabel("front hypervolume (one-shot: inherited scores)")
+        ax.set_title("Hypervolume over time, same wall time", fontsize=10)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.out.with_suffix(".png"), dpi=110)
+    except ImportError:
+        pass
     return {"part": "modes", "standalone_spec": demo, "one_shot_spec": one_shot, "runs": runs}
 
 
@@ -266,6 +311,14 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
 
     d_model, width, seq = 128, 128, 64
     torch.set_num_threads(1)
+    before = None
+    if args.before_modeling is not None:
+        import importlib.util
+
+        found = importlib.util.spec_from_file_location("hwnas_modeling_before", args.before_modeling)
+        assert found is not None and found.loader is not None
+        before = importlib.util.module_from_spec(found)
+        found.loader.exec_module(before)
 
     def median_ms(module: Any, x: Any, *, grouped: bool, calls: int = 100) -> float:
         saved = modeling.GROUPED_MM
@@ -293,6 +346,18 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
                             "dense_same_params": (modeling.FeedForward(d_model, experts * width).eval(), False),
                             "dense_same_active_width": (modeling.FeedForward(d_model, top_k * width).eval(), False)}
                 variants["moe_grouped"] = (variants["moe_loop"][0], True)
+                if before is not None:  # the block as an earlier commit had it, on the same weights
+                    old = before.MixtureOfExperts(d_model, experts, top_k, width).eval()
+                    new = variants["moe_loop"][0]
+                    with torch.no_grad():
+                        old.router.weight.copy_(new.router.weight)
+                        for e, expert in enumerate(old.experts):
+                            expert.up.weight.copy_(new.up_weight[e])
+                            expert.up.bias.copy_(new.up_bias[e])
+                            expert.down.weight.copy_(new.down_weight[e])
+                            expert.down.bias.copy_(new.down_bias[e])
+                        torch.testing.assert_close(old(x), new(x), rtol=1e-5, atol=1e-5)
+                    variants["moe_before"] = (old, False)
                 times: dict[str, list[float]] = {name: [] for name in variants}
                 for _ in range(args.rounds_moe):
                     for name, (module, grouped) in variants.items():
@@ -300,6 +365,8 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
                 row = {"batch": batch, "experts": experts, "top_k": top_k,
                        **{f"{name}_ms": round(statistics.median(v), 4) for name, v in times.items()}}
                 active = row["dense_same_active_width_ms"]
+                if before is not None:
+                    row["before_over_active"] = round(row["moe_before_ms"] / active, 2)
                 row |= {"loop_over_active": round(row["moe_loop_ms"] / active, 2),
                         "grouped_over_active": round(row["moe_grouped_ms"] / active, 2),
                         "grouped_over_same_params": round(row["moe_grouped_ms"] / row["dense_same_params_ms"], 2)}
@@ -407,13 +474,55 @@ def part_planer(args: argparse.Namespace) -> dict[str, Any]:
             "plot": plot.name if plot else None}
 
 
+def part_throughput(args: argparse.Namespace) -> dict[str, Any]:
+    """Supernet training steps per second against a standalone model of the largest arch, interleaved, and the
+    time of one inherited evaluation."""
+    from latency_models.meter import pinned_threads
+    from search_spaces.base import random_archs
+    from workers.evaluate import task_and_space
+    from workers.supernet_training import SandwichTrainer, largest_arch
+
+    _, _, spec = demo_task_and_space()
+    if args.space == "default":
+        spec["space_options"] = {"max_seq_len": 64}
+    task, space = task_and_space(spec["space"], spec["space_options"], spec["task"])
+    steps = 20
+    rounds: dict[str, list[float]] = {"supernet_steps_per_s": [], "largest_arch_steps_per_s": [],
+                                      "inherited_eval_s": []}
+    with pinned_threads(1):
+        supernet = space.build_supernet(seed=0)
+        trainer = SandwichTrainer(supernet, space, task, seed=0)
+        largest = space.build(largest_arch(space), seed=0)
+        for _ in range(args.rounds_moe):
+            began = time.perf_counter()
+            for _ in range(steps):
+                trainer.train_step()
+            rounds["supernet_steps_per_s"].append(steps / (time.perf_counter() - began))
+            began = time.perf_counter()
+            task.train(largest, steps=steps, seed=0)
+            rounds["largest_arch_steps_per_s"].append(steps / (time.perf_counter() - began))
+            arch = random_archs(space, count=1, seed=len(rounds["inherited_eval_s"]))[0]
+            began = time.perf_counter()
+            task.evaluate(space.inherit(supernet, arch).eval())
+            rounds["inherited_eval_s"].append(time.perf_counter() - began)
+    medians = {k: round(statistics.median(v), 3) for k, v in rounds.items()}
+    medians["supernet_over_largest"] = round(medians["supernet_steps_per_s"] / medians["largest_arch_steps_per_s"], 3)
+    print(json.dumps(medians), flush=True)
+    return {"part": "throughput", "space_options": spec["space_options"], "task": spec["task"], "threads": 1,
+            "steps_per_round": steps, "rounds": rounds, "medians": medians}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["modes", "strategies", "moe", "planer"], required=True)
+    parser.add_argument("--part", choices=["modes", "strategies", "moe", "planer", "throughput"], required=True)
     parser.add_argument("--rounds-moe", type=int, default=7)
+    parser.add_argument("--before-modeling", type=Path, default=None,
+                        help="moe: an earlier modeling_hwnas_sparse.py to time as 'before' (git show REV:PATH > FILE)")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--supernet-steps", type=int, default=1000)
     parser.add_argument("--candidates", type=int, default=200)
+    parser.add_argument("--standalone-steps", type=int, default=400,
+                        help="modes: training steps of each standalone trial (the demo's before it went one-shot)")
     parser.add_argument("--latency-target-ms", type=float, default=None, help="default: the demo's (1.0 ms)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--space", choices=["demo", "default"], default="demo",
@@ -431,7 +540,7 @@ def main() -> None:
     result = {"command": " ".join(sys.argv), "machine": f"{platform.machine()}, {platform.python_version()}",
               "date": time.strftime("%Y-%m-%d"),
               **{"modes": part_modes, "strategies": part_strategies, "moe": part_moe,
-                 "planer": part_planer}[args.part](args)}
+                 "planer": part_planer, "throughput": part_throughput}[args.part](args)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
 
