@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import random
 import time
 from collections.abc import Callable
@@ -36,7 +35,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # of the supernet's training recipe and files: part of the cache key
+FORMAT_VERSION = 1  # of the supernet's training recipe and files: part of the cache key
 SUPERNET_FILE = "supernet.safetensors"
 CHECKPOINT_FILE = "checkpoint.pt"
 ProgressHook = Callable[[int, int, float], None]  # (step done, steps, loss of the largest arch)
@@ -67,13 +66,11 @@ class SandwichTrainer:
     """The supernet's optimiser and its place in the run; `state_dict` / `load_state_dict` for checkpoints."""
 
     def __init__(self, supernet: nn.Module, space: SupernetSpace, task: Task, *, seed: int,
-                 learning_rate: float = 3e-3, random_archs_per_step: int = 2, distill: bool = True,
-                 total_steps: int | None = None) -> None:
+                 learning_rate: float = 3e-3, random_archs_per_step: int = 2, distill: bool = True) -> None:
         import torch
 
         self.supernet, self.space, self.task, self.seed = supernet, space, task, seed
         self.random_archs_per_step, self.distill = random_archs_per_step, distill
-        self.learning_rate, self.total_steps = learning_rate, total_steps
         self.optimizer = torch.optim.AdamW(supernet.parameters(), lr=learning_rate, weight_decay=0.01)
         self.step = 0
 
@@ -85,15 +82,6 @@ class SandwichTrainer:
         self.supernet.load_state_dict(state["weights"], strict=True)
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
-
-    def learning_rate_at(self, step: int) -> float:
-        """Standalone training's schedule over the run's `total_steps`: linear warm-up over the first tenth,
-        then cosine decay (constant without `total_steps`)."""
-        if not self.total_steps:
-            return self.learning_rate
-        warmup = max(1, self.total_steps // 10)
-        return (self.learning_rate * min(1.0, (step + 1) / warmup)
-                * 0.5 * (1 + math.cos(math.pi * min(step, self.total_steps) / self.total_steps)))
 
     def train_step(self) -> SandwichStep:
         """One sandwich step. Its batch and its random archs depend only on the seed and the step, so a run
@@ -107,8 +95,6 @@ class SandwichTrainer:
         (batch,) = self.task.sample_batches(count=1, seed=self.seed * 1_000_003 + step)
         inputs, labels = batch["input_ids"], batch["labels"]
         supernet.train()
-        for group in self.optimizer.param_groups:  # a function of the step alone, so a resumed run matches
-            group["lr"] = self.learning_rate_at(step)
         self.optimizer.zero_grad(set_to_none=True)
         teacher_logits = supernet(inputs, largest)
         loss_largest = lm_loss(teacher_logits, labels)
@@ -140,7 +126,7 @@ def train_supernet(supernet: nn.Module, space: SupernetSpace, task: Task, *, ste
     """Train `supernet` in place for `steps` sandwich steps; the losses of the largest and the smallest arch
     at each step. Seeded: the same seed and steps give the same weights."""
     trainer = SandwichTrainer(supernet, space, task, seed=seed, learning_rate=learning_rate,
-                              random_archs_per_step=random_archs_per_step, distill=distill, total_steps=steps)
+                              random_archs_per_step=random_archs_per_step, distill=distill)
     return [trainer.train_step() for _ in range(steps)]
 
 
@@ -231,7 +217,7 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
     folder.mkdir(parents=True, exist_ok=True)
     with pinned_threads(job.threads):
         supernet = space.build_supernet(seed=job.seed)
-        trainer = SandwichTrainer(supernet, space, task, seed=job.seed, total_steps=job.steps)
+        trainer = SandwichTrainer(supernet, space, task, seed=job.seed)
         checkpoint = folder / CHECKPOINT_FILE
         resumed_from = 0
         if checkpoint.is_file():
