@@ -82,7 +82,8 @@ class JobSpec(BaseModel):
     latency_model: Literal["auto", "lookup-table", "learned"] = Field(
         default="auto", description="which stored predictor to use; auto: the lowest held-out MAPE")
     latency_target_ms: float = Field(gt=0, le=3_600_000)
-    strategy: str = "nsga2"
+    strategy: str = Field(default="nsga2", description="the search strategy; left out: evolution for a one-shot "
+                                                         "search, nsga2 for a standalone one")
     budget: Budget
     search: SearchMode = Field(default_factory=SearchMode)
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
@@ -90,8 +91,9 @@ class JobSpec(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _default_mode(cls, data: Any) -> Any:
-        """Fill in `search.mode` when it is left out (see `SearchMode.mode`), so that a stored spec keeps the
-        mode it ran in even if this default changes."""
+        """Fill in `search.mode` when it is left out (see `SearchMode.mode`), and `strategy` (evolution for a
+        one-shot search, nsga2 for a standalone one), so that a stored spec keeps what it ran with even if
+        these defaults change."""
         if not isinstance(data, dict):
             return data
         search = data.get("search")
@@ -99,9 +101,15 @@ class JobSpec(BaseModel):
             search = search.model_dump(exclude_none=True)
         if search is None:
             search = {}
-        if not isinstance(search, dict) or search.get("mode") is not None:
+        if not isinstance(search, dict):
             return data
-        return {**data, "search": {**search, "mode": default_search_mode(data.get("space"), data.get("budget"))}}
+        mode = search.get("mode")
+        if mode is None:
+            mode = default_search_mode(data.get("space"), data.get("budget"))
+            data = {**data, "search": {**search, "mode": mode}}
+        if data.get("strategy") is None:  # measured best on inherited weights (bench/one_shot.py --part strategies)
+            data = {**data, "strategy": "evolution" if mode == "one-shot" else "nsga2"}
+        return data
 
     @field_validator("space")
     @classmethod
@@ -247,5 +255,6 @@ def job_spec_schema_model() -> type[BaseModel]:
     return create_model("JobSpec", __base__=JobSpec, __doc__=JobSpec.__doc__ or "A search job.",
                         space=(space_type, Field(description="the search space")),
                         strategy=(Literal[tuple(strategy_names())],  # type: ignore[valid-type]
-                                  Field(default="nsga2", description="the search strategy")),
+                                  Field(default="nsga2", description="the search strategy; left out: evolution "
+                                                                     "for a one-shot search, nsga2 otherwise")),
                         task=(task_type, Field(description="the task: its data, loss and metric")))

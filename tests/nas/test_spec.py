@@ -60,6 +60,10 @@ def test_one_shot_is_the_default_mode_where_the_space_has_a_supernet(corpus_file
                                                                      tiny_bert_dir: Path) -> None:
     spec = parse_spec(good_spec(corpus_file))
     assert spec.search.mode == "one-shot" and spec.search.final_candidates == 3
+    unset = {k: v for k, v in good_spec(corpus_file).items() if k != "strategy"}
+    assert parse_spec(unset).strategy == "evolution"  # the measured best on inherited weights
+    assert parse_spec({**unset, "search": {"mode": "standalone"}}).strategy == "nsga2"
+    assert parse_spec({**unset, "strategy": "tpe"}).strategy == "tpe"
     assert JobSpec.model_validate(json.loads(spec.to_json())).search.mode == "one-shot"  # stored as chosen
     early_stopping = {**good_spec(corpus_file), "budget": {"trials": 8, "train_steps": 50, "min_train_steps": 10}}
     assert parse_spec(early_stopping).search.mode == "standalone"  # early stopping is a standalone option
