@@ -20,14 +20,15 @@ not predicted infeasible), the best validation bits per character whose measured
 `--cache-dir`), the device's lookup table fitted here (blocks timed alone, overhead on 20 archs), then for
 each strategy (random, NSGA-II, TPE, evolution) and seed, `--candidates` trials asked and told as a job does:
 a candidate predicted over the target is told infeasible without evaluation, the others are scored on their
-inherited weights. The hypervolume of the (bits per char, predicted latency) front after each trial, from the
-median metric of every evaluated candidate and the target. Writes `bench/results/one_shot_strategies.json` (and a PNG when matplotlib is
-installed).
+inherited weights. The hypervolume of the (bits per char, predicted latency) front after each trial, from
+the median metric of every evaluated candidate and the target. Writes `bench/results/one_shot_strategies.json`
+(and a PNG when matplotlib is installed).
 
 `--part moe`: the MoE block (d_model 128, experts of width 128, 64 tokens, 1 thread, a seeded random router)
 for 2, 4 and 8 experts, top-1 and top-2, at batch 1 and 32: as an earlier commit had it (`--before-modeling`,
 the same weights, outputs checked equal), today's with its inference forced to the loop over experts, and
-today's as it runs (grouped matmuls where they win), against a dense block of the same parameters (width E x 128) and one
+today's as it runs (grouped matmuls where they win), against a dense block of the same parameters (width
+E x 128) and one
 of the same active width (k x 128). Interleaved: each round times every variant once (median of 100 calls
 each), medians over the rounds. Writes `bench/results/one_shot_moe.json`.
 
@@ -426,7 +427,8 @@ def part_planer(args: argparse.Namespace) -> dict[str, Any]:
                                   "predicted_ms": point.latency_ms, "final_bpc": task.evaluate(model)})
         final_s = time.perf_counter() - began
         with pinned_threads(1):
-            measured = measure_archs(space, [by_key[p.key][0] for p in picks], make_meter(BUILTIN_DEVICES[spec["device"]]))
+            meter = make_meter(BUILTIN_DEVICES[spec["device"]])
+            measured = measure_archs(space, [by_key[p.key][0] for p in picks], meter)
         for finalist, sample in zip(finalists, measured):
             finalist["measured_ms"] = sample.median_ms
         spaces[label] = {"space_options": spec["space_options"], "supernet_s": round(supernet_s, 1),
@@ -528,7 +530,8 @@ def main() -> None:
     parser.add_argument("--latency-target-ms", type=float, default=None, help="default: the demo's (1.0 ms)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--space", choices=["demo", "default"], default="demo",
-                        help="the demo's space options, or the space's defaults (up to 4 layers, d_model 192, 8 experts)")
+                        help="the demo's space options, or the space's defaults (up to 4 layers, d_model 192, "
+                             "8 experts)")
     parser.add_argument("--corpus", type=Path, default=None,
                         help="a text file (character level) instead of the demo's builtin:python-stdlib")
     parser.add_argument("--final-steps", type=int, default=1000)

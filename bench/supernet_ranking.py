@@ -33,7 +33,8 @@ def main() -> None:
     from workers.supernet_training import train_supernet
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt")
+    parser.add_argument("--corpus", type=Path,
+                        default=REPO.parent / "shared" / "data" / "tinyshakespeare" / "input.txt")
     parser.add_argument("--supernet-steps", type=int, default=300)
     parser.add_argument("--train-steps", type=int, default=300)
     parser.add_argument("--archs", type=int, default=10)
@@ -50,9 +51,10 @@ def main() -> None:
     if not args.corpus.is_file():
         raise SystemExit(f"--corpus: {args.corpus} is missing (see ../shared/data/README.md)")
 
-    options = {"max_seq_len": 64} if args.default_space else {"max_seq_len": 64, "max_layers": 3, "d_model_choices": [64, 96, 128], "heads_choices": [0, 2, 4],
-               "dense_width_choices": [128, 256], "moe_experts_choices": [2, 4], "moe_top_k_choices": [1, 2],
-               "moe_width_choices": [64, 128]}
+    small = {"max_seq_len": 64, "max_layers": 3, "d_model_choices": [64, 96, 128], "heads_choices": [0, 2, 4],
+             "dense_width_choices": [128, 256], "moe_experts_choices": [2, 4], "moe_top_k_choices": [1, 2],
+             "moe_width_choices": [64, 128]}
+    options = {"max_seq_len": 64} if args.default_space else small
     task_spec = {"kind": "language-modeling", "train": str(args.corpus), "seq_len": 64, "batch_size": 16,
                  "eval_tokens": 20_000, "tokenizer": args.tokenizer}
     task, space = task_and_space("sparse-transformer", options, task_spec)
@@ -111,7 +113,8 @@ def main() -> None:
         ax.scatter(standalone, inherited, label=f"inherited (tau {result['kendall_tau']})")
         if finetuned:
             ax.scatter(standalone, finetuned, marker="x",
-                       label=f"after {args.finetune_steps} steps from inherited (tau {result['kendall_tau_finetuned']})")
+                       label=f"after {args.finetune_steps} steps from inherited "
+                             f"(tau {result['kendall_tau_finetuned']})")
         ax.set_xlabel(f"trained from scratch, {args.train_steps} steps (bits per char)")
         ax.set_ylabel("one-shot score (bits per char)")
         ax.set_title(f"Rank agreement, {len(archs)} random archs")
