@@ -90,7 +90,7 @@ def test_a_job_stored_before_search_modes_stays_standalone(backend: str, request
     engine = make_engine(url)
     upgrade_database(engine, "0008")
     old_spec = {"space": "sparse-transformer", "space_options": {}, "device": "cpu-1t", "latency_target_ms": 1.0,
-                "task": {"kind": "language-modeling", "train": "builtin:python-stdlib"}, "strategy": "nsga2",
+                "task": {"kind": "language-modeling", "train": "builtin:python-stdlib"},
                 "budget": {"trials": 4, "train_steps": 10}, "seed": 0}
     with engine.begin() as connection:
         from datetime import datetime, timezone
@@ -106,7 +106,8 @@ def test_a_job_stored_before_search_modes_stays_standalone(backend: str, request
     engine.dispose()
     storage = open_storage(url)  # migrates to the head
     [job] = storage.list_jobs()
-    assert job.job_spec.search.mode == "standalone"
+    assert job.job_spec.search.mode == "standalone" and job.job_spec.strategy == "nsga2"
     from nas.spec import parse_spec
 
-    assert parse_spec({k: v for k, v in old_spec.items()}).search.mode == "one-shot"  # the new default
+    fresh = parse_spec(old_spec)  # the new defaults, for a spec submitted today
+    assert fresh.search.mode == "one-shot" and fresh.strategy == "evolution"

@@ -1,5 +1,6 @@
-"""Every stored job spec names its search mode: jobs stored before `search.mode` existed ran standalone,
-and a spec that leaves the mode out now means one-shot where the space has a supernet
+"""Every stored job spec names its search mode and strategy: jobs stored before `search.mode` existed ran
+standalone (with nsga2 where no strategy was named), and a spec that leaves them out now means one-shot and
+evolution where the space has a supernet
 
 Revision ID: 0009
 Revises: 0008
@@ -28,9 +29,12 @@ def upgrade() -> None:
         if not isinstance(spec, dict):
             continue
         search = spec.get("search")
-        if isinstance(search, dict) and search.get("mode"):
+        if isinstance(search, dict) and search.get("mode") and spec.get("strategy"):
             continue
-        spec = {**spec, "search": {**(search if isinstance(search, dict) else {}), "mode": "standalone"}}
+        if not (isinstance(search, dict) and search.get("mode")):
+            spec = {**spec, "search": {**(search if isinstance(search, dict) else {}), "mode": "standalone"}}
+        if not spec.get("strategy"):  # the default it ran with (a left-out strategy now depends on the mode)
+            spec = {**spec, "strategy": "nsga2"}
         bind.execute(jobs.update().where(jobs.c.id == job_id).values(spec=spec))
 
 
