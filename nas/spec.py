@@ -96,18 +96,19 @@ class JobSpec(BaseModel):
         these defaults change."""
         if not isinstance(data, dict):
             return data
-        search = data.get("search")
-        if isinstance(search, SearchMode):
-            search = search.model_dump(exclude_none=True)
-        if search is None:
-            search = {}
-        if not isinstance(search, dict):
+        if "search" not in data:
+            search: Any = {}
+        elif isinstance(data["search"], SearchMode):
+            search = data["search"].model_dump(exclude_none=True)
+        else:
+            search = data["search"]
+        if not isinstance(search, dict):  # `search: null` and other wrong types: the field's own check says so
             return data
         mode = search.get("mode")
         if mode is None:
             mode = default_search_mode(data.get("space"), data.get("budget"))
             data = {**data, "search": {**search, "mode": mode}}
-        if data.get("strategy") is None:  # measured best on inherited weights (bench/one_shot.py --part strategies)
+        if "strategy" not in data:  # measured best on inherited weights (bench/one_shot.py --part strategies)
             data = {**data, "strategy": "evolution" if mode == "one-shot" else "nsga2"}
         return data
 

@@ -64,6 +64,10 @@ def test_one_shot_is_the_default_mode_where_the_space_has_a_supernet(corpus_file
     assert parse_spec(unset).strategy == "evolution"  # the measured best on inherited weights
     assert parse_spec({**unset, "search": {"mode": "standalone"}}).strategy == "nsga2"
     assert parse_spec({**unset, "strategy": "tpe"}).strategy == "tpe"
+    for null in ({"search": None}, {"strategy": None}):  # left out is a default; null is a wrong type
+        with pytest.raises(SpecError) as info:
+            parse_spec({**good_spec(corpus_file), **null})
+        assert any(p.startswith(next(iter(null))) for p in info.value.problems), info.value.problems
     assert JobSpec.model_validate(json.loads(spec.to_json())).search.mode == "one-shot"  # stored as chosen
     early_stopping = {**good_spec(corpus_file), "budget": {"trials": 8, "train_steps": 50, "min_train_steps": 10}}
     assert parse_spec(early_stopping).search.mode == "standalone"  # early stopping is a standalone option

@@ -87,6 +87,7 @@ def test_submit_watch_plot_click_and_download(live_server: LiveServer, browser: 
     fill("space-options", json.dumps(spec["space_options"]))
     fill("budget-trials", "10")
     fill("budget-steps", "2")
+    Select(browser.find_element(By.ID, "search-mode")).select_by_value("standalone")
     fill("latency-target", "99999999")  # refused: the problem shows beside its field, and nothing is stored
     browser.find_element(By.ID, "submit-job").click()
     refusal = wait_for(lambda: browser.find_element(By.ID, "error-target").text, what="the refusal beside the field")
@@ -98,6 +99,8 @@ def test_submit_watch_plot_click_and_download(live_server: LiveServer, browser: 
                         what="the job page")
     job_id = int(job_hash.split("/")[-1])
     assert service.storage.get_job(job_id).latency_target_ms == 0.5
+    stored = service.storage.get_job(job_id).spec
+    assert stored["search"]["mode"] == "standalone" and stored["strategy"] == "nsga2"  # the form's choice, its default
     assert service.storage.get_job(job_id).spec["task"]["train"].startswith("dataset:sha256:")  # uploaded
     wait_for(lambda: browser.find_element(By.ID, "job-state").text == "completed", timeout_s=90,
              what="the job to finish")

@@ -71,13 +71,14 @@ const EXAMPLE_SPEC = {
   name: "demo", space: "sparse-transformer",
   space_options: { max_layers: 2, d_model_choices: [64, 96], heads_choices: [0, 2], moe_experts_choices: [2, 4] },
   task: { kind: "language-modeling", train: "builtin:python-stdlib", seq_len: 64, batch_size: 16 },
-  device: "cpu-1t", latency_target_ms: 1.0, strategy: "nsga2", budget: { trials: 8, train_steps: 100 }, seed: 0,
+  device: "cpu-1t", latency_target_ms: 1.0, strategy: "evolution", budget: { trials: 8, train_steps: 100 }, seed: 0,
+  search: { mode: "one-shot", supernet_steps: 300 },
 };
 
 const FIELD_OF = [  // where a refusal's field is shown: the first prefix that matches
   ["task.train", "data"], ["task.validation", "data"], ["task", "data"], ["latency_target_ms", "target"],
   ["device", "device"], ["space_options", "options"], ["space", "space"], ["budget", "budget"],
-  ["strategy", "strategy"], ["name", "name"], ["file", "data"], ["format", "data"],
+  ["strategy", "strategy"], ["search", "mode"], ["name", "name"], ["file", "data"], ["format", "data"],
 ];
 
 function fieldRow(key, label, input, help) {
@@ -117,7 +118,11 @@ async function jobsPage() {
     datasets.items.map((d) => el("option", { value: `dataset:${d.name}` }, `${d.name} (${d.format})`)));
   const trials = input({ id: "budget-trials", type: "number", min: "1", value: EXAMPLE_SPEC.budget.trials });
   const steps = input({ id: "budget-steps", type: "number", min: "1", value: EXAMPLE_SPEC.budget.train_steps });
-  const strategy = el("select", { id: "strategy" }, ["nsga2", "tpe", "random", "evolution"].map((s) => el("option", { value: s }, s)));
+  const strategy = el("select", { id: "strategy" }, el("option", { value: "" }, "default (evolution for one-shot, nsga2 for standalone)"),
+    ["evolution", "nsga2", "tpe", "random"].map((s) => el("option", { value: s }, s)));
+  const mode = el("select", { id: "search-mode" }, el("option", { value: "" }, "default (one-shot where the space has a supernet)"),
+    el("option", { value: "one-shot" }, "one-shot: a supernet, candidates on inherited weights, finalists trained"),
+    el("option", { value: "standalone" }, "standalone: every candidate trained from scratch"));
   const options = input({ id: "space-options", type: "text", value: JSON.stringify(EXAMPLE_SPEC.space_options) });
   const useJson = input({ id: "use-json", type: "checkbox" });
   const spec = el("textarea", { id: "spec", spellcheck: "false" }, JSON.stringify(EXAMPLE_SPEC, null, 2));
@@ -128,7 +133,8 @@ async function jobsPage() {
     fieldRow("target", "latency target (ms) ", target),
     fieldRow("data", "training data ", el("span", {}, file, " ", picked, " ", validation),
              "a file to upload (text for a language model; TSV, CSV or JSONL for classification), or a stored dataset"),
-    fieldRow("budget", "budget: trials ", el("span", {}, trials, " training steps per trial ", steps)),
+    fieldRow("budget", "budget: trials ", el("span", {}, trials, " training steps per trial (one-shot: per finalist) ", steps)),
+    fieldRow("mode", "search mode ", mode),
     fieldRow("strategy", "strategy ", strategy),
     fieldRow("options", "space options (JSON) ", options),
     el("details", { id: "advanced" }, el("summary", {}, "advanced: the whole job spec as JSON"),
@@ -169,8 +175,10 @@ async function jobsPage() {
     const task = classification ? { kind: "classification", train, validation: validation.value || undefined }
       : { kind: "language-modeling", train, validation: validation.value || undefined, seq_len: 64, batch_size: 16 };
     const body = { space: space.value, space_options: spaceOptions, task, device: device.value,
-      latency_target_ms: Number(target.value), strategy: strategy.value,
+      latency_target_ms: Number(target.value),
       budget: { trials: Number(trials.value), train_steps: Number(steps.value) }, seed: 0 };
+    if (strategy.value) body.strategy = strategy.value;  // left out: the server's default for the mode
+    if (mode.value) body.search = { mode: mode.value };
     if (name.value.trim()) body.name = name.value.trim();
     return body;
   }
