@@ -9,14 +9,14 @@
 `--part modes`: one-shot against standalone on the demo's space and data, alternated, each through `hwnas
 search` on a fresh data folder (both profile the device first) with the in-process executor and one training
 thread. One-shot is the demo spec (its finalists trained `budget.train_steps`) with `--supernet-steps` and
-`--candidates` trials scored on inherited weights. Then standalone (the demo spec with `search: {mode:
-standalone}`, NSGA-II, `--standalone-steps` per trial) gets the same wall time: `max_minutes` is one-shot's
+`--candidates` trials scored on inherited weights (the demo's strategy). Then standalone (the demo spec with
+`search: {mode: standalone}` and NSGA-II, `--standalone-steps` per trial) gets the same wall time: `max_minutes` is one-shot's
 whole run less a minute, with no limit on trials. Reported per run: wall time, candidates evaluated (scored,
 not predicted infeasible), the best validation bits per character whose measured latency meets the target
 (the exported checkpoint's), and the front's hypervolume over time (plotted). Writes
 `bench/results/one_shot_modes.json` and its PNG.
 
-`--part strategies`: the demo's space and data, one supernet (`--supernet-steps`, cached under
+`--part strategies`: the demo's space and data (or `--space default`, `--corpus FILE`), one supernet (`--supernet-steps`, cached under
 `--cache-dir`), the device's lookup table fitted here (blocks timed alone, overhead on 20 archs), then for
 each strategy (random, NSGA-II, TPE, evolution) and seed, `--candidates` trials asked and told as a job does:
 a candidate predicted over the target is told infeasible without evaluation, the others are scored on their
@@ -28,8 +28,7 @@ the median metric of every evaluated candidate and the target. Writes `bench/res
 for 2, 4 and 8 experts, top-1 and top-2, at batch 1 and 32: as an earlier commit had it (`--before-modeling`,
 the same weights, outputs checked equal), today's with its inference forced to the loop over experts, and
 today's as it runs (grouped matmuls where they win), against a dense block of the same parameters (width
-E x 128) and one
-of the same active width (k x 128). Interleaved: each round times every variant once (median of 100 calls
+E x 128) and one of the same active width (k x 128). Interleaved: each round times every variant once (median of 100 calls
 each), medians over the rounds. Writes `bench/results/one_shot_moe.json`.
 
 `--part planer`: PLANER's claim. One-shot on the demo's space and on its dense-only copy (`ffn_kinds:
@@ -114,7 +113,7 @@ def part_modes(args: argparse.Namespace) -> dict[str, Any]:
         minutes = max(1.0, (first["wall_s"] - 60) / 60)
         standalone = {**demo, "budget": {**demo["budget"], "trials": 10_000, "max_minutes": round(minutes, 2),
                                          "train_steps": args.standalone_steps},
-                      "search": {"mode": "standalone"}}
+                      "search": {"mode": "standalone"}, "strategy": "nsga2"}
         with tempfile.TemporaryDirectory(prefix="hwnas-standalone-") as tmp:
             second = {"mode": "standalone", "round": round_, "max_minutes": round(minutes, 2),
                       **run_search(standalone, Path(tmp))}
