@@ -66,6 +66,10 @@ class SearchMode(BaseModel):
                                                       "budget.train_steps)")
     final_from: Literal["inherited", "scratch"] = Field(
         default="inherited", description="one-shot: final training starts from the inherited weights or from scratch")
+    supernet_distill: bool = Field(default=False,
+                                   description="one-shot: the smaller archs of each sandwich step also learn from the "
+                                               "largest arch's predictions (in-place distillation; off by default: "
+                                               "measured worse at short budgets)")
 
 
 class JobSpec(BaseModel):

@@ -70,6 +70,13 @@ def test_a_trained_supernet_is_cached_by_its_key(corpus_file: Path, tmp_path: Pa
     assert again.cached and again.path == first.path and again.key == first.key
     other = run_supernet_task(_supernet_task(corpus_file, tmp_path / "cache", steps=5))
     assert not other.cached and other.key != first.key
+    from dataclasses import replace
+    from safetensors.torch import load_file
+
+    distilled = run_supernet_task(replace(_supernet_task(corpus_file, tmp_path / "cache", steps=4), distill=True))
+    assert not distilled.cached and distilled.key != first.key  # another recipe, another supernet
+    plain, taught = load_file(first.path), load_file(distilled.path)
+    assert any(not torch.equal(plain[k], taught[k]) for k in plain)  # the option reaches the training
 
 
 def test_a_stopped_supernet_resumes_from_its_checkpoint_and_ends_as_if_never_stopped(

@@ -37,7 +37,8 @@ class TrainSupernet(Phase):
         task = SupernetTask(space=job.space.name, space_options=dict(job.space_options),
                             task=job.spec.task.model_dump(), steps=steps, seed=job.spec.seed,
                             cache_dir=str(settings.artifacts_dir / "cache"), threads=settings.training_threads,
-                            checkpoint_every_s=settings.supernet_checkpoint_s)
+                            checkpoint_every_s=settings.supernet_checkpoint_s,
+                            distill=job.spec.search.supernet_distill)
         last_report = [0.0]
         stop = [False]
 
