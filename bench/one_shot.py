@@ -193,7 +193,8 @@ def bench_setup(args: argparse.Namespace, *, ffn_kinds: list[str] | None = None
     began = time.perf_counter()
     outcome = run_supernet_task(SupernetTask(space=spec["space"], space_options=spec["space_options"],
                                              task=spec["task"], steps=args.supernet_steps, seed=0,
-                                             cache_dir=str(args.cache_dir), threads=1))
+                                             cache_dir=str(args.cache_dir), threads=1,
+                                             distill=args.supernet_distill))
     supernet = load_supernet(space, outcome.path)
     target_ms = args.latency_target_ms or float(spec["latency_target_ms"])
     return task, space, spec, supernet, time.perf_counter() - began, target_ms
@@ -534,6 +535,9 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=None,
                         help="a text file (character level) instead of the demo's builtin:python-stdlib")
     parser.add_argument("--final-steps", type=int, default=1000)
+    parser.add_argument("--supernet-distill", action="store_true",
+                        help="in-place distillation in the supernet (the default before 2026-12-04; the committed "
+                             "strategies and planer results used it)")
     parser.add_argument("--finalists", type=int, default=6)
     parser.add_argument("--strategies", nargs="+", default=["random", "nsga2", "tpe", "evolution"])
     parser.add_argument("--cache-dir", type=Path, default=Path(tempfile.gettempdir()) / "hwnas-bench-supernets")

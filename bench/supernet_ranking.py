@@ -45,6 +45,9 @@ def main() -> None:
                         help="the space's default options (up to 4 layers, d_model 192, 8 experts of width 256) "
                              "instead of the small space")
     parser.add_argument("--tokenizer", choices=["byte", "char"], default="byte")
+    parser.add_argument("--distill", action="store_true",
+                        help="in-place distillation in the supernet (the default before 2026-12-04; the committed "
+                             "results used it)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "supernet_ranking.json")
     args = parser.parse_args()
@@ -62,7 +65,8 @@ def main() -> None:
     with pinned_threads(args.threads):
         supernet = SparseSupernet(space.options, seed=args.seed)
         began = time.perf_counter()
-        history = train_supernet(supernet, space, task, steps=args.supernet_steps, seed=args.seed)
+        history = train_supernet(supernet, space, task, steps=args.supernet_steps, seed=args.seed,
+                                 distill=args.distill)
         supernet_s = time.perf_counter() - began
         inherited, inherited_s = [], 0.0
         for arch in archs:
@@ -89,6 +93,7 @@ def main() -> None:
         "command": " ".join(sys.argv), "machine": f"{platform.machine()}, {platform.python_version()}",
         "torch": torch.__version__, "corpus": str(args.corpus), "space_options": options, "task": task_spec,
         "supernet_steps": args.supernet_steps, "train_steps": args.train_steps, "threads": args.threads,
+        "distill": args.distill,
         "supernet_s": round(supernet_s, 1), "inherited_eval_s_per_arch": round(inherited_s / len(archs), 2),
         "standalone_s_per_arch": round(standalone_s / len(archs), 1),
         "supernet_loss_first_last": [history[0].loss_largest, history[-1].loss_largest],
