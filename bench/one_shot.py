@@ -10,26 +10,26 @@
 search` on a fresh data folder (both profile the device first) with the in-process executor and one training
 thread. One-shot is the demo spec (its finalists trained `budget.train_steps`) with `--supernet-steps` and
 `--candidates` trials scored on inherited weights (the demo's strategy). Then standalone (the demo spec with
-`search: {mode: standalone}` and NSGA-II, `--standalone-steps` per trial) gets the same wall time: `max_minutes` is one-shot's
-whole run less a minute, with no limit on trials. Reported per run: wall time, candidates evaluated (scored,
-not predicted infeasible), the best validation bits per character whose measured latency meets the target
-(the exported checkpoint's), and the front's hypervolume over time (plotted). Writes
+`search: {mode: standalone}` and NSGA-II, `--standalone-steps` per trial) gets the same wall time:
+`max_minutes` is one-shot's whole run less a minute, with no limit on trials. Reported per run: wall time,
+candidates evaluated (scored, not predicted infeasible), the best validation bits per character whose measured
+latency meets the target (the exported checkpoint's), and the front's hypervolume over time (plotted). Writes
 `bench/results/one_shot_modes.json` and its PNG.
 
-`--part strategies`: the demo's space and data (or `--space default`, `--corpus FILE`), one supernet (`--supernet-steps`, cached under
-`--cache-dir`), the device's lookup table fitted here (blocks timed alone, overhead on 20 archs), then for
-each strategy (random, NSGA-II, TPE, evolution) and seed, `--candidates` trials asked and told as a job does:
-a candidate predicted over the target is told infeasible without evaluation, the others are scored on their
-inherited weights. The hypervolume of the (bits per char, predicted latency) front after each trial, from
-the median metric of every evaluated candidate and the target. Writes `bench/results/one_shot_strategies.json`
-(and a PNG when matplotlib is installed).
+`--part strategies`: the demo's space and data (or `--space default`, `--corpus FILE`), one supernet
+(`--supernet-steps`, cached under `--cache-dir`), the device's lookup table fitted here (blocks timed alone,
+overhead on 20 archs), then for each strategy (random, NSGA-II, TPE, evolution) and seed, `--candidates`
+trials asked and told as a job does: a candidate predicted over the target is told infeasible without
+evaluation, the others are scored on their inherited weights. The hypervolume of the (bits per char, predicted
+latency) front after each trial, from the median metric of every evaluated candidate and the target. Writes
+`bench/results/one_shot_strategies.json` (and a PNG when matplotlib is installed).
 
 `--part moe`: the MoE block (d_model 128, experts of width 128, 64 tokens, 1 thread, a seeded random router)
 for 2, 4 and 8 experts, top-1 and top-2, at batch 1 and 32: as an earlier commit had it (`--before-modeling`,
 the same weights, outputs checked equal), today's with its inference forced to the loop over experts, and
-today's as it runs (grouped matmuls where they win), against a dense block of the same parameters (width
-E x 128) and one of the same active width (k x 128). Interleaved: each round times every variant once (median of 100 calls
-each), medians over the rounds. Writes `bench/results/one_shot_moe.json`.
+today's as it runs (grouped matmuls where they win), against a dense block of the same parameters (width E x
+128) and one of the same active width (k x 128). Interleaved: each round times every variant once (median of
+100 calls each), medians over the rounds. Writes `bench/results/one_shot_moe.json`.
 
 `--part planer`: PLANER's claim. One-shot on the demo's space and on its dense-only copy (`ffn_kinds:
 [dense]`, the same other bounds and budgets): supernet, `--candidates` evolution trials on inherited weights
@@ -40,12 +40,12 @@ lowest measured latency reaching each, and the ratio dense-only over full.
 `--part throughput`: sandwich steps per second of the supernet against steps of the largest arch trained
 alone, interleaved, and the seconds of one inherited evaluation.
 
-Rank agreement is `bench/supernet_ranking.py` (`--default-space` for the space's default options).
-"""
+Rank agreement is `bench/supernet_ranking.py` (`--default-space` for the space's default options)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -54,6 +54,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -119,38 +120,53 @@ def part_modes(args: argparse.Namespace) -> dict[str, Any]:
                       **run_search(standalone, Path(tmp))}
         print(json.dumps(second), flush=True)
         runs += [first, second]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for run in runs:
-            points = run["hypervolume_over_time"]
-            if points:
-                ax.step([t for t, _, _ in points], [hv for _, _, hv in points], where="post",
-                        color="tab:red" if run["mode"] == "one-shot" else "tab:blue",
-                        label=f"{run['mode']}, round {run['round']}")
-        ax.set_xlabel("seconds since the job was stored (one-shot: after its supernet; profiling first for both)")
-        ax.set_ylabel("front hypervolume (one-shot: inherited scores)")
-        ax.set_title("Hypervolume over time, same wall time", fontsize=10)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(args.out.with_suffix(".png"), dpi=110)
-    except ImportError:
-        pass
+    with plot_to(args.out.with_suffix(".png"), size=(7, 4.5)) as ax:
+        if ax is not None:
+            for run in runs:
+                points = run["hypervolume_over_time"]
+                if points:
+                    ax.step([t for t, _, _ in points], [hv for _, _, hv in points], where="post",
+                            color="tab:red" if run["mode"] == "one-shot" else "tab:blue",
+                            label=f"{run['mode']}, round {run['round']}")
+            ax.set_xlabel("seconds since the job was stored (one-shot: after its supernet; profiling first for both)")
+            ax.set_ylabel("front hypervolume (one-shot: inherited scores)")
+            ax.set_title("Hypervolume over time, same wall time", fontsize=10)
+            ax.legend(fontsize=8)
     return {"part": "modes", "standalone_spec": demo, "one_shot_spec": one_shot, "runs": runs}
 
 
-def demo_task_and_space() -> tuple[Any, Any, dict[str, Any]]:
+def bench_spec(args: argparse.Namespace, *, ffn_kinds: list[str] | None = None) -> dict[str, Any]:
+    """The demo's own spec, or its corpus/space swapped for `--corpus` (character level) and/or the space's
+    default options (`--space default`), and `ffn_kinds` when given."""
     import yaml
 
-    from workers.evaluate import task_and_space
+    spec = yaml.safe_load((REPO / "nas" / "examples" / "demo.yaml").read_text())
+    if getattr(args, "corpus", None) is not None:
+        spec["task"] = {"kind": "language-modeling", "train": str(args.corpus), "tokenizer": "char", "seq_len": 64,
+                        "batch_size": 16}
+    if args.space == "default":
+        spec["space_options"] = {"max_seq_len": 64}
+    if ffn_kinds is not None:
+        spec["space_options"] = {**spec["space_options"], "ffn_kinds": ffn_kinds}
+    return spec
 
-    demo = yaml.safe_load((REPO / "nas" / "examples" / "demo.yaml").read_text())
-    task, space = task_and_space(demo["space"], demo["space_options"], demo["task"])
-    return task, space, demo
+
+@contextlib.contextmanager
+def plot_to(path: Path, *, size: tuple[float, float]) -> Iterator[Any]:
+    """A matplotlib axis to draw on, saved to `path` on leaving; None (nothing drawn) without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        yield None
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=size)
+    yield ax
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def fit_lookup_table(space: Any, device_name: str) -> Any:
@@ -176,19 +192,11 @@ def fit_lookup_table(space: Any, device_name: str) -> Any:
 
 def bench_setup(args: argparse.Namespace, *, ffn_kinds: list[str] | None = None
                 ) -> tuple[Any, Any, dict[str, Any], Any, float, float]:
-    """(task, space, spec, supernet, its training seconds, target ms) for `--corpus` and `--space`: the demo's
-    own spec, or its corpus/space swapped for a file (character level) and/or the space's default options."""
+    """(task, space, spec, supernet, its training seconds, target ms) for `bench_spec`'s spec."""
     from workers.evaluate import task_and_space
     from workers.supernet_training import SupernetTask, load_supernet, run_supernet_task
 
-    _, _, spec = demo_task_and_space()
-    if args.corpus is not None:
-        spec["task"] = {"kind": "language-modeling", "train": str(args.corpus), "tokenizer": "char", "seq_len": 64,
-                        "batch_size": 16}
-    if args.space == "default":
-        spec["space_options"] = {"max_seq_len": 64}
-    if ffn_kinds is not None:
-        spec["space_options"] = {**spec["space_options"], "ffn_kinds": ffn_kinds}
+    spec = bench_spec(args, ffn_kinds=ffn_kinds)
     task, space = task_and_space(spec["space"], spec["space_options"], spec["task"])
     began = time.perf_counter()
     outcome = run_supernet_task(SupernetTask(space=spec["space"], space_options=spec["space_options"],
@@ -276,29 +284,21 @@ def part_strategies(args: argparse.Namespace) -> dict[str, Any]:
         summary[name] = {"final_hypervolume": [c["hypervolume"][-1] for c in mine],
                          "trials_to_95pct_of_best": counts,
                          "evaluated": [c["evaluated"] for c in mine]}
-    plot = None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        colours = dict(zip(args.strategies, ["tab:gray", "tab:blue", "tab:green", "tab:red"]))
-        for c in curves:
-            ax.plot(range(1, len(c["hypervolume"]) + 1), c["hypervolume"], color=colours.get(c["strategy"]),
-                    alpha=0.8, label=c["strategy"] if c["seed"] == 0 else None)
-        ax.axhline(0.95 * best, color="black", linestyle=":", linewidth=1, label="95% of the best")
-        ax.set_xlabel("trials asked (candidates predicted over the target are not evaluated)")
-        ax.set_ylabel("hypervolume (bits per char x ms)")
-        ax.set_title(f"Strategies on inherited weights, {args.space} space, target {target_ms} ms, {args.seeds} seeds",
-                     fontsize=10)
-        ax.legend()
-        fig.tight_layout()
-        plot = args.out.with_suffix(".png")
-        fig.savefig(plot, dpi=110)
-    except ImportError:
-        pass
+    plot = args.out.with_suffix(".png")
+    with plot_to(plot, size=(7, 4.5)) as ax:
+        if ax is None:
+            plot = None
+        else:
+            colours = dict(zip(args.strategies, ["tab:gray", "tab:blue", "tab:green", "tab:red"]))
+            for c in curves:
+                ax.plot(range(1, len(c["hypervolume"]) + 1), c["hypervolume"], color=colours.get(c["strategy"]),
+                        alpha=0.8, label=c["strategy"] if c["seed"] == 0 else None)
+            ax.axhline(0.95 * best, color="black", linestyle=":", linewidth=1, label="95% of the best")
+            ax.set_xlabel("trials asked (candidates predicted over the target are not evaluated)")
+            ax.set_ylabel("hypervolume (bits per char x ms)")
+            ax.set_title(f"Strategies on inherited weights, {args.space} space, target {target_ms} ms, "
+                         f"{args.seeds} seeds", fontsize=10)
+            ax.legend()
     return {"part": "strategies", "spec": demo, "latency_target_ms": target_ms, "reference": reference,
             "supernet": {"steps": args.supernet_steps, "train_s": round(supernet_s, 1)},
             "lookup_table_fit_s": round(profile_s, 1),
@@ -451,28 +451,20 @@ def part_planer(args: argparse.Namespace) -> dict[str, Any]:
         iso.append({"bits_per_char": round(level, 4), "full_ms": full, "dense_only_ms": dense,
                     "dense_over_full": round(dense / full, 3) if full and dense else None})
     print(json.dumps(iso), flush=True)
-    plot = None
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6.5, 4.5))
-        for label, colour in (("full", "tab:red"), ("dense-only", "tab:blue")):
-            points = sorted((f["measured_ms"], f["final_bpc"]) for f in spaces[label]["finalists"])
-            ax.plot(*zip(*points), marker="o", color=colour, label=f"{label}: final-trained finalists")
-        for row in iso:
-            ax.axhline(row["bits_per_char"], color="gray", linestyle=":", linewidth=1)
-        ax.set_xlabel("measured latency (ms, cpu-1t)")
-        ax.set_ylabel(f"validation bits per char after {args.final_steps} steps")
-        ax.set_title("PLANER's claim: MoE space against dense-only, iso-quality levels dotted", fontsize=10)
-        ax.legend()
-        fig.tight_layout()
-        plot = args.out.with_suffix(".png")
-        fig.savefig(plot, dpi=110)
-    except ImportError:
-        pass
+    plot = args.out.with_suffix(".png")
+    with plot_to(plot, size=(6.5, 4.5)) as ax:
+        if ax is None:
+            plot = None
+        else:
+            for label, colour in (("full", "tab:red"), ("dense-only", "tab:blue")):
+                points = sorted((f["measured_ms"], f["final_bpc"]) for f in spaces[label]["finalists"])
+                ax.plot(*zip(*points), marker="o", color=colour, label=f"{label}: final-trained finalists")
+            for row in iso:
+                ax.axhline(row["bits_per_char"], color="gray", linestyle=":", linewidth=1)
+            ax.set_xlabel("measured latency (ms, cpu-1t)")
+            ax.set_ylabel(f"validation bits per char after {args.final_steps} steps")
+            ax.set_title("PLANER's claim: MoE space against dense-only, iso-quality levels dotted", fontsize=10)
+            ax.legend()
     return {"part": "planer", "supernet_steps": args.supernet_steps, "candidates": args.candidates,
             "final_steps": args.final_steps, "spaces": spaces, "iso_quality": iso,
             "plot": plot.name if plot else None}
@@ -486,9 +478,7 @@ def part_throughput(args: argparse.Namespace) -> dict[str, Any]:
     from workers.evaluate import task_and_space
     from workers.supernet_training import SandwichTrainer, largest_arch
 
-    _, _, spec = demo_task_and_space()
-    if args.space == "default":
-        spec["space_options"] = {"max_seq_len": 64}
+    spec = bench_spec(args)
     task, space = task_and_space(spec["space"], spec["space_options"], spec["task"])
     steps = 20
     rounds: dict[str, list[float]] = {"supernet_steps_per_s": [], "largest_arch_steps_per_s": [],
