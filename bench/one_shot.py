@@ -485,7 +485,7 @@ def part_throughput(args: argparse.Namespace) -> dict[str, Any]:
                                       "inherited_eval_s": []}
     with pinned_threads(1):
         supernet = space.build_supernet(seed=0)
-        trainer = SandwichTrainer(supernet, space, task, seed=0)
+        trainer = SandwichTrainer(supernet, space, task, seed=0, steps=steps * args.rounds_moe)
         largest = space.build(largest_arch(space), seed=0)
         for _ in range(args.rounds_moe):
             began = time.perf_counter()

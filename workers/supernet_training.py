@@ -1,8 +1,13 @@
 """Training a weight-sharing supernet with the sandwich rule (Once-for-All, BigNAS, HAT, AutoMoE), resumable
 and cached.
 
-Each step trains the largest arch, the smallest and `random_archs_per_step` random ones on the same batch,
-their gradients summed into the shared weights. With `distill` (off by default: on the demo's space, 500
+The first `largest_first` share of the steps trains the largest arch alone (Once-for-All's progressive
+shrinking, in one stage: the full network first, then the elastic ones); each later step trains the largest
+arch, the smallest and `random_archs_per_step` random ones on the same batch, their gradients summed into
+the shared weights. On the demo's space, 500 steps with 30% first scored the largest arch 3.08 bits per byte
+on inherited weights against 3.25 with the sandwich from the start, eight random archs 3.38 on average
+against 3.61, and took 13% less time: the sandwich from the start spends its steps pulling every arch to the
+same bigram-like plateau. The learning rate warms up and decays as in standalone training. With `distill` (off by default: on the demo's space, 500
 steps without it scored the largest arch 3.203 bits per char on inherited weights against 3.397 with it, and
 five random archs better too), the smaller archs learn from the largest arch's predictions on that batch
 (in-place distillation) besides the labels. Language modelling: the space's
@@ -19,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable
@@ -37,8 +43,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # of the supernet's training recipe and files: part of the cache key (2: distillation off
-# by default, and named in the key)
+FORMAT_VERSION = 3  # of the supernet's training recipe and files: part of the cache key (2: distillation off
+# by default, and named in the key; 3: warm-up and cosine schedule, MoE balancing loss, the largest arch alone
+# for the first 30% of the steps)
 SUPERNET_FILE = "supernet.safetensors"
 CHECKPOINT_FILE = "checkpoint.pt"
 ProgressHook = Callable[[int, int, float], None]  # (step done, steps, loss of the largest arch)
@@ -66,16 +73,36 @@ def smallest_arch(space: SupernetSpace) -> Arch:
 
 
 class SandwichTrainer:
-    """The supernet's optimiser and its place in the run; `state_dict` / `load_state_dict` for checkpoints."""
+    """The supernet's optimiser and its place in the run; `state_dict` / `load_state_dict` for checkpoints.
 
-    def __init__(self, supernet: nn.Module, space: SupernetSpace, task: Task, *, seed: int,
-                 learning_rate: float = 3e-3, random_archs_per_step: int = 2, distill: bool = False) -> None:
+    The learning rate follows standalone training's schedule over `steps` (a linear warm-up over the first
+    tenth, then a cosine decay to zero), from the task's `learning_rate` unless `learning_rate` is given. A
+    constant rate left the weights noisy: after 300 steps the largest arch scored 3.64 bits per char against
+    3.32 with the schedule (tiny-shakespeare, the default space).
+    """
+
+    def __init__(self, supernet: nn.Module, space: SupernetSpace, task: Task, *, seed: int, steps: int,
+                 learning_rate: float | None = None, random_archs_per_step: int = 2, distill: bool = False,
+                 largest_first: float = 0.3) -> None:
         import torch
 
-        self.supernet, self.space, self.task, self.seed = supernet, space, task, seed
+        self.supernet, self.space, self.task, self.seed, self.steps = supernet, space, task, seed, steps
         self.random_archs_per_step, self.distill = random_archs_per_step, distill
-        self.optimizer = torch.optim.AdamW(supernet.parameters(), lr=learning_rate, weight_decay=0.01)
+        self.largest_first_steps = int(largest_first * steps)
+        self.learning_rate = learning_rate or float(getattr(task.spec, "learning_rate", 3e-3))
+        self.optimizer = torch.optim.AdamW(supernet.parameters(), lr=self.learning_rate, weight_decay=0.01)
         self.step = 0
+
+    def learning_rate_at(self, step: int) -> float:
+        warmup = max(1, self.steps // 10)
+        return self.learning_rate * min(1.0, (step + 1) / warmup) * 0.5 * (
+            1 + math.cos(math.pi * min(step, self.steps) / max(1, self.steps)))
+
+    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The language-modelling loss, plus the supernet's auxiliary loss (MoE balancing) where it has one."""
+        loss = lm_loss(logits, labels)
+        aux = getattr(self.supernet, "aux_loss", None)
+        return loss + aux if aux is not None else loss
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "optimizer": self.optimizer.state_dict(),
@@ -100,16 +127,18 @@ class SandwichTrainer:
         supernet.train()
         self.optimizer.zero_grad(set_to_none=True)
         teacher_logits = supernet(inputs, largest)
-        loss_largest = lm_loss(teacher_logits, labels)
+        loss_largest = self._loss(teacher_logits, labels)
         loss_largest.backward()
         soft_targets = F.softmax(teacher_logits.detach(), dim=-1) if self.distill else None
         assert isinstance(self.space, SearchSpace)
         others = [smallest, *random_archs(self.space, count=self.random_archs_per_step,
                                           seed=random.Random(self.seed * 7_919 + step).randrange(2**31))]
+        if step < self.largest_first_steps:
+            others = []
         loss_smallest = float("nan")
         for index, arch in enumerate(others):
             logits = supernet(inputs, arch)
-            loss = lm_loss(logits, labels)
+            loss = self._loss(logits, labels)
             if soft_targets is not None:
                 loss = 0.5 * loss + 0.5 * F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
                                                           soft_targets.reshape(-1, soft_targets.shape[-1]))
@@ -117,6 +146,8 @@ class SandwichTrainer:
             if index == 0:
                 loss_smallest = float(loss.detach())
         torch.nn.utils.clip_grad_norm_(supernet.parameters(), 1.0)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate_at(step)
         self.optimizer.step()
         self.step += 1
         supernet.eval()
@@ -124,11 +155,11 @@ class SandwichTrainer:
 
 
 def train_supernet(supernet: nn.Module, space: SupernetSpace, task: Task, *, steps: int, seed: int,
-                   learning_rate: float = 3e-3, random_archs_per_step: int = 2,
+                   learning_rate: float | None = None, random_archs_per_step: int = 2,
                    distill: bool = False) -> list[SandwichStep]:
     """Train `supernet` in place for `steps` sandwich steps; the losses of the largest and the smallest arch
     at each step. Seeded: the same seed and steps give the same weights."""
-    trainer = SandwichTrainer(supernet, space, task, seed=seed, learning_rate=learning_rate,
+    trainer = SandwichTrainer(supernet, space, task, seed=seed, steps=steps, learning_rate=learning_rate,
                               random_archs_per_step=random_archs_per_step, distill=distill)
     return [trainer.train_step() for _ in range(steps)]
 
@@ -223,7 +254,7 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
     folder.mkdir(parents=True, exist_ok=True)
     with pinned_threads(job.threads):
         supernet = space.build_supernet(seed=job.seed)
-        trainer = SandwichTrainer(supernet, space, task, seed=job.seed, distill=job.distill)
+        trainer = SandwichTrainer(supernet, space, task, seed=job.seed, steps=job.steps, distill=job.distill)
         checkpoint = folder / CHECKPOINT_FILE
         resumed_from = 0
         if checkpoint.is_file():

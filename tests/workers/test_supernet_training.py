@@ -140,3 +140,58 @@ def test_on_ray_the_supernet_trains_in_a_worker_and_reports_its_progress(corpus_
                                                           should_stop=lambda: True)
     finally:
         import_ray().shutdown()
+
+
+def test_the_learning_rate_warms_up_then_decays_to_zero_as_standalone_training_does(bound) -> None:  # type: ignore[no-untyped-def]
+    from workers.supernet_training import SandwichTrainer
+
+    task, space = bound
+    supernet = SparseSupernet(space.options, seed=0)
+    trainer = SandwichTrainer(supernet, space, task, seed=0, steps=100, largest_first=0.0)
+    rates = [trainer.learning_rate_at(step) for step in range(100)]
+    peak = task.spec.learning_rate  # the task's rate, as standalone training uses
+    assert rates[0] == pytest.approx(peak / 10) and max(rates) == pytest.approx(peak, rel=0.03)
+    assert rates.index(max(rates)) == 9 and rates[-1] < 0.001 * peak
+    assert all(a >= b for a, b in zip(rates[9:], rates[10:]))  # decays from the end of the warm-up on
+    trainer.train_step()
+    assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(rates[0])  # and the optimiser uses it
+
+
+def test_an_moe_arch_trains_with_the_balancing_loss_of_standalone_training(bound) -> None:  # type: ignore[no-untyped-def]
+    from search_spaces.sparse_transformer.modeling_hwnas_sparse import MixtureOfExperts
+
+    task, space = bound
+    supernet = SparseSupernet(space.options, seed=0)
+    (batch,) = task.sample_batches(count=1, seed=1)
+    largest = largest_arch(space)  # MoE in every layer
+    supernet.train()
+    supernet(batch["input_ids"], largest)
+    model = space.inherit(supernet, largest).train()
+    out = model(input_ids=batch["input_ids"], labels=batch["labels"])
+    # the same balancing loss and weight as the extracted model computes while it trains
+    assert supernet.aux_loss is not None and out.aux_loss is not None
+    assert float(supernet.aux_loss.detach()) == pytest.approx(model.config.moe_aux_loss_coef * float(out.aux_loss.detach()), rel=1e-5)
+    assert isinstance(model.blocks[0].ffn, MixtureOfExperts)
+    supernet(batch["input_ids"], smallest_arch(space))  # no MoE block: no balancing loss
+    assert supernet.aux_loss is None
+    supernet.eval()
+    with torch.no_grad():
+        supernet(batch["input_ids"], largest)
+    assert supernet.aux_loss is None  # evaluation adds nothing
+
+
+def test_the_largest_arch_trains_alone_first_then_the_sandwich_trains_every_arch(bound) -> None:  # type: ignore[no-untyped-def]
+    from workers.supernet_training import SandwichTrainer
+
+    task, space = bound
+    supernet = SparseSupernet(space.options, seed=0)
+    trainer = SandwichTrainer(supernet, space, task, seed=0, steps=10, largest_first=0.3)
+    dense_before = [layer.up.weight.detach().clone() for layer in supernet.layers]  # the largest arch is all MoE
+    router_before = supernet.layers[0].router.weight.detach().clone()
+    first = [trainer.train_step() for _ in range(3)]
+    assert all(torch.equal(a, layer.up.weight) for a, layer in zip(dense_before, supernet.layers))
+    assert not torch.equal(router_before, supernet.layers[0].router.weight)  # the largest arch did train
+    assert all(step.loss_smallest != step.loss_smallest for step in first)  # NaN: no smaller arch ran
+    rest = [trainer.train_step() for _ in range(7)]
+    assert all(step.loss_smallest == step.loss_smallest for step in rest)
+    assert any(not torch.equal(a, layer.up.weight) for a, layer in zip(dense_before, supernet.layers))
