@@ -32,6 +32,7 @@ from workers.types import CandidateTask, EvalResult
 
 logger = logging.getLogger(__name__)
 FAIR_SHARE_REFRESH_S = 2.0  # how often the jobs running on the cluster are counted
+REPEAT_ASKS = 8  # rounds of asking again when a proposal repeats an arch the job has (see _propose_and_dispatch)
 
 
 class Search(Phase):
@@ -120,6 +121,7 @@ class _Loop:
                 self.recorder.tell(state, trial.optuna_number, trial.state, metric=trial.metric,
                                    latency_ms=trial.latency_ms)
         state.next_number = len(trials)
+        state.arch_hashes = {t.arch_hash for t in trials}
         self.recorder.restore_front(state, trials)
         state.rung_points = {}
         for t in trials:
@@ -171,19 +173,33 @@ class _Loop:
         return prediction, None
 
     def _propose_and_dispatch(self, executor: Executor, *, count: int) -> int | None:
-        """Ask, predict, store and dispatch up to `count` new trials; how many took a slot (None: budget spent)."""
+        """Ask, predict, store and dispatch up to `count` new trials; how many took a slot (None: budget spent).
+
+        A proposal of an arch the job already has a trial of (strategies repeat themselves: an evolution
+        whose parents are alike, a sampler on a small space) is told to the strategy as failed and asked
+        again, up to `REPEAT_ASKS` rounds, so a trial's budget goes to an arch not yet seen; only a space
+        that has run out of new archs gets a repeat.
+        """
         state = self.state
         count = min(count, state.job.spec.budget.trials - state.next_number)
         if count <= 0:
             return None
         proposals = []
-        for optuna_number, arch in state.strategy.ask_batch(count, state.job.space.sample):
-            prediction, reason = self._predict(arch)
-            proposals.append(ProposedTrial(
-                number=state.next_number + len(proposals), optuna_number=optuna_number, arch=arch.to_dict(),
-                arch_hash=arch.hash, predicted_latency_ms=prediction.mean_ms,
-                predicted_latency_std_ms=prediction.std_ms, state="infeasible" if reason else "running",
-                error=reason))
+        for round_ in range(REPEAT_ASKS + 1):
+            for optuna_number, arch in state.strategy.ask_batch(count - len(proposals), state.job.space.sample):
+                if arch.hash in state.arch_hashes and round_ < REPEAT_ASKS:
+                    state.strategy.tell_failed(optuna_number)
+                    state.repeats_dropped += 1
+                    continue
+                state.arch_hashes.add(arch.hash)
+                prediction, reason = self._predict(arch)
+                proposals.append(ProposedTrial(
+                    number=state.next_number + len(proposals), optuna_number=optuna_number, arch=arch.to_dict(),
+                    arch_hash=arch.hash, predicted_latency_ms=prediction.mean_ms,
+                    predicted_latency_std_ms=prediction.std_ms, state="infeasible" if reason else "running",
+                    error=reason))
+            if len(proposals) == count:
+                break
         trials = self.storage.add_trials(job_id=state.job.job_id, proposals=proposals)
         state.next_number += len(trials)
         for trial in trials:

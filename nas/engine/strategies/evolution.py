@@ -4,7 +4,9 @@ by crossover and mutation of their parameters.
 It is an Optuna sampler (`EvolutionSampler`) under the same `OptunaStrategy` as the others, so the study,
 resumption and the database record are shared. The first `population` trials are random; after that each
 new trial takes one parent (mutation) or two (crossover, then mutation) from the `parents` best completed
-trials: feasible ones (latency constraint <= 0) by the task's metric, then the least infeasible. Each
+trials: feasible ones (latency constraint <= 0) by the task's metric, then the least infeasible, one per
+arch (repeats of the best arch would crowd out the rest; the search loop also asks again when a proposal
+repeats an arch the job has, so a population does not collapse onto one arch). Each
 parameter comes from a parent when the parent has it and it is still valid (spaces sample conditionally: a
 layer's expert count exists only for an MoE layer), else it is drawn at random; a mutation redraws it with
 probability `mutation_prob`. Candidates the latency model predicts over the target are still recorded
@@ -49,7 +51,13 @@ def _sampler_class() -> type:
             def violation(t: Any) -> float:
                 return max((v for k, v in t.system_attrs.items() if k.startswith("constraints")), default=0.0)
 
-            return sorted(done, key=lambda t: (max(violation(t), 0.0), sign * t.values[0], t.number))
+            ranked, seen = [], set()
+            for t in sorted(done, key=lambda t: (max(violation(t), 0.0), sign * t.values[0], t.number)):
+                key = tuple(sorted((name, repr(value)) for name, value in t.params.items()))
+                if key not in seen:  # one parent per arch: repeats of the best would crowd out the rest
+                    seen.add(key)
+                    ranked.append(t)
+            return ranked
 
         def before_trial(self, study: Any, trial: Any) -> None:
             ranked = self._ranked(study)

@@ -90,8 +90,9 @@ def test_front_constraint_and_export(database_url: str, tmp_path: Path, corpus_f
     import optuna
 
     study = optuna.load_study(study_name=job.study_name, storage=storage.url)
-    assert len(study.trials) == 12
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(told) == 12  # the others are proposals that repeated an arch, told failed and asked again
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in study.trials if t not in told)
 
 
 def test_front_and_hypervolume_follow_every_complete_trial(database_url: str, tmp_path: Path,
@@ -102,7 +103,7 @@ def test_front_and_hypervolume_follow_every_complete_trial(database_url: str, tm
     from workers.evaluate import task_and_space
 
     storage = open_storage(database_url)
-    spec = make_spec(corpus_file, budget={"trials": 24, "train_steps": 2})
+    spec = make_spec(corpus_file, budget={"trials": 24, "train_steps": 2}, latency_target_ms=1.5)
     task, _ = task_and_space(spec.space, spec.space_options, spec.task)
     task.describe_data()
     reference = (task.worst_metric(), spec.latency_target_ms)
@@ -393,5 +394,31 @@ def test_a_database_outage_while_recording_loses_nothing(tmp_path: Path, corpus_
     trials = storage.trials(job_id)
     assert [t.number for t in trials] == list(range(12)) and {t.state for t in trials} == {"complete"}
     study = optuna.load_study(study_name=job.study_name, storage=storage.url)
-    assert sorted(t.number for t in study.trials) == sorted(t.optuna_number for t in trials)
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    told = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(t.number for t in told) == sorted(t.optuna_number for t in trials)
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in study.trials if t not in told)  # repeats
+
+
+@pytest.mark.parametrize("strategy", ["evolution", "random"])
+def test_a_job_spends_its_trials_on_archs_it_has_not_seen(strategy: str, tmp_path: Path, corpus_file: Path,
+                                                          sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    calls: list[int] = []
+    spec = make_spec(corpus_file, strategy=strategy, latency_target_ms=100.0, budget={"trials": 40, "train_steps": 2})
+    job_id, job = run(storage, tmp_path, spec, calls)
+    assert job.state == "completed"
+    hashes = [t.arch_hash for t in storage.trials(job_id)]
+    assert len(hashes) == 40 and len(set(hashes)) == 40  # no arch trained twice while new ones remain
+
+
+def test_a_space_with_fewer_archs_than_the_budget_still_runs_its_budget(tmp_path: Path, corpus_file: Path,
+                                                                       sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    options = {**TINY_SPACE_OPTIONS, "max_layers": 1, "min_layers": 1, "d_model_choices": [16], "heads_choices": [2],
+               "ffn_kinds": ["dense"], "dense_width_choices": [16, 32]}  # two archs
+    spec = make_spec(corpus_file, strategy="evolution", latency_target_ms=100.0, space_options=options,
+                     budget={"trials": 5, "train_steps": 2})
+    job_id, job = run(storage, tmp_path, spec, [])
+    assert job.state == "completed"
+    hashes = [t.arch_hash for t in storage.trials(job_id)]
+    assert len(hashes) == 5 and len(set(hashes)) == 2
