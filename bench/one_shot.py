@@ -88,6 +88,8 @@ def run_search(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
     best = next((t for t in trials if t["trial"] == checkpoint.get("trial")), None)
     return {"wall_s": round(wall_s, 1), "trials": len(trials),
             "evaluated": sum(1 for t in trials if t["state"] in ("complete", "stopped")),
+            "distinct_archs_evaluated": len({json.dumps(t["arch"], sort_keys=True) for t in trials
+                                             if t["state"] in ("complete", "stopped")}),
             "infeasible": sum(1 for t in trials if t["state"] == "infeasible"),
             "finalists": sum(1 for t in trials if t["state"] == "complete" and t["steps_done"]
                              and spec.get("search", {}).get("mode") == "one-shot"),
