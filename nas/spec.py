@@ -177,15 +177,16 @@ class JobSpec(BaseModel):
 
 
 def default_search_mode(space: Any, budget: Any) -> Literal["standalone", "one-shot"]:
-    """One-shot where the space has a weight-sharing supernet and early stopping (a standalone option) is not
-    asked for; standalone otherwise (an unknown space is reported by its own check)."""
+    """One-shot where the space has a weight-sharing supernet that is one-shot by default and early stopping
+    (a standalone option) is not asked for; standalone otherwise (an unknown space is reported by its own check)."""
     from search_spaces.base import SPACES, SupernetSpace, space_names
 
     if not isinstance(space, str) or space not in space_names():
         return "standalone"
     early_stopping = (budget.min_train_steps if isinstance(budget, Budget)
                       else budget.get("min_train_steps") if isinstance(budget, dict) else None)
-    if early_stopping is None and issubclass(SPACES.get(space), SupernetSpace):
+    space_cls = SPACES.get(space)
+    if early_stopping is None and issubclass(space_cls, SupernetSpace) and space_cls.one_shot_by_default:
         return "one-shot"
     return "standalone"
 

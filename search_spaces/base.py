@@ -100,11 +100,20 @@ class PreparedSpace(ABC):
 class SupernetSpace(ABC):
     """A capability of a space whose archs can all share one weight-sharing supernet (one-shot search): an
     arch runs on the supernet's leading slices, and `inherit` copies them into a standalone model of the arch
-    (the one `build` makes) that computes the same outputs."""
+    (the one `build` makes) that computes the same outputs.
+
+    A supernet whose objective is not next-token prediction defines `sandwich_loss(batch, arch, *, spec)`
+    (the pruned BERT's: distillation from its teacher). `one_shot_by_default`: whether a spec that leaves
+    `search.mode` out gets one-shot (a space turns it on once a benchmark shows one-shot ahead);
+    `supernet_largest_first`: the share of the supernet's steps that train the largest arch alone.
+    """
+
+    one_shot_by_default: ClassVar[bool] = True
+    supernet_largest_first: ClassVar[float] = 0.3
 
     @abstractmethod
     def build_supernet(self, *, seed: int) -> nn.Module:
-        """The supernet, randomly initialised (seeded); its `forward(input_ids, arch)` gives the arch's logits."""
+        """The supernet, initialised (seeded); its `forward(inputs, arch)` gives the arch's logits."""
 
     @abstractmethod
     def inherit(self, supernet: nn.Module, arch: Arch) -> nn.Module:
@@ -113,6 +122,10 @@ class SupernetSpace(ABC):
     @abstractmethod
     def sandwich_archs(self) -> tuple[Arch, Arch]:
         """The largest and the smallest arch (the sandwich rule trains both at every step)."""
+
+    def supernet_logits(self, supernet: nn.Module, inputs: dict[str, Tensor], arch: Arch) -> Tensor:
+        """The arch's logits on the supernet for model inputs (`example_inputs`' keys)."""
+        return supernet(inputs["input_ids"], arch)
 
 
 def teacher_of(space: SearchSpace) -> nn.Module | None:

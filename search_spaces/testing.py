@@ -9,6 +9,8 @@
         def bad_archs(self): return [...]          # archs `validate` must refuse
         def expected_outputs(self, arch): return ...  # the logits' last dimension
 
+A space with a weight-sharing supernet also passes `SupernetContract` (the same `space` fixture).
+
 Needs pytest, optuna and torch.
 """
 
@@ -19,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from search_spaces.arch import Arch
-from search_spaces.base import SearchSpace
+from search_spaces.base import SearchSpace, SupernetSpace
 from search_spaces.errors import InvalidArchError
 
 # Small sparse-transformer options (two layers, widths 16 and 32): what the latency-model, executor and
@@ -146,3 +148,39 @@ class SpaceContract:
     def expected_outputs(self, arch: Arch) -> int:
         """The size of the logits' last dimension for `arch` (vocabulary, labels)."""
         raise NotImplementedError(f"{type(self).__name__} must say how many outputs an arch has")
+
+
+class SupernetContract:
+    """Every space with a weight-sharing supernet (`SupernetSpace`) passes this suite. Provide `space`."""
+
+    def test_an_arch_on_the_supernet_equals_its_inherited_model(self, space: SearchSpace) -> None:
+        import optuna
+        import torch
+
+        assert isinstance(space, SupernetSpace)
+        supernet = space.build_supernet(seed=0).eval()
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=5))
+        archs = [*space.sandwich_archs(), *(space.sample(study.ask()) for _ in range(6))]
+        for arch in archs:
+            space.validate(arch)
+            inputs = space.example_inputs(arch, batch_size=2, seq_len=8)
+            model = space.inherit(supernet, arch)
+            with torch.no_grad():
+                expected = space.supernet_logits(supernet, inputs, arch)
+                got = model(**inputs).logits
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+            assert sum(p.numel() for p in model.parameters()) <= sum(p.numel() for p in supernet.parameters())
+
+    def test_the_same_seed_gives_the_same_supernet(self, space: SearchSpace) -> None:
+        import torch
+
+        assert isinstance(space, SupernetSpace)
+        first, second = space.build_supernet(seed=1).state_dict(), space.build_supernet(seed=1).state_dict()
+        assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
+    def test_the_largest_arch_is_at_least_as_large_as_the_smallest(self, space: SearchSpace) -> None:
+        assert isinstance(space, SupernetSpace)
+        largest, smallest = space.sandwich_archs()
+        supernet = space.build_supernet(seed=0)
+        big = sum(p.numel() for p in space.inherit(supernet, largest).parameters())
+        assert big >= sum(p.numel() for p in space.inherit(supernet, smallest).parameters())

@@ -83,11 +83,13 @@ class SandwichTrainer:
 
     def __init__(self, supernet: nn.Module, space: SupernetSpace, task: Task, *, seed: int, steps: int,
                  learning_rate: float | None = None, random_archs_per_step: int = 2, distill: bool = False,
-                 largest_first: float = 0.3) -> None:
+                 largest_first: float | None = None) -> None:
         import torch
 
         self.supernet, self.space, self.task, self.seed, self.steps = supernet, space, task, seed, steps
         self.random_archs_per_step, self.distill = random_archs_per_step, distill
+        if largest_first is None:
+            largest_first = float(getattr(space, "supernet_largest_first", 0.3))
         self.largest_first_steps = int(largest_first * steps)
         self.learning_rate = learning_rate or float(getattr(task.spec, "learning_rate", 3e-3))
         self.optimizer = torch.optim.AdamW(supernet.parameters(), lr=self.learning_rate, weight_decay=0.01)
@@ -123,13 +125,18 @@ class SandwichTrainer:
         torch.manual_seed(self.seed * 1_000_003 + step)
         largest, smallest = self.space.sandwich_archs()
         (batch,) = self.task.sample_batches(count=1, seed=self.seed * 1_000_003 + step)
-        inputs, labels = batch["input_ids"], batch["labels"]
         supernet.train()
         self.optimizer.zero_grad(set_to_none=True)
-        teacher_logits = supernet(inputs, largest)
-        loss_largest = self._loss(teacher_logits, labels)
+        custom = getattr(supernet, "sandwich_loss", None)  # a supernet with its own objective (pruned BERT)
+        if custom is not None:
+            loss_largest = custom(batch, largest, spec=self.task.spec)
+            teacher_logits = None
+        else:
+            teacher_logits = supernet(batch["input_ids"], largest)
+            loss_largest = self._loss(teacher_logits, batch["labels"])
         loss_largest.backward()
-        soft_targets = F.softmax(teacher_logits.detach(), dim=-1) if self.distill else None
+        soft_targets = F.softmax(teacher_logits.detach(), dim=-1) if self.distill and teacher_logits is not None \
+            else None
         assert isinstance(self.space, SearchSpace)
         others = [smallest, *random_archs(self.space, count=self.random_archs_per_step,
                                           seed=random.Random(self.seed * 7_919 + step).randrange(2**31))]
@@ -137,11 +144,14 @@ class SandwichTrainer:
             others = []
         loss_smallest = float("nan")
         for index, arch in enumerate(others):
-            logits = supernet(inputs, arch)
-            loss = self._loss(logits, labels)
-            if soft_targets is not None:
-                loss = 0.5 * loss + 0.5 * F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                          soft_targets.reshape(-1, soft_targets.shape[-1]))
+            if custom is not None:
+                loss = custom(batch, arch, spec=self.task.spec)
+            else:
+                logits = supernet(batch["input_ids"], arch)
+                loss = self._loss(logits, batch["labels"])
+                if soft_targets is not None:
+                    loss = 0.5 * loss + 0.5 * F.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                              soft_targets.reshape(-1, soft_targets.shape[-1]))
             loss.backward()
             if index == 0:
                 loss_smallest = float(loss.detach())

@@ -29,6 +29,7 @@ from search_spaces.base import (
     PreparedSpace,
     SearchSpace,
     SpaceOptions,
+    SupernetSpace,
     TaskRunner,
     TrialLike,
     register_space,
@@ -103,8 +104,10 @@ def load_cached(path: Path) -> dict[str, Tensor]:
 
 
 @register_space("pruned-bert")
-class PrunedBertSpace(SearchSpace, PreparedSpace):
+class PrunedBertSpace(SearchSpace, PreparedSpace, SupernetSpace):
     version = 1
+    one_shot_by_default: ClassVar[bool] = False  # until the benchmark shows one-shot ahead (issue 17)
+    supernet_largest_first: ClassVar[float] = 0.0  # the largest arch is the teacher: nothing to train first
     options_model = PrunedBertOptions
     task_kinds: ClassVar[frozenset[str]] = frozenset({"classification"})
     auto_class: ClassVar[str] = "AutoModelForSequenceClassification"
@@ -301,6 +304,45 @@ class PrunedBertSpace(SearchSpace, PreparedSpace):
             model = HwnasPrunedBertForSequenceClassification(self.model_config(arch))
         model.load_state_dict(sliced, strict=True, assign=True)
         return model.eval()
+
+    # ---- the width- and depth-adaptive supernet (one-shot search) ------------------------------------
+    def build_supernet(self, *, seed: int) -> nn.Module:
+        """The teacher, its heads and units reordered by importance (see `search_spaces.pruned_bert.supernet`)."""
+        import torch
+
+        from search_spaces.pruned_bert.modeling_hwnas_pruned_bert import HwnasPrunedBertForSequenceClassification
+        from search_spaces.pruned_bert.supernet import PrunedBertSupernet, reorder_by_importance
+
+        b = self.base
+        state = self.full_state(seed=seed)
+        ordered = reorder_by_importance(state, self.importance(state, seed=seed), layers=b.layers,
+                                        head_size=b.head_size)
+        with torch.device("meta"):
+            model = HwnasPrunedBertForSequenceClassification(self.model_config(self.full_arch()))
+        model.load_state_dict({k: v.clone() for k, v in ordered.items()}, strict=True, assign=True)
+        return PrunedBertSupernet(model, teacher=self.teacher(), head_size=b.head_size)
+
+    def inherit(self, supernet: nn.Module, arch: Arch) -> nn.Module:
+        import torch
+
+        from search_spaces.pruned_bert.modeling_hwnas_pruned_bert import HwnasPrunedBertForSequenceClassification
+
+        self.validate(arch)
+        with torch.device("meta"):
+            model = HwnasPrunedBertForSequenceClassification(self.model_config(arch))
+        model = model.to_empty(device="cpu")
+        return supernet.extract(arch, model)  # type: ignore[operator]
+
+    def supernet_logits(self, supernet: nn.Module, inputs: dict[str, Tensor], arch: Arch) -> Tensor:
+        return supernet(inputs, arch)
+
+    def sandwich_archs(self) -> tuple[Arch, Arch]:
+        """The teacher's arch, and the fewest layers (the lowest) at the narrowest non-zero widths (a layer
+        with no heads and no units is only its norms: not a model worth training towards)."""
+        b, o = self.base, self.options
+        smallest = [{"source": i, "heads": min(o.head_step, b.heads), "ffn": min(o.ffn_step, b.ffn)}
+                    for i in range(o.min_layers)]
+        return self.full_arch(), self.make_arch(smallest)
 
     def teacher(self) -> nn.Module | None:
         if self.options.teacher_dir is None:

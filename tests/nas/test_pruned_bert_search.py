@@ -102,3 +102,38 @@ def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny
     assert result["class"] == "HwnasPrunedBertForSequenceClassification"
     assert result["id2label"] == {"0": "negative", "1": "positive"}
     assert result["predictions"] == expected
+
+
+@pytest.mark.slow
+def test_a_one_shot_pruned_bert_search_ends_with_a_fine_tuned_export(sentiment_files: tuple[Path, Path],
+                                                                    tiny_bert_dir: Path, tmp_path: Path,
+                                                                    sqlite_url: str) -> None:
+    """The one-shot pipeline on the pruned BERT: the adaptive supernet distilled from the teacher, candidates
+    scored on inherited weights, the best fine-tuned by distillation and exported for plain `transformers`."""
+    storage = open_storage(sqlite_url)
+    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
+    controller = Controller(storage, settings, executor_factory=InProcessExecutor)
+    spec = spec_for(sentiment_files, tiny_bert_dir, strategy="evolution", budget={"trials": 8, "train_steps": 15},
+                    search={"mode": "one-shot", "supernet_steps": 12, "final_candidates": 1})
+    assert spec.search.mode == "one-shot"
+    assert spec_for(sentiment_files, tiny_bert_dir).search.mode == "standalone"  # not the default yet
+    job_id = submit_job(storage, spec)
+    job = controller.run_job(job_id)
+    assert job.state == "completed", job.message
+    trials = storage.trials(job_id, states=("complete",))
+    inherited = [t for t in trials if not t.steps_done]
+    (finalist,) = [t for t in trials if t.steps_done]
+    assert inherited and all(t.weights_path is None for t in inherited)  # scored on the supernet's weights
+    assert finalist.steps_done == 15 and "inherited_accuracy" in finalist.metrics
+    (checkpoint,) = storage.checkpoints(job_id)
+    assert Path(checkpoint.path).name == f"checkpoint-trial-{finalist.number}"
+    texts = [line.rsplit("\t", 1)[0] for line in sentiment_files[1].read_text().splitlines()[1:]]
+    (tmp_path / "texts.json").write_text(json.dumps(texts))
+    done = subprocess.run([sys.executable, "-I", "-c", CLEAN_CLASSIFY, checkpoint.path, str(tmp_path / "texts.json"),
+                           str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    labels = [int(line.rsplit("\t", 1)[1]) for line in sentiment_files[1].read_text().splitlines()[1:]]
+    predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
+    accuracy = sum(p == g for p, g in zip(predictions, labels)) / len(labels)
+    assert accuracy == pytest.approx(finalist.metric)  # the export is the finalist the job scored

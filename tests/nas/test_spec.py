@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,18 +42,41 @@ def test_each_bad_field_is_refused_by_name(corpus_file: Path, change: dict, fiel
     assert any(p.startswith(field) and words in p for p in info.value.problems), info.value.problems
 
 
-def test_one_shot_is_refused_for_a_space_without_a_supernet_with_the_fix(sentiment_files: tuple[Path, Path],
-                                                                         tiny_bert_dir: Path) -> None:
-    train, validation = sentiment_files
-    spec = {"space": "pruned-bert", "space_options": {"base_model": str(tiny_bert_dir)},
-            "task": {"kind": "classification", "train": str(train), "validation": str(validation)},
-            "latency_target_ms": 5.0, "budget": {"trials": 4}, "search": {"mode": "one-shot"}}
+@pytest.fixture()
+def plain_space() -> Iterator[str]:
+    """A plug-in space without a weight-sharing supernet: the sparse space's methods, not its capability."""
+    from search_spaces.base import SPACES, SearchSpace, SupernetSpace, register_space
+    from search_spaces.sparse_transformer.space import SparseTransformerSpace
+
+    methods = {k: v for k, v in vars(SparseTransformerSpace).items()
+               if k not in ("__dict__", "__weakref__", "name") and k not in vars(SupernetSpace)
+               and k not in ("build_supernet", "inherit", "sandwich_archs")}
+    cls = register_space("plain-test-space")(type("PlainTestSpace", (SearchSpace,), methods))
+    assert not issubclass(cls, SupernetSpace)
+    yield "plain-test-space"
+    SPACES._classes.pop("plain-test-space")
+
+
+def test_one_shot_is_refused_for_a_space_without_a_supernet_with_the_fix(corpus_file: Path, plain_space: str) -> None:
+    spec = {**good_spec(corpus_file), "space": plain_space, "search": {"mode": "one-shot"}}
     with pytest.raises(SpecError) as info:
         parse_spec(spec)
     (problem,) = info.value.problems
-    assert "one-shot needs a space with a weight-sharing supernet" in problem and "'pruned-bert' has none" in problem
-    assert "spaces that do: sparse-transformer" in problem and "use search.mode: standalone" in problem
+    assert "one-shot needs a space with a weight-sharing supernet" in problem and f"{plain_space!r} has none" in problem
+    assert "spaces that do: pruned-bert, sparse-transformer" in problem and "use search.mode: standalone" in problem
     assert parse_spec({**spec, "search": {"mode": "standalone"}}).search.mode == "standalone"
+    unset = {k: v for k, v in spec.items() if k not in ("search", "strategy")}
+    assert parse_spec(unset).search.mode == "standalone"  # no supernet: standalone by default
+
+
+def test_pruned_bert_has_a_supernet_but_stays_standalone_by_default(sentiment_files: tuple[Path, Path],
+                                                                    tiny_bert_dir: Path) -> None:
+    train, validation = sentiment_files
+    spec = {"space": "pruned-bert", "space_options": {"base_model": str(tiny_bert_dir)},
+            "task": {"kind": "classification", "train": str(train), "validation": str(validation)},
+            "latency_target_ms": 5.0, "budget": {"trials": 4}}
+    assert parse_spec(spec).search.mode == "standalone"  # until its benchmark shows one-shot ahead
+    assert parse_spec({**spec, "search": {"mode": "one-shot"}}).search.mode == "one-shot"
 
 
 def test_one_shot_is_the_default_mode_where_the_space_has_a_supernet(corpus_file: Path,

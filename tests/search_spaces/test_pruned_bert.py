@@ -17,10 +17,10 @@ from search_spaces.pruned_bert.importance import (
     taylor_importance,
 )
 from tests.conftest import tiny_pruned_bert_options
-from search_spaces.testing import SpaceContract
+from search_spaces.testing import SpaceContract, SupernetContract
 
 
-class TestPrunedBertContract(SpaceContract):
+class TestPrunedBertContract(SpaceContract, SupernetContract):
     @pytest.fixture()
     def space(self, tiny_bert_dir: Path):  # type: ignore[no-untyped-def]
         return get_space("pruned-bert", tiny_pruned_bert_options(tiny_bert_dir))

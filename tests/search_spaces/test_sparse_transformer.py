@@ -8,10 +8,10 @@ from search_spaces.base import get_space
 from search_spaces.errors import SpecError
 from search_spaces.sparse_transformer.modeling_hwnas_sparse import MixtureOfExperts
 from tests.conftest import TINY_SPACE_OPTIONS
-from search_spaces.testing import SpaceContract
+from search_spaces.testing import SpaceContract, SupernetContract
 
 
-class TestSparseTransformerContract(SpaceContract):
+class TestSparseTransformerContract(SpaceContract, SupernetContract):
     @pytest.fixture()
     def space(self):  # type: ignore[no-untyped-def]
         return get_space("sparse-transformer", TINY_SPACE_OPTIONS)

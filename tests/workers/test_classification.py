@@ -100,6 +100,29 @@ def test_training_learns_and_distillation_follows_the_teacher(sentiment_files: t
     assert agreement > 0.85
 
 
+def test_hidden_state_distillation_pulls_each_kept_layer_towards_the_teachers_same_layer(
+        sentiment_files: tuple[Path, Path], tiny_bert_dir: Path) -> None:
+    from workers.tasks.classification import hidden_state_loss
+
+    task, space = make(sentiment_files, tiny_bert_dir)
+    teacher = space.build(space.full_arch(), seed=0)
+    task.train(teacher, steps=40, seed=0)
+    arch = space.make_arch([{"source": 1, "heads": 2, "ffn": 32}])  # layer 0 dropped: kept layer 0 is source 1
+    (batch,) = task.sample_batches(count=1, seed=5)
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+
+    def gap(weight: float) -> float:
+        tuned, _ = make(sentiment_files, tiny_bert_dir, distill_hidden_weight=weight)
+        student = space.build(arch, seed=0)
+        tuned.train(student, steps=30, seed=0, teacher=teacher)
+        with torch.no_grad():
+            mine = student(**inputs, output_hidden_states=True).hidden_states
+            theirs = teacher(**inputs, output_hidden_states=True).hidden_states
+        return float(hidden_state_loss(mine, theirs, sources=[1], attention_mask=inputs["attention_mask"]))
+
+    assert gap(1.0) < 0.5 * gap(0.0)
+
+
 def test_training_continued_in_rungs_equals_training_in_one_go(sentiment_files: tuple[Path, Path],
                                                                tiny_bert_dir: Path) -> None:
     """`TrainingRun` carries the schedule, the optimiser, the data order and dropout's generator from rung to

@@ -60,6 +60,10 @@ class ClassificationSpec(TaskSpec):
     max_train_examples: int | None = Field(default=None, ge=1)
     distill_alpha: float = Field(default=0.5, ge=0.0, le=1.0, description="weight of the teacher's soft labels")
     distill_temperature: float = Field(default=2.0, gt=0.0, le=100.0)
+    distill_hidden_weight: float = Field(
+        default=0.0, ge=0.0, le=100.0,
+        description="weight of hidden-state distillation (DynaBERT): the mean squared error of each kept layer's "
+                    "output against the teacher's same layer; 0: logits only")
 
     @model_validator(mode="after")
     def _one_source(self) -> ClassificationSpec:
@@ -262,14 +266,21 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
         for step in range(steps):
             inputs = self._collate(self._train, torch.randint(0, n, (s.batch_size,), generator=generator).tolist())
             labels = inputs.pop("labels")
-            logits = model(**inputs).logits.float()
+            hidden = teacher is not None and s.distill_hidden_weight > 0
+            out = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
+            logits = out.logits.float()
             loss = F.cross_entropy(logits, labels)
-            if teacher is not None and alpha > 0:
+            if teacher is not None and (alpha > 0 or hidden):
                 with torch.no_grad():
-                    soft = teacher(**inputs).logits.float()
+                    taught = teacher(**inputs, output_hidden_states=hidden)
+                soft = taught.logits.float()
                 kd = F.kl_div(F.log_softmax(logits / temperature, dim=-1), F.log_softmax(soft / temperature, dim=-1),
                               reduction="batchmean", log_target=True) * temperature ** 2
                 loss = (1 - alpha) * loss + alpha * kd
+                if hidden:
+                    loss = loss + s.distill_hidden_weight * hidden_state_loss(
+                        out.hidden_states, taught.hidden_states, sources=model.config.source_layers,  # type: ignore[union-attr]
+                        attention_mask=inputs.get("attention_mask"))
             value = optimizer_step(loss, step=first + step, model=model, optimizer=optimizer, schedule=schedule)
             recent = (recent + [value])[-20:]
         model.eval()
@@ -325,3 +336,17 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
         data = {**self.describe_data(), "tokenizer": str(self._tokenizer_dir), "batch_size": self.spec.batch_size,
                 "max_train_examples": self.spec.max_train_examples}
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def hidden_state_loss(student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], *, sources: list[int],
+                      attention_mask: Tensor | None) -> Tensor:
+    """Mean squared error of each kept layer's output (`student[j + 1]`) against the teacher's layer it was
+    cut from (`teacher[sources[j] + 1]`), over the real tokens: the layer mapping that dropping layers needs."""
+    import torch
+
+    errors = []
+    for j, source in enumerate(sources):
+        mine, theirs = student[j + 1], teacher[source + 1]
+        weights = (attention_mask if attention_mask is not None else torch.ones(mine.shape[:2])).unsqueeze(-1).float()
+        errors.append((((mine - theirs) ** 2) * weights).sum() / (weights.sum() * mine.shape[-1]))
+    return torch.stack(errors).mean() if errors else student[0].new_zeros(())
