@@ -53,5 +53,6 @@ class SearchState:
     front: list[Point] = field(default_factory=list)  # the Pareto front of the complete trials
     dispatched: dict[int, TrialRecord] = field(default_factory=dict)  # trial number -> its row, while in flight
     running_jobs_at: tuple[float, int] = (-1e9, 1)  # when the running jobs were counted, and how many
-    arch_hashes: set[str] = field(default_factory=set)  # every arch this job has a trial of (no repeats)
+    arch_hashes: set[str] = field(default_factory=set)  # every arch this job has a trial of or discarded
     repeats_dropped: int = 0  # proposals of an arch the job already had, asked again instead
+    infeasible_discarded: int = 0  # one-shot: proposals predicted over the target, told and not stored

@@ -38,3 +38,6 @@ class ExportBest(Phase):
         logger.info("job %s exported trial %s", job.job_id, best.number)
         run.message = (f"{done} trials; best under {target} ms: trial {best.number} with {job.task.metric_name} "
                        f"{best.metric:.4f} at {best_point.latency_ms:.3f} ms")
+        discarded = run.search.infeasible_discarded if run.search is not None else 0
+        if discarded:
+            run.message += f" ({discarded} proposals predicted over the target discarded before scoring)"

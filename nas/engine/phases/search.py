@@ -33,6 +33,7 @@ from workers.types import CandidateTask, EvalResult
 logger = logging.getLogger(__name__)
 FAIR_SHARE_REFRESH_S = 2.0  # how often the jobs running on the cluster are counted
 REPEAT_ASKS = 8  # rounds of asking again when a proposal repeats an arch the job has (see _propose_and_dispatch)
+DISCARD_ROUNDS = 50  # one-shot: rounds of asking again for candidates under the target (see _propose_and_dispatch)
 
 
 class Search(Phase):
@@ -175,24 +176,34 @@ class _Loop:
     def _propose_and_dispatch(self, executor: Executor, *, count: int) -> int | None:
         """Ask, predict, store and dispatch up to `count` new trials; how many took a slot (None: budget spent).
 
-        A proposal of an arch the job already has a trial of (strategies repeat themselves: an evolution
-        whose parents are alike, a sampler on a small space) is told to the strategy as failed and asked
-        again, up to `REPEAT_ASKS` rounds, so a trial's budget goes to an arch not yet seen; only a space
-        that has run out of new archs gets a repeat.
+        A proposal of an arch the job has already seen (strategies repeat themselves: an evolution whose
+        parents are alike, a sampler on a small space) is told to the strategy as failed and asked again, so a
+        trial's budget goes to an arch not yet seen. In a one-shot search a proposal predicted over the target
+        is not stored either: it is told to the strategy as infeasible (with its predicted latency) and asked
+        again, as HAT discards such candidates before evaluation, so `budget.trials` counts candidates scored.
+        Both give up after `REPEAT_ASKS` rounds (`DISCARD_ROUNDS` for one-shot) and store what comes, so a job
+        whose space is exhausted, or whose target nothing meets, still ends.
         """
         state = self.state
         count = min(count, state.job.spec.budget.trials - state.next_number)
         if count <= 0:
             return None
+        one_shot = state.job.spec.search.mode == "one-shot"
+        rounds = DISCARD_ROUNDS if one_shot else REPEAT_ASKS + 1
         proposals = []
-        for round_ in range(REPEAT_ASKS + 1):
+        for round_ in range(rounds):
+            last = round_ == rounds - 1
             for optuna_number, arch in state.strategy.ask_batch(count - len(proposals), state.job.space.sample):
-                if arch.hash in state.arch_hashes and round_ < REPEAT_ASKS:
+                if arch.hash in state.arch_hashes and not last:
                     state.strategy.tell_failed(optuna_number)
                     state.repeats_dropped += 1
                     continue
                 state.arch_hashes.add(arch.hash)
                 prediction, reason = self._predict(arch)
+                if reason and one_shot and not last:
+                    self.recorder.tell(state, optuna_number, "infeasible", metric=None, latency_ms=prediction.mean_ms)
+                    state.infeasible_discarded += 1
+                    continue
                 proposals.append(ProposedTrial(
                     number=state.next_number + len(proposals), optuna_number=optuna_number, arch=arch.to_dict(),
                     arch_hash=arch.hash, predicted_latency_ms=prediction.mean_ms,

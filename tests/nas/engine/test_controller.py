@@ -422,3 +422,27 @@ def test_a_space_with_fewer_archs_than_the_budget_still_runs_its_budget(tmp_path
     assert job.state == "completed"
     hashes = [t.arch_hash for t in storage.trials(job_id)]
     assert len(hashes) == 5 and len(set(hashes)) == 2
+
+
+def test_a_one_shot_search_spends_its_trials_on_candidates_under_the_target(tmp_path: Path, corpus_file: Path,
+                                                                          sqlite_url: str) -> None:
+    """HAT's filter: a one-shot proposal predicted over the target is told to the strategy and not stored,
+    so `budget.trials` counts candidates scored; standalone keeps recording them as infeasible trials."""
+    import optuna
+
+    storage = open_storage(sqlite_url)
+    space = get_space("sparse-transformer", {**TINY_SPACE_OPTIONS, "vocab_size": 259})
+    spec = make_spec(corpus_file, strategy="evolution", latency_target_ms=1.0, budget={"trials": 12, "train_steps": 2},
+                     search={"mode": "one-shot", "supernet_steps": 2, "final_candidates": 1})
+    job_id, job = run(storage, tmp_path, spec, [])
+    assert job.state == "completed", job.message
+    trials = storage.trials(job_id)
+    assert len(trials) == 12 and all(t.state == "complete" for t in trials), [(t.state, t.error) for t in trials]
+    assert all(fake_latency_ms(space, Arch.from_dict(t.arch)) <= 1.0 + 1e-9 for t in trials)  # 7% of this space
+    study = optuna.load_study(study_name=job.study_name, storage=storage.url)
+    discarded = [t for t in study.trials if t.number not in {x.optuna_number for x in trials}
+                 and t.state == optuna.trial.TrialState.COMPLETE]
+    assert discarded, "the target splits this space: some proposals were over it"
+    assert f"{len(discarded)} proposals predicted over the target discarded" in job.message
+    standalone_id, _ = run(storage, tmp_path, make_spec(corpus_file, strategy="evolution", latency_target_ms=1.0), [])
+    assert any(t.state == "infeasible" for t in storage.trials(standalone_id))  # standalone: recorded as before
