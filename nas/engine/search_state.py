@@ -56,3 +56,4 @@ class SearchState:
     arch_hashes: set[str] = field(default_factory=set)  # every arch this job has a trial of or discarded
     repeats_dropped: int = 0  # proposals of an arch the job already had, asked again instead
     infeasible_discarded: int = 0  # one-shot: proposals predicted over the target, told and not stored
+    exhausted: bool = False  # one-shot: the strategy found no new arch under the target; the search ends

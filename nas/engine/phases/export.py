@@ -41,3 +41,6 @@ class ExportBest(Phase):
         discarded = run.search.infeasible_discarded if run.search is not None else 0
         if discarded:
             run.message += f" ({discarded} proposals predicted over the target discarded before scoring)"
+        if run.search is not None and run.search.exhausted:
+            run.message += ("; the search ended early: the strategy proposed no new arch under the target "
+                            "(raise latency_target_ms or widen the space for more)")

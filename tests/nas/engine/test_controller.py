@@ -446,3 +446,11 @@ def test_a_one_shot_search_spends_its_trials_on_candidates_under_the_target(tmp_
     assert f"{len(discarded)} proposals predicted over the target discarded" in job.message
     standalone_id, _ = run(storage, tmp_path, make_spec(corpus_file, strategy="evolution", latency_target_ms=1.0), [])
     assert any(t.state == "infeasible" for t in storage.trials(standalone_id))  # standalone: recorded as before
+    # a target only 7 archs meet: the search scores what the strategy finds under it, then ends
+    narrow_id, narrow = run(storage, tmp_path, make_spec(
+        corpus_file, strategy="evolution", latency_target_ms=0.4, budget={"trials": 12, "train_steps": 2},
+        search={"mode": "one-shot", "supernet_steps": 2, "final_candidates": 1}), [])
+    assert narrow.state == "completed", narrow.message
+    narrow_trials = storage.trials(narrow_id)
+    assert 0 < len(narrow_trials) <= 7 and len({t.arch_hash for t in narrow_trials}) == len(narrow_trials)
+    assert all(t.state == "complete" for t in narrow_trials) and "the search ended early" in narrow.message
