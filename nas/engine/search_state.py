@@ -57,3 +57,4 @@ class SearchState:
     repeats_dropped: int = 0  # proposals of an arch the job already had, asked again instead
     infeasible_discarded: int = 0  # one-shot: proposals predicted over the target, told and not stored
     exhausted: bool = False  # one-shot: the strategy found no new arch under the target; the search ends
+    fruitless_asks: int = 0  # one-shot: asks in a row that brought no new arch under the target

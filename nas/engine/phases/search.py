@@ -33,7 +33,7 @@ from workers.types import CandidateTask, EvalResult
 logger = logging.getLogger(__name__)
 FAIR_SHARE_REFRESH_S = 2.0  # how often the jobs running on the cluster are counted
 REPEAT_ASKS = 8  # rounds of asking again when a proposal repeats an arch the job has (see _propose_and_dispatch)
-DISCARD_ROUNDS = 20  # one-shot: rounds of asking again for a new arch under the target (see _propose_and_dispatch)
+FRUITLESS_ASKS = 300  # one-shot: asks in a row with no new arch under the target that end the search (about 10 s)
 
 
 class Search(Phase):
@@ -182,41 +182,44 @@ class _Loop:
         is not stored either: it is told to the strategy as infeasible (with its predicted latency) and asked
         again, as HAT discards such candidates before evaluation, so `budget.trials` counts candidates scored.
         Standalone gives up after `REPEAT_ASKS` rounds and stores what comes (a small space still runs its
-        budget). One-shot, after `DISCARD_ROUNDS` rounds with no new arch under the target, ends its search
-        (`state.exhausted`): the feasible archs the strategy finds are all scored, and more trials would
-        only score repeats.
+        budget). One-shot, after `FRUITLESS_ASKS` asks in a row with no new arch under the target, ends its
+        search (`state.exhausted`): the feasible archs the strategy finds are all scored, and more trials
+        would only score repeats.
         """
         state = self.state
         count = min(count, state.job.spec.budget.trials - state.next_number)
         if count <= 0 or state.exhausted:
             return None
         one_shot = state.job.spec.search.mode == "one-shot"
-        rounds = DISCARD_ROUNDS if one_shot else REPEAT_ASKS + 1
+        rounds = REPEAT_ASKS + 1
         proposals = []
-        for round_ in range(rounds):
-            last = round_ == rounds - 1 and not one_shot  # the round whose proposals are stored whatever they are
+        round_ = 0
+        while len(proposals) < count and (round_ < rounds if not one_shot else state.fruitless_asks < FRUITLESS_ASKS):
+            last = not one_shot and round_ == rounds - 1  # standalone: the round stored whatever it brings
+            round_ += 1
             for optuna_number, arch in state.strategy.ask_batch(count - len(proposals), state.job.space.sample):
                 if arch.hash in state.arch_hashes and not last:
                     state.strategy.tell_failed(optuna_number)
                     state.repeats_dropped += 1
+                    state.fruitless_asks += 1
                     continue
                 state.arch_hashes.add(arch.hash)
                 prediction, reason = self._predict(arch)
                 if reason and one_shot:
                     self.recorder.tell(state, optuna_number, "infeasible", metric=None, latency_ms=prediction.mean_ms)
                     state.infeasible_discarded += 1
+                    state.fruitless_asks += 1
                     continue
+                state.fruitless_asks = 0
                 proposals.append(ProposedTrial(
                     number=state.next_number + len(proposals), optuna_number=optuna_number, arch=arch.to_dict(),
                     arch_hash=arch.hash, predicted_latency_ms=prediction.mean_ms,
                     predicted_latency_std_ms=prediction.std_ms, state="infeasible" if reason else "running",
                     error=reason))
-            if len(proposals) == count:
-                break
-        if not proposals:  # one-shot only: no new arch under the target in DISCARD_ROUNDS rounds
+        if not proposals:  # one-shot only: FRUITLESS_ASKS asks in a row brought no new arch under the target
             state.exhausted = True
-            logger.info("job %s: no new arch under the target in %d rounds of asks; the search ends at %d "
-                        "candidates", state.job.job_id, rounds, state.next_number)
+            logger.info("job %s: no new arch under the target in %d asks; the search ends at %d candidates",
+                        state.job.job_id, FRUITLESS_ASKS, state.next_number)
             return None
         trials = self.storage.add_trials(job_id=state.job.job_id, proposals=proposals)
         state.next_number += len(trials)
