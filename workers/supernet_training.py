@@ -3,15 +3,16 @@ and cached.
 
 The first `largest_first` share of the steps trains the largest arch alone (Once-for-All's progressive
 shrinking, in one stage: the full network first, then the elastic ones); each later step trains the largest
-arch, the smallest and `random_archs_per_step` random ones on the same batch, their gradients summed into
-the shared weights. On the demo's space, 500 steps with 30% first scored the largest arch 3.08 bits per byte
-on inherited weights against 3.25 with the sandwich from the start, eight random archs 3.38 on average
-against 3.61, and took 13% less time: the sandwich from the start spends its steps pulling every arch to the
-same bigram-like plateau. The learning rate warms up and decays as in standalone training. With `distill` (off by default: on the demo's space, 500
-steps without it scored the largest arch 3.203 bits per char on inherited weights against 3.397 with it, and
-five random archs better too), the smaller archs learn from the largest arch's predictions on that batch
-(in-place distillation) besides the labels. Language modelling: the space's
-supernet (`SupernetSpace.build_supernet`) maps `(input_ids, arch)` to next-token logits.
+arch, the smallest and `random_archs_per_step` random ones on the same batch, their gradients summed into the
+shared weights. On the demo's space, 500 steps with 30% first scored the largest arch 3.08 bits per byte on
+inherited weights against 3.25 with the sandwich from the start, eight random archs 3.38 on average against
+3.61, and took 13% less time: the sandwich from the start spends its steps pulling every arch to the same
+bigram-like plateau. The learning rate warms up and decays as in standalone training. With `distill` (off by
+default: on the demo's space, 500 steps without it scored the largest arch 3.203 bits per char on inherited
+weights against 3.397 with it, and five random archs better too), the smaller archs learn from the largest
+arch's predictions on that batch (in-place distillation) besides the labels. Language modelling: the space's
+supernet (`SupernetSpace.build_supernet`) maps `(input_ids, arch)` to next-token logits; a supernet with its own
+objective (the pruned BERT's distillation from its teacher) defines `sandwich_loss(batch, arch, spec=...)`.
 
 `run_supernet_task` is what a job's supernet phase runs: the supernet of a (space options, data, steps,
 seed) is trained once into its own cache folder and reused by every later job on the same key. While it

@@ -137,7 +137,8 @@ class PrunedBertSupernet(nn.Module):
                       reduction="batchmean", log_target=True) * temperature ** 2
         mask = batch.get("attention_mask")
         weights = (mask if mask is not None else torch.ones_like(batch["input_ids"])).unsqueeze(-1).float()
-        hidden = torch.stack([(((states[s] - teacher_states[s]) ** 2) * weights).sum() / (weights.sum() * states[s].shape[-1])
+        width = weights.sum() * logits.new_tensor(float(next(iter(states.values())).shape[-1]))
+        hidden = torch.stack([(((states[s] - teacher_states[s]) ** 2) * weights).sum() / width
                               for s in states]).mean()
         return (1 - alpha) * loss + alpha * kd + self.hidden_weight * hidden
 

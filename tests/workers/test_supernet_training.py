@@ -142,7 +142,8 @@ def test_on_ray_the_supernet_trains_in_a_worker_and_reports_its_progress(corpus_
         import_ray().shutdown()
 
 
-def test_the_learning_rate_warms_up_then_decays_to_zero_as_standalone_training_does(bound) -> None:  # type: ignore[no-untyped-def]
+def test_the_learning_rate_warms_up_then_decays_to_zero_as_standalone_training_does(  # type: ignore[no-untyped-def]
+        bound) -> None:
     from workers.supernet_training import SandwichTrainer
 
     task, space = bound
@@ -157,7 +158,8 @@ def test_the_learning_rate_warms_up_then_decays_to_zero_as_standalone_training_d
     assert trainer.optimizer.param_groups[0]["lr"] == pytest.approx(rates[0])  # and the optimiser uses it
 
 
-def test_an_moe_arch_trains_with_the_balancing_loss_of_standalone_training(bound) -> None:  # type: ignore[no-untyped-def]
+def test_an_moe_arch_trains_with_the_balancing_loss_of_standalone_training(  # type: ignore[no-untyped-def]
+        bound) -> None:
     from search_spaces.sparse_transformer.modeling_hwnas_sparse import MixtureOfExperts
 
     task, space = bound
@@ -170,7 +172,8 @@ def test_an_moe_arch_trains_with_the_balancing_loss_of_standalone_training(bound
     out = model(input_ids=batch["input_ids"], labels=batch["labels"])
     # the same balancing loss and weight as the extracted model computes while it trains
     assert supernet.aux_loss is not None and out.aux_loss is not None
-    assert float(supernet.aux_loss.detach()) == pytest.approx(model.config.moe_aux_loss_coef * float(out.aux_loss.detach()), rel=1e-5)
+    expected = model.config.moe_aux_loss_coef * float(out.aux_loss.detach())
+    assert float(supernet.aux_loss.detach()) == pytest.approx(expected, rel=1e-5)
     assert isinstance(model.blocks[0].ffn, MixtureOfExperts)
     supernet(batch["input_ids"], smallest_arch(space))  # no MoE block: no balancing loss
     assert supernet.aux_loss is None
@@ -180,7 +183,8 @@ def test_an_moe_arch_trains_with_the_balancing_loss_of_standalone_training(bound
     assert supernet.aux_loss is None  # evaluation adds nothing
 
 
-def test_the_largest_arch_trains_alone_first_then_the_sandwich_trains_every_arch(bound) -> None:  # type: ignore[no-untyped-def]
+def test_the_largest_arch_trains_alone_first_then_the_sandwich_trains_every_arch(  # type: ignore[no-untyped-def]
+        bound) -> None:
     from workers.supernet_training import SandwichTrainer
 
     task, space = bound

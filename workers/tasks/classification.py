@@ -278,8 +278,9 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
                               reduction="batchmean", log_target=True) * temperature ** 2
                 loss = (1 - alpha) * loss + alpha * kd
                 if hidden:
+                    sources = model.config.source_layers  # type: ignore[union-attr]
                     loss = loss + s.distill_hidden_weight * hidden_state_loss(
-                        out.hidden_states, taught.hidden_states, sources=model.config.source_layers,  # type: ignore[union-attr]
+                        out.hidden_states, taught.hidden_states, sources=sources,
                         attention_mask=inputs.get("attention_mask"))
             value = optimizer_step(loss, step=first + step, model=model, optimizer=optimizer, schedule=schedule)
             recent = (recent + [value])[-20:]

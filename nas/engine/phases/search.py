@@ -194,7 +194,11 @@ class _Loop:
         rounds = REPEAT_ASKS + 1
         proposals = []
         round_ = 0
-        while len(proposals) < count and (round_ < rounds if not one_shot else state.fruitless_asks < FRUITLESS_ASKS):
+
+        def more() -> bool:
+            return state.fruitless_asks < FRUITLESS_ASKS if one_shot else round_ < rounds
+
+        while len(proposals) < count and more():
             last = not one_shot and round_ == rounds - 1  # standalone: the round stored whatever it brings
             round_ += 1
             for optuna_number, arch in state.strategy.ask_batch(count - len(proposals), state.job.space.sample):
