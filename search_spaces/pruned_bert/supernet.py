@@ -59,7 +59,7 @@ class PrunedBertSupernet(nn.Module):
         self.model = model
         self.head_size, self.hidden_weight = head_size, hidden_weight
         self.__dict__["teacher"] = teacher  # not a submodule: neither trained nor saved
-        self._teacher_cache: tuple[int, Any] | None = None
+        self._teacher_cache: tuple[torch.Tensor, Any] | None = None
 
     # ---- running an arch on the shared weights -----------------------------------------------------
     def _layer(self, layer: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, *, heads: int,
@@ -112,8 +112,8 @@ class PrunedBertSupernet(nn.Module):
     def _teacher_outputs(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """The teacher's logits and hidden states on `batch`, computed once per batch (every arch of a
         sandwich step learns from the same)."""
-        key = id(batch["input_ids"])
-        if self._teacher_cache is None or self._teacher_cache[0] != key:
+        key = batch["input_ids"]  # held by the cache, so `is` cannot match a new batch at a reused address
+        if self._teacher_cache is None or self._teacher_cache[0] is not key:
             teacher = self.__dict__["teacher"]
             inputs = {k: v for k, v in batch.items() if k != "labels"}
             with torch.no_grad():

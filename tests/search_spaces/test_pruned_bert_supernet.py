@@ -98,3 +98,19 @@ def test_sandwich_training_distils_the_sub_networks_towards_the_teacher(tiny_ber
     # the teacher itself is not trained, and is not part of the supernet's saved weights
     assert not any(name.startswith("teacher") for name in supernet.state_dict())
     assert all(torch.equal(v, supernet.teacher.state_dict()[k]) for k, v in teacher_before.items())
+
+
+def test_the_teachers_outputs_are_those_of_the_batch_at_hand(tiny_bert_dir: Path) -> None:
+    from search_spaces.pruned_bert.supernet import PrunedBertSupernet
+
+    space = get_space("pruned-bert", tiny_pruned_bert_options(tiny_bert_dir))
+    teacher = space.build(space.full_arch(), seed=0)
+    supernet = PrunedBertSupernet(space.build(space.full_arch(), seed=0), teacher=teacher,
+                                  head_size=space.base.head_size)
+    for seed in range(5):  # each batch freed before the next: a cache keyed by address could serve a stale one
+        generator = torch.Generator().manual_seed(seed)
+        batch = {"input_ids": torch.randint(5, 25, (3, 12), generator=generator)}
+        logits, _ = supernet._teacher_outputs(batch)
+        with torch.no_grad():
+            torch.testing.assert_close(logits, teacher(**batch).logits.float())
+        del batch, logits
