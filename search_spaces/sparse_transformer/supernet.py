@@ -13,9 +13,9 @@ experts at the widest expert width. An arch uses the leading slices of it:
 `forward(input_ids, arch)` runs the arch on the shared weights (in training, it leaves the arch's MoE
 balancing loss, weighted as standalone training weighs it, in `aux_loss`: without it the routers collapse onto
 a few experts; a standalone model of the largest arch scored 0.08 bits per char worse without it after 300
-steps); `extract(arch, space)`
-copies those slices into a standalone `HwnasSparseForCausalLM` that computes the same outputs (a test checks
-it), so an arch found with inherited weights is exported (or trained further) as any other candidate.
+steps); `extract(arch, space)` copies those slices into a standalone `HwnasSparseForCausalLM` that computes
+the same outputs (a test checks it), so an arch found with inherited weights is exported (or trained further)
+as any other candidate.
 """
 
 from __future__ import annotations
