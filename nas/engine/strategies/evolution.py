@@ -9,9 +9,10 @@ arch (repeats of the best arch would crowd out the rest; the search loop also as
 repeats an arch the job has, so a population does not collapse onto one arch). Each
 parameter comes from a parent when the parent has it and it is still valid (spaces sample conditionally: a
 layer's expert count exists only for an MoE layer), else it is drawn at random; a mutation redraws it with
-probability `mutation_prob`. Candidates the latency model predicts over the target are still recorded
-infeasible before any evaluation by the search loop, which is HAT's predictor-guided filter; with inherited
-weights (one-shot) a candidate costs seconds, so a job can afford thousands.
+probability `mutation_prob`. Candidates the latency model predicts over the target are never evaluated (HAT's
+predictor-guided filter, in the search loop): a one-shot search tells them to the sampler as infeasible and
+asks again, a standalone one records them as infeasible trials; with inherited weights (one-shot) a candidate
+costs seconds, so a job can afford thousands.
 """
 
 from __future__ import annotations
