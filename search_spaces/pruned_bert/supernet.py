@@ -28,6 +28,17 @@ from search_spaces.arch import Arch
 from search_spaces.pruned_bert.importance import LAYER, Importance
 
 
+def hidden_state_mse(pairs: list[tuple[torch.Tensor, torch.Tensor]], *,
+                     attention_mask: torch.Tensor | None) -> torch.Tensor:
+    """DynaBERT's hidden-state loss: for each (student layer output, the teacher's layer it maps to), the mean
+    squared error over the real tokens (`attention_mask`), averaged over the pairs."""
+    errors = []
+    for mine, theirs in pairs:
+        weights = (attention_mask if attention_mask is not None else torch.ones(mine.shape[:2])).unsqueeze(-1).float()
+        errors.append((((mine - theirs) ** 2) * weights).sum() / (weights.sum() * mine.shape[-1]))
+    return torch.stack(errors).mean()
+
+
 def reorder_by_importance(state: dict[str, torch.Tensor], importance: Importance, *, layers: int,
                           head_size: int) -> dict[str, torch.Tensor]:
     """The teacher's weights with each layer's heads and FFN units sorted by importance, most important
@@ -135,11 +146,8 @@ class PrunedBertSupernet(nn.Module):
         alpha, temperature = float(spec.distill_alpha), float(spec.distill_temperature)
         kd = F.kl_div(F.log_softmax(logits / temperature, dim=-1), F.log_softmax(soft / temperature, dim=-1),
                       reduction="batchmean", log_target=True) * temperature ** 2
-        mask = batch.get("attention_mask")
-        weights = (mask if mask is not None else torch.ones_like(batch["input_ids"])).unsqueeze(-1).float()
-        width = weights.sum() * logits.new_tensor(float(next(iter(states.values())).shape[-1]))
-        hidden = torch.stack([(((states[s] - teacher_states[s]) ** 2) * weights).sum() / width
-                              for s in states]).mean()
+        hidden = hidden_state_mse([(states[s], teacher_states[s]) for s in states],
+                                  attention_mask=batch.get("attention_mask"))
         return (1 - alpha) * loss + alpha * kd + self.hidden_weight * hidden
 
     # ---- the arch's own model ----------------------------------------------------------------------

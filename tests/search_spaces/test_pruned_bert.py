@@ -105,6 +105,17 @@ def masked_reference(state: dict[str, torch.Tensor], space, arch: Arch, importan
     return full.eval(), head_mask[sorted(kept)], ffn_mask[sorted(kept)]
 
 
+def padded_pair_inputs() -> dict[str, torch.Tensor]:
+    """Three sequences of 12 word pieces: one padded after 8, one with a second segment from 6."""
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, 25, (3, 12), generator=generator)
+    mask = torch.ones_like(ids)
+    mask[1, 8:] = 0
+    types = torch.zeros_like(ids)
+    types[2, 6:] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+
+
 @pytest.mark.parametrize("kind", ["magnitude", "random"])
 def test_sliced_model_equals_masked_model(tiny_bert_dir: Path, kind: str) -> None:
     import optuna
@@ -115,12 +126,8 @@ def test_sliced_model_equals_masked_model(tiny_bert_dir: Path, kind: str) -> Non
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     archs = [space.sample(study.ask()) for _ in range(12)]
     archs.append(space.make_arch([{"source": 0, "heads": 0, "ffn": 0}, {"source": 1, "heads": 1, "ffn": 16}]))
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, 25, (3, 12), generator=generator)
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
-    types = torch.zeros_like(ids)
-    types[2, 6:] = 1
+    inputs = padded_pair_inputs()
+    ids, mask, types = inputs["input_ids"], inputs["attention_mask"], inputs["token_type_ids"]
     for arch in archs:
         sliced = space.build(arch, seed=0).eval()
         reference, head_mask, ffn_mask = masked_reference(state, space, arch, importance)

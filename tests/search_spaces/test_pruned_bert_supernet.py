@@ -12,16 +12,7 @@ import torch
 
 from search_spaces.base import SupernetSpace, get_space
 from tests.conftest import tiny_pruned_bert_options
-
-
-def _inputs() -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, 25, (3, 12), generator=generator)
-    mask = torch.ones_like(ids)
-    mask[1, 8:] = 0
-    types = torch.zeros_like(ids)
-    types[2, 6:] = 1
-    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+from tests.search_spaces.test_pruned_bert import padded_pair_inputs
 
 
 def _archs(space, count: int = 12):  # type: ignore[no-untyped-def]
@@ -38,7 +29,7 @@ def test_an_arch_on_the_supernet_equals_its_inherited_model_and_builds_model(tin
     space = get_space("pruned-bert", tiny_pruned_bert_options(tiny_bert_dir, importance=kind))
     assert isinstance(space, SupernetSpace)
     supernet = space.build_supernet(seed=0).eval()
-    inputs = _inputs()
+    inputs = padded_pair_inputs()
     with torch.no_grad():  # reordering heads and units keeps the teacher's function
         torch.testing.assert_close(supernet(inputs, space.full_arch()),
                                    space.build(space.full_arch(), seed=0)(**inputs).logits, rtol=0, atol=1e-5)

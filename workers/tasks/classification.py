@@ -278,9 +278,9 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
                               reduction="batchmean", log_target=True) * temperature ** 2
                 loss = (1 - alpha) * loss + alpha * kd
                 if hidden:
-                    sources = model.config.source_layers  # type: ignore[union-attr]
                     loss = loss + s.distill_hidden_weight * hidden_state_loss(
-                        out.hidden_states, taught.hidden_states, sources=sources,
+                        out.hidden_states, taught.hidden_states,
+                        sources=model.config.source_layers,  # type: ignore[union-attr]
                         attention_mask=inputs.get("attention_mask"))
             value = optimizer_step(loss, step=first + step, model=model, optimizer=optimizer, schedule=schedule)
             recent = (recent + [value])[-20:]
@@ -341,13 +341,11 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
 
 def hidden_state_loss(student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], *, sources: list[int],
                       attention_mask: Tensor | None) -> Tensor:
-    """Mean squared error of each kept layer's output (`student[j + 1]`) against the teacher's layer it was
-    cut from (`teacher[sources[j] + 1]`), over the real tokens: the layer mapping that dropping layers needs."""
-    import torch
+    """Each kept layer's output (`student[j + 1]`) against the teacher's layer it was cut from
+    (`teacher[sources[j] + 1]`): the layer mapping that dropping layers needs, on the supernet's loss."""
+    from search_spaces.pruned_bert.supernet import hidden_state_mse
 
-    errors = []
-    for j, source in enumerate(sources):
-        mine, theirs = student[j + 1], teacher[source + 1]
-        weights = (attention_mask if attention_mask is not None else torch.ones(mine.shape[:2])).unsqueeze(-1).float()
-        errors.append((((mine - theirs) ** 2) * weights).sum() / (weights.sum() * mine.shape[-1]))
-    return torch.stack(errors).mean() if errors else student[0].new_zeros(())
+    if not sources:
+        return student[0].new_zeros(())
+    return hidden_state_mse([(student[j + 1], teacher[source + 1]) for j, source in enumerate(sources)],
+                            attention_mask=attention_mask)
