@@ -72,6 +72,7 @@ class Controller:
         self.recorder = Recorder(storage, settings, on_event=on_event or (lambda kind, data: None))
         self.phases = phases
         self.stats: dict[int, ControllerStats] = {}
+        self.phase_seconds: dict[int, dict[str, float]] = {}  # per job run here: wall seconds of each phase run
 
     def run_job(self, job_id: int) -> JobRecord:
         """Claim and run `job_id` to its end; return its final row. Raise `ConflictError` if leased elsewhere."""
@@ -108,10 +109,13 @@ class Controller:
         run = JobRun(storage=self.storage, settings=self.settings, job=job,
                      device_runner=self.device_runner, executor_factory=self.executor_factory,
                      recorder=self.recorder, lease_lost=lease_lost, latency_model_factory=self.latency_model_factory)
+        seconds = self.phase_seconds.setdefault(job_id, {})
         for phase in self.phases:
             if phase.applies(run):
-                logger.debug("job %s: phase %s", job_id, phase.name)
+                began = time.perf_counter()
                 phase.run(run)
+                seconds[phase.name] = seconds.get(phase.name, 0.0) + time.perf_counter() - began
+                logger.info("job %s: phase %s took %.1f s", job_id, phase.name, time.perf_counter() - began)
         if run.search is not None:
             self.stats[job_id] = run.search.stats
         return run.state, run.message

@@ -366,12 +366,15 @@ class PrunedBertSpace(SearchSpace, PreparedSpace, SupernetSpace):
 
     # ---- once per job --------------------------------------------------------------------------
     def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int) -> Preparation:
-        """Fine-tune the teacher (cached per base, task data and budget), then score importance (per job)."""
+        """Fine-tune the teacher (cached per base, task data and budget), then score importance (cached with it)."""
         teacher_dir = self._prepare_teacher(runner, cache_dir=Path(cache_dir), seed=seed)
         info = json.loads((teacher_dir / TEACHER_INFO).read_text(encoding="utf-8"))
         options: dict[str, Any] = {"teacher_dir": str(teacher_dir)}
         prepared = type(self)({**self.options.model_dump(), **options})
-        path = Path(job_dir) / f"importance-{self.options.importance}-{self.options.importance_batches}.safetensors"
+        # Kept beside the teacher (scores of the same teacher, data and seed are the same for every job), so
+        # that jobs share it, and with it their one-shot supernet (whose cache key holds this path).
+        path = teacher_dir / (f"importance-{self.options.importance}-{self.options.importance_batches}"
+                              f"-seed{seed}.safetensors")
         if not path.is_file():
             began = time.perf_counter()
             if self.options.importance == "taylor":

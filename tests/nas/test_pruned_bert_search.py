@@ -137,3 +137,13 @@ def test_a_one_shot_pruned_bert_search_ends_with_a_fine_tuned_export(sentiment_f
     predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
     accuracy = sum(p == g for p, g in zip(predictions, labels)) / len(labels)
     assert accuracy == pytest.approx(finalist.metric)  # the export is the finalist the job scored
+
+    # A second job on the same data with another latency target shares the teacher, its importance scores and
+    # the supernet: it starts searching at once.
+    second = controller.run_job(submit_job(storage, spec_for(
+        sentiment_files, tiny_bert_dir, strategy="evolution", latency_target_ms=500.0,
+        budget={"trials": 2, "train_steps": 1}, search={"mode": "one-shot", "supernet_steps": 12,
+                                                         "final_candidates": 1})))
+    assert second.state == "completed", second.message
+    assert second.preparation["options"] == job.preparation["options"]
+    assert len(list((settings.artifacts_dir / "cache").glob("supernet-*"))) == 1  # one supernet, trained once
