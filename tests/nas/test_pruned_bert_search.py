@@ -147,3 +147,40 @@ def test_a_one_shot_pruned_bert_search_ends_with_a_fine_tuned_export(sentiment_f
     assert second.state == "completed", second.message
     assert second.preparation["options"] == job.preparation["options"]
     assert len(list((settings.artifacts_dir / "cache").glob("supernet-*"))) == 1  # one supernet, trained once
+
+
+@pytest.mark.slow
+def test_the_task_agnostic_supernet_is_trained_once_and_serves_another_task(sentiment_files: tuple[Path, Path],
+                                                                           tiny_bert_dir: Path, tmp_path: Path,
+                                                                           sqlite_url: str) -> None:
+    """AutoDistil's way: one supernet distilled from the base on unlabelled text; a job on one task and a job
+    on another (other data, other labels, other teacher) both search on it and fit only their heads."""
+    from tests.conftest import TINY_WORDS, write_sentiment_tsv
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(TINY_WORDS[(i * 7 + j) % len(TINY_WORDS)] for j in range(12))
+                                for i in range(300)))
+    storage = open_storage(sqlite_url)
+    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
+    controller = Controller(storage, settings, executor_factory=InProcessExecutor)
+    agnostic = {"supernet": "task-agnostic", "agnostic_corpus": str(corpus), "agnostic_steps": 8,
+                "agnostic_seq_len": 16}
+    search = {"mode": "one-shot", "supernet_steps": 6, "final_candidates": 1}
+    jobs = []
+    other_task = (write_sentiment_tsv(tmp_path / "other-train.tsv", rows=300, seed=7),
+                  write_sentiment_tsv(tmp_path / "other-dev.tsv", rows=60, seed=8))
+    for files in (sentiment_files, other_task):
+        spec = spec_for(files, tiny_bert_dir, strategy="evolution", budget={"trials": 4, "train_steps": 5},
+                        space_options=tiny_pruned_bert_options(tiny_bert_dir, teacher_steps=20, **agnostic),
+                        search=search)
+        job = controller.run_job(submit_job(storage, spec))
+        assert job.state == "completed", job.message
+        jobs.append(job)
+    first, second = (job.preparation["options"] for job in jobs)
+    assert first["teacher_dir"] != second["teacher_dir"]  # two tasks, two teachers
+    assert first["agnostic_supernet"] == second["agnostic_supernet"]  # one task-agnostic supernet
+    assert len(list((settings.artifacts_dir / "cache" / "agnostic").iterdir())) == 1
+    for job in jobs:  # searched on inherited weights, the best fine-tuned and exported
+        trials = storage.trials(job.id, states=("complete",))
+        assert any(not t.steps_done for t in trials) and len([t for t in trials if t.steps_done]) == 1
+        assert storage.checkpoints(job.id)

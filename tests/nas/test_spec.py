@@ -77,6 +77,12 @@ def test_pruned_bert_has_a_supernet_but_stays_standalone_by_default(sentiment_fi
             "latency_target_ms": 5.0, "budget": {"trials": 4}}
     assert parse_spec(spec).search.mode == "standalone"  # until its benchmark shows one-shot ahead
     assert parse_spec({**spec, "search": {"mode": "one-shot"}}).search.mode == "one-shot"
+    agnostic = {**spec, "space_options": {**spec["space_options"], "supernet": "task-agnostic"}}
+    with pytest.raises(SpecError) as info:  # a task-agnostic supernet serves a one-shot search only
+        parse_spec(agnostic)
+    (problem,) = info.value.problems
+    assert "space_options.supernet: task-agnostic" in problem and "use search.mode: one-shot" in problem
+    assert parse_spec({**agnostic, "search": {"mode": "one-shot"}}).space_options["supernet"] == "task-agnostic"
 
 
 def test_one_shot_is_the_default_mode_where_the_space_has_a_supernet(corpus_file: Path,
