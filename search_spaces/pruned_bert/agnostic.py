@@ -42,7 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_spaces.arch import Arch
-from search_spaces.pruned_bert.supernet import PrunedBertSupernet, hidden_state_mse
+from search_spaces.distillation import hidden_state_mse
+from search_spaces.pruned_bert.supernet import PrunedBertSupernet
 
 if TYPE_CHECKING:
     from search_spaces.pruned_bert.space import PrunedBertSpace

@@ -25,18 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_spaces.arch import Arch
+from search_spaces.distillation import hidden_state_mse, logit_distillation_loss
 from search_spaces.pruned_bert.importance import LAYER, Importance
-
-
-def hidden_state_mse(pairs: list[tuple[torch.Tensor, torch.Tensor]], *,
-                     attention_mask: torch.Tensor | None) -> torch.Tensor:
-    """DynaBERT's hidden-state loss: for each (student layer output, the teacher's layer it maps to), the mean
-    squared error over the real tokens (`attention_mask`), averaged over the pairs."""
-    errors = []
-    for mine, theirs in pairs:
-        weights = (attention_mask if attention_mask is not None else torch.ones(mine.shape[:2])).unsqueeze(-1).float()
-        errors.append((((mine - theirs) ** 2) * weights).sum() / (weights.sum() * mine.shape[-1]))
-    return torch.stack(errors).mean()
 
 
 def reorder_by_importance(state: dict[str, torch.Tensor], importance: Importance, *, layers: int,
@@ -144,14 +134,11 @@ class PrunedBertSupernet(nn.Module):
         same layer. Without a teacher (no preparation): the labels' cross-entropy alone."""
         logits, states = self(batch, arch, hidden=True)
         logits = logits.float()
-        loss = F.cross_entropy(logits, batch["labels"])
         if self.__dict__["teacher"] is None:
-            return loss
+            return F.cross_entropy(logits, batch["labels"])
         soft, teacher_states = self._teacher_outputs(batch)
-        alpha, temperature = float(spec.distill_alpha), float(spec.distill_temperature)
-        kd = F.kl_div(F.log_softmax(logits / temperature, dim=-1), F.log_softmax(soft / temperature, dim=-1),
-                      reduction="batchmean", log_target=True) * temperature ** 2
-        loss = (1 - alpha) * loss + alpha * kd
+        loss = logit_distillation_loss(logits, batch["labels"], soft, alpha=float(spec.distill_alpha),
+                                       temperature=float(spec.distill_temperature))
         if not self.hidden_weight:  # (a frozen encoder: the task-agnostic supernet's head fit)
             return loss
         hidden = hidden_state_mse([(states[s], teacher_states[s]) for s in states],

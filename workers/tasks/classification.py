@@ -249,6 +249,8 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
         import torch
         import torch.nn.functional as F
 
+        from search_spaces.distillation import logit_distillation_loss
+
         s = self.spec
         n = len(self._train[0])
         generator = torch.Generator().manual_seed(seed)
@@ -273,10 +275,8 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
             if teacher is not None and (alpha > 0 or hidden):
                 with torch.no_grad():
                     taught = teacher(**inputs, output_hidden_states=hidden)
-                soft = taught.logits.float()
-                kd = F.kl_div(F.log_softmax(logits / temperature, dim=-1), F.log_softmax(soft / temperature, dim=-1),
-                              reduction="batchmean", log_target=True) * temperature ** 2
-                loss = (1 - alpha) * loss + alpha * kd
+                loss = logit_distillation_loss(logits, labels, taught.logits.float(), alpha=alpha,
+                                               temperature=temperature)
                 if hidden:
                     loss = loss + s.distill_hidden_weight * hidden_state_loss(
                         out.hidden_states, taught.hidden_states,
@@ -343,7 +343,7 @@ def hidden_state_loss(student: tuple[Tensor, ...], teacher: tuple[Tensor, ...], 
                       attention_mask: Tensor | None) -> Tensor:
     """Each kept layer's output (`student[j + 1]`) against the teacher's layer it was cut from
     (`teacher[sources[j] + 1]`): the layer mapping that dropping layers needs, on the supernet's loss."""
-    from search_spaces.pruned_bert.supernet import hidden_state_mse
+    from search_spaces.distillation import hidden_state_mse
 
     if not sources:
         return student[0].new_zeros(())
