@@ -145,7 +145,7 @@ class AgnosticObjective:
 
 
 def agnostic_key(space: PrunedBertSpace, recipe: AgnosticRecipe) -> str:
-    from workers.tasks.corpus import fingerprint, read_corpus
+    from search_spaces.corpus import fingerprint, read_corpus
 
     corpus = fingerprint(read_corpus(recipe.corpus, max_bytes=recipe.max_corpus_bytes))
     payload = {"base": space.base.fingerprint, "recipe": {**asdict(recipe), "corpus": corpus},
@@ -158,7 +158,7 @@ def corpus_windows(space: PrunedBertSpace, recipe: AgnosticRecipe) -> torch.Tens
     """The corpus as rows of `seq_len` token ids ([CLS] text [SEP]), by the base's own tokenizer."""
     from transformers import AutoTokenizer
 
-    from workers.tasks.corpus import read_corpus
+    from search_spaces.corpus import read_corpus
 
     text = read_corpus(recipe.corpus, max_bytes=recipe.max_corpus_bytes).decode("utf-8", errors="replace")
     tokenizer = AutoTokenizer.from_pretrained(str(space.tokenizer_dir()))

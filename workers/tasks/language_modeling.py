@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from search_spaces.errors import DataError
 from workers.tasks.base import Task, TaskSpec, TrainingRun, begin_run, end_run, optimizer_step, register_task
-from workers.tasks.corpus import check_source, fingerprint, read_corpus
+from search_spaces.corpus import check_source, fingerprint, read_corpus
 
 if TYPE_CHECKING:
     import numpy as np
