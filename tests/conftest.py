@@ -125,6 +125,23 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def working_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT with weights large enough that every layer, head and unit changes its input (with the
+    default initialisation a random layer is nearly the identity, and any sub-network nearly the base)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    folder = tmp_path_factory.mktemp("working-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]
+    BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True).save_pretrained(str(folder))
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64, initializer_range=0.3)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(folder))
+    return folder
+
+
 def write_sentiment_tsv(path: Path, *, rows: int, seed: int, bom: bool = False) -> Path:
     """Sentences whose label (0/1) is carried by their good or bad words: learnable by a tiny BERT."""
     rng = random.Random(seed)

@@ -111,7 +111,8 @@ class AgnosticObjective:
         key = batch["input_ids"]  # held by the cache, so `is` cannot match a new batch at a reused address
         if self._cache is None or self._cache[0] is not key:
             with torch.no_grad():
-                out = self.base(input_ids=key, attention_mask=batch["attention_mask"], output_hidden_states=True)
+                out = self.base(input_ids=key, attention_mask=batch["attention_mask"],
+                                token_type_ids=batch.get("token_type_ids"), output_hidden_states=True)
             self._cache = (key, tuple(out.hidden_states), {})
         return self._cache[1]
 

@@ -14,22 +14,6 @@ from search_spaces.testing import SupernetContract
 from tests.conftest import TINY_WORDS, tiny_pruned_bert_options
 
 
-@pytest.fixture(scope="module")
-def working_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny BERT with weights large enough that every layer, head and unit changes its input (with the
-    default initialisation a random layer is nearly the identity, and any sub-network nearly the base)."""
-    from transformers import BertConfig, BertModel, BertTokenizer
-
-    folder = tmp_path_factory.mktemp("working-bert")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_WORDS]
-    BertTokenizer(vocab={word: i for i, word in enumerate(vocab)}, do_lower_case=True).save_pretrained(str(folder))
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64, initializer_range=0.3)
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(str(folder))
-    return folder
-
-
 @pytest.fixture()
 def corpus_file(tmp_path: Path) -> Path:
     """Unlabelled text in the tiny BERT's vocabulary (no task, no labels)."""

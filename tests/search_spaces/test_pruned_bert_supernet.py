@@ -105,3 +105,38 @@ def test_the_teachers_outputs_are_those_of_the_batch_at_hand(tiny_bert_dir: Path
         with torch.no_grad():
             torch.testing.assert_close(logits, teacher(**batch).logits.float())
         del batch, logits
+
+
+def test_a_kept_layer_learns_the_teachers_same_layer(working_bert_dir: Path) -> None:
+    """The depth mapping: with layer 0 dropped, the kept layer 1 is compared with the teacher's layer 1 (not with
+    the teacher's first layer nor its embeddings), in the task-specific and the task-agnostic objective."""
+    from types import SimpleNamespace
+
+    from search_spaces.distillation import hidden_state_mse, logit_distillation_loss
+    from search_spaces.pruned_bert.agnostic import AgnosticObjective
+    from search_spaces.pruned_bert.supernet import PrunedBertSupernet
+
+    space = get_space("pruned-bert", tiny_pruned_bert_options(working_bert_dir))
+    teacher = space.build(space.full_arch(), seed=0).eval()
+    supernet = PrunedBertSupernet(space.build(space.full_arch(), seed=1), teacher=teacher,
+                                  head_size=space.base.head_size).eval()
+    with torch.no_grad():  # a student unlike the teacher, so that the mapped layer matters
+        for parameter in supernet.parameters():
+            parameter.add_(0.5 * torch.randn_like(parameter))
+    inputs = padded_pair_inputs()
+    mask = inputs["attention_mask"]
+    batch = {**inputs, "labels": torch.tensor([0, 1, 1])}
+    arch = space.make_arch([{"source": 1, "heads": 0, "ffn": 32}])
+    with torch.no_grad():
+        loss = supernet.sandwich_loss(batch, arch, spec=SimpleNamespace(distill_alpha=0.5, distill_temperature=2.0))
+        logits, states = supernet(inputs, arch, hidden=True)
+        taught = teacher(**inputs, output_hidden_states=True)  # hidden_states[0]: the embeddings
+    assert set(states) == {1}
+    kd = logit_distillation_loss(logits, batch["labels"], taught.logits, alpha=0.5, temperature=2.0)
+    same_layer = hidden_state_mse([(states[1], taught.hidden_states[2])], attention_mask=mask)
+    torch.testing.assert_close(loss, kd + same_layer)
+    for other in (taught.hidden_states[0], taught.hidden_states[1]):
+        assert abs(float(hidden_state_mse([(states[1], other)], attention_mask=mask)) - float(same_layer)) > 1e-3
+    with torch.no_grad():  # task-agnostic: the same mapping (no heads kept: no attention relations)
+        agnostic = AgnosticObjective(supernet, teacher).loss(inputs, arch)
+    torch.testing.assert_close(agnostic, same_layer)
