@@ -75,6 +75,7 @@ def main() -> None:
     parser.add_argument("--slicing", action="store_true", help="also compare importance against random slicing")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--plot-only", action="store_true", help="redraw the plot and table from --out")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for noisy in ("httpx", "optuna", "filelock"):
@@ -84,11 +85,40 @@ def main() -> None:
         raise SystemExit(f"{data}/train.tsv is missing: this benchmark needs ../shared/data (see its README)")
     out = args.out or (args.work_dir / f"pruned_bert_{args.dataset}.json")
     earlier = json.loads(out.read_text()) if out.is_file() else {}
-    results = run(args, data, earlier=earlier)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if args.plot_only:
+        results = earlier
+    else:
+        results = run(args, data, earlier=earlier)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    plot(results, out.with_suffix(".png"))
     print(markdown(results))
     print(f"\nfigures written to {out}")
+
+
+def plot(r: dict[str, Any], path: Path) -> None:
+    """Every mode's final models, metric against re-measured latency, with the teacher, the TF-IDF floor and
+    the three latency limits."""
+    from bench.one_shot import plot_to
+
+    metric = r["metric"]
+    teacher_ms = r["teacher_ms_at_start"]
+    with plot_to(path, size=(7.5, 4.8)) as ax:
+        if ax is None:
+            return
+        for (mode, m), marker in zip(r["modes"].items(), "os^D"):
+            models = [x for job in m["jobs"] for x in job["final_models"] if x["measured"]]
+            ax.scatter([x["latency_ms"] for x in models], [x["metrics"][metric] for x in models], marker=marker,
+                       alpha=0.7, label=f"{mode} ({m['wall_s'] / 60:.0f} min, {m['candidates']} candidates)")
+        ax.scatter([teacher_ms], [r["teacher"]["metrics"][metric]], marker="*", s=160, color="black",
+                   label="teacher")
+        ax.axhline(r["tfidf"][metric], color="grey", linestyle="--", label="TF-IDF + logistic regression")
+        for ratio in RATIOS:
+            ax.axvline(ratio * teacher_ms, color="lightgrey", linestyle=":")
+        ax.set_xlabel("latency ms (cpu-1t-seq128, re-measured)")
+        ax.set_ylabel(f"dev {metric}")
+        ax.set_title(f"MiniLM-L6 pruned on {r['dataset'].upper()}: final models of each mode")
+        ax.legend(fontsize=8, loc="lower right")
 
 
 class Bench:
