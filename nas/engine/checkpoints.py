@@ -77,11 +77,20 @@ Found by hwnas (space `{spec.space}`, strategy `{spec.strategy}`, seed {spec.see
 
 ## Loading
 ```python
-from transformers import {auto_class}, AutoTokenizer
+from transformers import {auto_class}, AutoTokenizer, pipeline
 model = {auto_class}.from_pretrained(PATH, trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)
+{PIPELINE_USAGE.get(auto_class, "")}
 ```
 """
+
+
+PIPELINE_USAGE = {  # what a user runs first, by the export's auto class
+    "AutoModelForCausalLM": 'generate = pipeline("text-generation", model=PATH, trust_remote_code=True)\n'
+                            'print(generate("def main():", max_new_tokens=40)[0]["generated_text"])  # key-value cached',
+    "AutoModelForSequenceClassification": 'classify = pipeline("text-classification", model=PATH, '
+                                          'trust_remote_code=True)\nprint(classify("a fine, moving film"))',
+}
 
 
 def deterministic_archive(folder: Path, archive_path: Path) -> tuple[str, int]:

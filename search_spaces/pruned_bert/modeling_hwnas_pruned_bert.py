@@ -24,7 +24,14 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 
 class HwnasPrunedBertConfig(PreTrainedConfig):
-    model_type = "hwnas-pruned-bert"
+    """The pruned network's shape. Its `model_type` is `bert`, with BERT's own size fields set to this
+    network's largest layer: `AutoConfig` (which `AutoTokenizer` and `pipeline` read) then never needs this
+    file, so loading the tokenizer never stops to ask about remote code; `trust_remote_code=True` still
+    loads these classes (the config's `auto_map`). Without it, `transformers` builds a plain BERT from the
+    same fields, which either is this network (no layer pruned in width) or fails on the first pruned
+    weight's shape, never silently."""
+
+    model_type = "bert"
 
     def __init__(
         self,
@@ -52,6 +59,7 @@ class HwnasPrunedBertConfig(PreTrainedConfig):
         self.source_layers = [int(s) for s in (source_layers or range(len(self.layer_heads)))]
         self.num_hidden_layers = len(self.layer_heads)
         self.num_attention_heads = max(self.layer_heads, default=0)
+        self.intermediate_size = max(self.layer_ffn, default=0)
         self.max_position_embeddings = max_position_embeddings
         self.type_vocab_size = type_vocab_size
         self.layer_norm_eps = layer_norm_eps

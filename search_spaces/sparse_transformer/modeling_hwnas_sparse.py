@@ -16,8 +16,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import DynamicCache, GenerationMixin, PreTrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import MoeCausalLMOutputWithPast
+
+# The output's key-value cache field: `cache` in transformers 5.2x, `past_key_values` before.
+CACHE_FIELD = "cache" if "cache" in MoeCausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
 
 
 class HwnasSparseConfig(PreTrainedConfig):
@@ -53,14 +56,24 @@ class CausalSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None = None, *, cache: Any = None,
+                cache_index: int = 0) -> torch.Tensor:
+        """Causal attention over `x`, after the keys and values in `cache` (layer `cache_index`) when given.
+        `key_padding_mask` (batch x every position, cached ones first) masks padded keys; a query always sees
+        itself, so that a left-padded row is never empty."""
         batch, seq, d_model = x.shape
         q, k, v = self.qkv(x).view(batch, seq, 3, self.heads, d_model // self.heads).permute(2, 0, 3, 1, 4)
-        if key_padding_mask is None:
+        if cache is not None:
+            k, v = cache.update(k, v, cache_index)
+        total = k.shape[2]
+        if key_padding_mask is None and total == seq:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         else:
-            causal = torch.ones(seq, seq, dtype=torch.bool, device=x.device).tril()
-            mask = causal[None, None] & key_padding_mask[:, None, None, :].bool()
+            rows = torch.arange(seq, device=x.device)[:, None] + (total - seq)
+            cols = torch.arange(total, device=x.device)[None, :]
+            mask = (cols <= rows)[None, None]
+            if key_padding_mask is not None:
+                mask = (mask & key_padding_mask[:, None, None, -total:].bool()) | (cols == rows)[None, None]
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return self.out(y.transpose(1, 2).reshape(batch, seq, d_model))
 
@@ -209,15 +222,21 @@ class SparseBlock(nn.Module):
             raise ValueError(f"layers[].ffn.kind must be dense, moe or none, got {ffn['kind']!r}")
         self.ffn_norm = nn.LayerNorm(d_model, eps=eps) if self.ffn is not None else None
 
-    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, key_padding_mask: torch.Tensor | None, *, cache: Any = None,
+                cache_index: int = 0) -> torch.Tensor:
         if self.attn is not None and self.attn_norm is not None:
-            x = x + self.attn(self.attn_norm(x), key_padding_mask)
+            x = x + self.attn(self.attn_norm(x), key_padding_mask, cache=cache, cache_index=cache_index)
         if self.ffn is not None and self.ffn_norm is not None:
             x = x + self.ffn(self.ffn_norm(x))
         return x
 
 
-class HwnasSparseForCausalLM(PreTrainedModel):
+class HwnasSparseForCausalLM(PreTrainedModel, GenerationMixin):
+    """The language model. `generate()` (greedy, sampling, beam search) and `pipeline("text-generation")` work
+    with a key-value cache (`DynamicCache`): each new token runs one position through the network. The cache's
+    layer 0 holds one zero per position, only to count the positions seen (an arch may have no attention
+    layer); attention layers use layers 1, 2, ... in order."""
+
     config_class = HwnasSparseConfig
     base_model_prefix = "hwnas_sparse"
     main_input_name = "input_ids"
@@ -250,18 +269,39 @@ class HwnasSparseForCausalLM(PreTrainedModel):
         input_ids: torch.LongTensor,
         attention_mask: torch.Tensor | None = None,
         labels: torch.LongTensor | None = None,
+        position_ids: torch.LongTensor | None = None,
+        cache: Any = None,
+        past_key_values: Any = None,
+        use_cache: bool | None = None,
         **kwargs: Any,
     ) -> MoeCausalLMOutputWithPast:
-        seq = input_ids.shape[1]
-        if seq > self.config.max_seq_len:
-            raise ValueError(f"input length {seq} exceeds max_seq_len {self.config.max_seq_len}")
-        positions = torch.arange(seq, device=input_ids.device)
-        x = self.tok_emb(input_ids) + self.pos_emb(positions)[None]
+        batch, seq = input_ids.shape
+        cache = cache if cache is not None else past_key_values
+        if use_cache and cache is None:
+            cache = DynamicCache()
+        past = 0
+        if cache is not None:
+            past = cache.get_seq_length(0)
+            counter = self.tok_emb.weight.new_zeros(batch, 1, seq, 1)
+            cache.update(counter, counter, 0)
+        if position_ids is None:
+            if attention_mask is not None and not bool(attention_mask.all()):  # left padding: count real tokens
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
+            else:
+                position_ids = torch.arange(past, past + seq, device=input_ids.device)[None]
+        if past + seq > self.config.max_seq_len:
+            raise ValueError(f"input length {past + seq} exceeds max_seq_len {self.config.max_seq_len} (the "
+                             "longest context this model has positions for); shorten the prompt or ask for fewer "
+                             "new tokens")
+        x = self.tok_emb(input_ids) + self.pos_emb(position_ids.clamp(max=self.config.max_seq_len - 1))
         key_padding_mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
             key_padding_mask = attention_mask
+        attention_layers = 0
         for block in self.blocks:
-            x = block(x, key_padding_mask)
+            if block.attn is not None:
+                attention_layers += 1
+            x = block(x, key_padding_mask, cache=cache, cache_index=attention_layers)
         logits = self.lm_head(self.final_norm(x))
 
         aux_losses = [m.aux_loss for m in self.modules() if isinstance(m, MixtureOfExperts) and m.aux_loss is not None]
@@ -273,4 +313,5 @@ class HwnasSparseForCausalLM(PreTrainedModel):
             )
             if aux_loss is not None:
                 loss = loss + self.config.moe_aux_loss_coef * aux_loss
-        return MoeCausalLMOutputWithPast(loss=loss, aux_loss=aux_loss, logits=logits)
+        return MoeCausalLMOutputWithPast(loss=loss, aux_loss=aux_loss, logits=logits,
+                                         **{CACHE_FIELD: cache if use_cache else None})

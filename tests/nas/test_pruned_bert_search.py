@@ -28,8 +28,10 @@ texts = json.load(open(texts_path))
 with torch.no_grad():
     batch = tokenizer(texts, padding=True, truncation=True, max_length=16, return_tensors="pt")
     predictions = model(**batch).logits.argmax(-1).tolist()
+from transformers import pipeline
+classify = pipeline("text-classification", model=folder, trust_remote_code=True)
 json.dump({"predictions": predictions, "id2label": {str(k): v for k, v in model.config.id2label.items()},
-           "class": type(model).__name__}, open(out_path, "w"))
+           "class": type(model).__name__, "pipeline": [r["label"] for r in classify(texts[:4])]}, open(out_path, "w"))
 """
 
 
@@ -96,12 +98,15 @@ def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny
     (tmp_path / "texts.json").write_text(json.dumps(texts))
     done = subprocess.run([sys.executable, "-I", "-c", CLEAN_CLASSIFY, str(folder), str(tmp_path / "texts.json"),
                            str(tmp_path / "out.json")], capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL,
                           env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert done.returncode == 0, done.stderr[-3000:]
+    assert "custom code" not in done.stdout + done.stderr  # AutoTokenizer did not stop to ask (issue 18)
     result = json.loads((tmp_path / "out.json").read_text())
     assert result["class"] == "HwnasPrunedBertForSequenceClassification"
     assert result["id2label"] == {"0": "negative", "1": "positive"}
     assert result["predictions"] == expected
+    assert result["pipeline"] == [["negative", "positive"][p] for p in expected[:4]]  # the labels' names
 
 
 @pytest.mark.slow

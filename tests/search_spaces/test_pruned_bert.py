@@ -206,3 +206,26 @@ def test_minilm_base_matches_transformers_bert() -> None:
         got = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
     torch.testing.assert_close(got[0], expected[0], rtol=0, atol=1e-4)
     torch.testing.assert_close(got[1, :10], expected[1, :10], rtol=0, atol=1e-4)
+
+
+def test_an_export_without_remote_code_is_the_same_bert_or_fails_loudly(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """The export's config says `bert` (so that `AutoTokenizer` never asks about remote code): without
+    `trust_remote_code`, transformers builds a plain BERT from it, which must be this network when no layer is
+    pruned in width, and must fail, not load half-random weights, when one is."""
+    from transformers import AutoModelForSequenceClassification
+
+    space = get_space("pruned-bert", tiny_pruned_bert_options(tiny_bert_dir, labels=["neg", "pos"]))
+    inputs = padded_pair_inputs()
+    full = space.full_arch()
+    model = space.build(full, seed=0)
+    space.export(model, full, tmp_path / "full", model_card="card")
+    plain = AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "full")).eval()
+    assert type(plain).__name__ == "BertForSequenceClassification"
+    with torch.no_grad():
+        torch.testing.assert_close(plain(**inputs).logits, model(**inputs).logits, rtol=0, atol=1e-5)
+    pruned = space.make_arch([{"source": 0, "heads": 4, "ffn": 64}, {"source": 1, "heads": 2, "ffn": 32}])
+    space.export(space.build(pruned, seed=0), pruned, tmp_path / "pruned", model_card="card")
+    with pytest.raises(Exception, match="(?i)size"):
+        AutoModelForSequenceClassification.from_pretrained(str(tmp_path / "pruned"))
+    loaded = space.load_exported(tmp_path / "pruned")  # with trust_remote_code: the pruned network
+    assert type(loaded).__name__ == "HwnasPrunedBertForSequenceClassification"

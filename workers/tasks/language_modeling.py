@@ -186,13 +186,24 @@ class LanguageModelingTask(Task):
         return total_nats / math.log(2) / max(1, characters)
 
     def save_tokenizer(self, directory: Path) -> None:
-        if self.spec.tokenizer == "byte":
-            from transformers import ByT5Tokenizer
-
-            ByT5Tokenizer(extra_ids=0).save_pretrained(str(directory))
-            return
+        """A fast tokenizer (`tokenizer.json`, no remote code) that encodes as this task does and adds no
+        special token to a prompt: bytes at ids b + 3 after ByT5's pad, eos and unk (GPT-2's byte-to-character
+        table and a BPE without merges, so each byte is one token), or the task's characters."""
         from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
         from transformers import PreTrainedTokenizerFast
+
+        if self.spec.tokenizer == "byte":
+            from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+            specials = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+            table = bytes_to_unicode()
+            vocab = specials | {table[b]: b + BYTE_OFFSET for b in range(256)}
+            tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
+            tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+            tokenizer.decoder = decoders.ByteLevel()
+            PreTrainedTokenizerFast(tokenizer_object=tokenizer, pad_token="<pad>", eos_token="</s>",
+                                    unk_token="<unk>").save_pretrained(str(directory))
+            return
 
         vocab = {"<unk>": 0} | {ch: i + 1 for i, ch in enumerate(self._char_vocab)}
         tokenizer = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))

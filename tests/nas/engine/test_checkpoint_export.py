@@ -33,6 +33,35 @@ print("RESULT " + json.dumps({"class": type(model).__name__, "tokens": tokenizer
 """
 
 
+CLEAN_GENERATE = CLEAN_LOAD.split("import torch\n", 1)[0] + r"""
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+folder, out_path = sys.argv[1:3]
+model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
+prompts = ["def f(x):", "import o"]
+encoded = tokenizer(prompts, padding=True, return_tensors="pt", padding_side="left")
+result = {"prompt_ids": tokenizer("def f(x):")["input_ids"]}
+for name, options in {"greedy": {}, "beam": {"num_beams": 3}, "sample": {"do_sample": True, "top_k": 20}}.items():
+    for cached in (True, False):
+        torch.manual_seed(0)
+        out = model.generate(**encoded, max_new_tokens=12, use_cache=cached, pad_token_id=0, **options)
+        result[f"{name}-{cached}"] = out.tolist()
+with torch.no_grad():  # a cached step's logits are the whole prefix's
+    ids = tokenizer("def f(x): return x", return_tensors="pt")["input_ids"]
+    full = model(input_ids=ids).logits
+    first = model(input_ids=ids[:, :-3], use_cache=True)
+    steps, cache = [first.logits], first.cache if hasattr(first, "cache") else first.past_key_values
+    for t in range(ids.shape[1] - 3, ids.shape[1]):
+        step = model(input_ids=ids[:, t:t + 1], cache=cache, use_cache=True)
+        steps.append(step.logits)
+    result["cache_max_diff"] = float((torch.cat(steps, 1) - full).abs().max())
+generator = pipeline("text-generation", model=folder, trust_remote_code=True)
+result["pipeline"] = generator("def f(x):", max_new_tokens=8, do_sample=False)[0]["generated_text"]
+json.dump(result, open(out_path, "w"))
+"""
+
+
 def test_export_loads_in_clean_python_with_equal_logits(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
     storage = open_storage(sqlite_url)
     job_id, job = run(storage, tmp_path, make_spec(corpus_file, latency_target_ms=100.0, budget={"trials": 3}), [])
@@ -73,6 +102,20 @@ def test_export_loads_in_clean_python_with_equal_logits(tmp_path: Path, corpus_f
     info = json.loads(line.removeprefix("RESULT "))
     assert info == {"class": "HwnasSparseForCausalLM", "tokens": [ord("h") + 3, ord("i") + 3]}
     torch.testing.assert_close(torch.load(tmp_path / "out.pt"), expected, rtol=0, atol=0)
+
+    # Generation in plain transformers: generate() with and without the key-value cache, the pipeline, and a
+    # tokenizer that adds nothing to a prompt and loads without asking about remote code.
+    done = subprocess.run([sys.executable, "-I", "-c", CLEAN_GENERATE, str(folder), str(tmp_path / "gen.json")],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+                          env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    generated = json.loads((tmp_path / "gen.json").read_text())
+    assert generated["prompt_ids"] == [b + 3 for b in b"def f(x):"]  # bytes, no end-of-sequence token
+    for name in ("greedy", "beam", "sample"):
+        assert generated[f"{name}-True"] == generated[f"{name}-False"], name
+        assert all(len(row) == len(generated["greedy-True"][0]) for row in generated[f"{name}-True"])
+    assert generated["cache_max_diff"] < 1e-4
+    assert generated["pipeline"].startswith("def f(x):") and len(generated["pipeline"]) > len("def f(x):")
 
 
 def test_archive_is_reproducible_and_export_picks_best(tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
