@@ -81,6 +81,9 @@ class LatencyModel(ABC):
         self.space = space
         self.device = device
         self.fitted = False
+        self.std_scale = 1.0  # calibration: predicted stds times this cover 68% of cross-fitted errors
+        self.reference: dict[str, Any] | None = None  # {"arch", "ms"}: the drift reference timed at profiling
+        self.drift_factor = 1.0  # re-anchoring: the reference's time now over its time at profiling
 
     def check_arch(self, arch: Arch) -> None:
         if arch.space != self.space.name or arch.version != self.space.version:
@@ -106,10 +109,25 @@ class LatencyModel(ABC):
                                    f"{self.space.name} v{self.space.version}")
 
     @abstractmethod
-    def predict(self, arch: Arch) -> LatencyPrediction: ...
+    def predict_raw(self, arch: Arch) -> LatencyPrediction:
+        """The prediction as fitted, before calibration (`std_scale`) and re-anchoring (`drift_factor`)."""
+
+    def predict_raw_many(self, archs: Sequence[Arch]) -> list[LatencyPrediction]:
+        return [self.predict_raw(arch) for arch in archs]
+
+    def predict(self, arch: Arch) -> LatencyPrediction:
+        """The latency on the device now: the fitted prediction re-anchored to the device's current speed,
+        with its standard deviation calibrated on cross-fitted errors."""
+        return self._adjusted(self.predict_raw(arch))
 
     def predict_many(self, archs: Sequence[Arch]) -> list[LatencyPrediction]:
-        return [self.predict(arch) for arch in archs]
+        return [self._adjusted(p) for p in self.predict_raw_many(archs)]
+
+    def _adjusted(self, raw: LatencyPrediction) -> LatencyPrediction:
+        if self.std_scale == 1.0 and self.drift_factor == 1.0:
+            return raw
+        return LatencyPrediction(mean_ms=raw.mean_ms * self.drift_factor,
+                                 std_ms=raw.std_ms * self.std_scale * self.drift_factor)
 
     # ---- persistence ---------------------------------------------------------------------------
     @abstractmethod
@@ -127,7 +145,9 @@ class LatencyModel(ABC):
     def save(self) -> bytes:
         if not self.fitted:
             raise LatencyError(f"latency model {self.name!r} is not fitted; nothing to save")
-        return pickle.dumps({"header": self.header(), "state": self.state()}, protocol=pickle.HIGHEST_PROTOCOL)
+        calibration = {"std_scale": self.std_scale, "reference": self.reference}
+        return pickle.dumps({"header": self.header(), "state": self.state(), "calibration": calibration},
+                            protocol=pickle.HIGHEST_PROTOCOL)
 
     @classmethod
     def load(cls, payload: bytes, *, space: SearchSpace, device: DeviceProfile) -> LatencyModel:
@@ -150,6 +170,9 @@ class LatencyModel(ABC):
                     f"run `hwnas profile --device {device.name} --space {space.name}` to fit one for this one"
                 )
         model.load_state(data["state"])
+        calibration = data.get("calibration") or {}  # payloads saved before calibration: none
+        model.std_scale = float(calibration.get("std_scale", 1.0))
+        model.reference = calibration.get("reference")
         model.fitted = True
         return model
 

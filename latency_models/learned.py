@@ -54,10 +54,10 @@ class LearnedLatencyModel(LatencyModel):
             return (self.models["mean"].predict(features), self.models["q10"].predict(features),
                     self.models["q90"].predict(features))
 
-    def predict(self, arch: Arch) -> LatencyPrediction:
-        return self.predict_many([arch])[0]
+    def predict_raw(self, arch: Arch) -> LatencyPrediction:
+        return self.predict_raw_many([arch])[0]
 
-    def predict_many(self, archs: Sequence[Arch]) -> list[LatencyPrediction]:
+    def predict_raw_many(self, archs: Sequence[Arch]) -> list[LatencyPrediction]:
         import numpy as np
 
         for arch in archs:

@@ -82,7 +82,7 @@ class LookupTableLatencyModel(LatencyModel):
         self.relative_std = max(MIN_RELATIVE_STD, float(math.sqrt(float(np.sum(relative ** 2)) / dof)))
         self.fitted = True
 
-    def predict(self, arch: Arch) -> LatencyPrediction:
+    def predict_raw(self, arch: Arch) -> LatencyPrediction:
         self.check_arch(arch)
         total, count = self.block_features(arch)
         scale, per_block, constant = self.coef

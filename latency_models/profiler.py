@@ -6,11 +6,16 @@ travels back from a Ray worker and into the database unchanged.
 
 Steps, with their wall time kept apart:
 1. every block of `space.block_catalogue()` timed alone (the lookup table);
-2. `samples` random archs timed end to end; the first `overhead_samples` of them fit the lookup
-   table's overhead, all of them train the learned model;
+2. `samples` archs timed end to end: the space's corners (largest and smallest, `corner_archs`; the
+   unpruned network is the corner random samples rarely reach, and a learned model once predicted it 29% too
+   fast), then random ones; the first `overhead_samples` of them fit the lookup table's overhead, all of
+   them train the learned model; each kind's standard deviations are calibrated on cross-fitted errors
+   (`latency_models.calibration`);
 3. `holdout` other random archs timed twice, independently (other chunks, other order): the first
    measurement judges the predictors, the second against the first gives the noise floor.
 `profiling_s` of a predictor counts only what it needed (1 and its share of 2, or 2), not the evaluation.
+With drift correction, each stored predictor keeps its reference arch and that arch's time: a job re-times
+the reference before using the predictor and rescales its predictions (`nas.engine.latency`).
 """
 
 from __future__ import annotations
@@ -25,12 +30,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from latency_models.base import FitSample, LatencyModel, ProfileData, get_latency_model_class, latency_model_names
+from latency_models.calibration import std_scale
 from latency_models.device import DeviceProfile
 from latency_models.measure import Reference, measure_archs, measure_blocks
 from latency_models.meter import LatencySample, MeterSettings, make_meter
 from latency_models.report import accuracy_report
 from search_spaces.arch import Arch
-from search_spaces.base import SearchSpace, random_archs
+from search_spaces.base import SearchSpace, corner_archs, random_archs
 
 logger = logging.getLogger(__name__)
 ProgressHook = Callable[[str, int, int], None]  # (stage, units done so far, units in all)
@@ -89,14 +95,17 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
             on_progress: ProgressHook | None = None) -> ProfileOutcome:
     meter = make_meter(device, plan.meter)
     blocks = space.block_catalogue()
-    train = random_archs(space, count=plan.samples, seed=plan.seed)
+    corners = corner_archs(space)[:plan.samples]  # the extremes random samples rarely reach: in every fit
+    train = corners + random_archs(space, count=plan.samples - len(corners), seed=plan.seed,
+                                   exclude=[a.hash for a in corners])
     holdout = random_archs(space, count=plan.holdout, seed=plan.seed + 1, exclude=[a.hash for a in train])
     # One fixed arch (the median by parameters of five) timed in every chunk: drift correction (see `measure`).
-    reference = None
+    reference = reference_arch = None
     if plan.drift_correction:
         candidates = random_archs(space, count=5, seed=plan.seed + 2)
         sizes = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in candidates]
-        reference = Reference.for_arch(space, sorted(zip(sizes, candidates), key=lambda x: x[0])[2][1], meter)
+        reference_arch = sorted(zip(sizes, candidates), key=lambda x: x[0])[2][1]
+        reference = Reference.for_arch(space, reference_arch, meter)
     total = len(blocks) + len(train) + 2 * len(holdout)
     done = 0
 
@@ -154,6 +163,9 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
         began = time.perf_counter()
         fitted = get_latency_model_class(kind).from_profile(space=space, device=device, data=data)
         model, n_train = fitted.model, fitted.n_train
+        model.std_scale = std_scale(type(model), space=space, device=device, data=data)
+        if reference is not None and reference_arch is not None and reference.baseline_ms:
+            model.reference = {"arch": reference_arch.to_dict(), "ms": reference.baseline_ms}
         spent = sum(outcome.timings_s.get(stage, 0.0) for stage in fitted.stages)
         fit_s = time.perf_counter() - began
         evaluation_began = time.perf_counter()
@@ -161,12 +173,14 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
         report = accuracy_report(
             kind=kind, device=device.name, space=space.name, space_version=space.version, n_train=n_train,
             predicted_ms=means, predicted_std_ms=stds, measured_ms=measured_ms, remeasured_ms=repeat_ms,
-            profiling_s=spent + fit_s, predict_ms=predict_ms,
+            profiling_s=spent + fit_s, predict_ms=predict_ms, std_scale=model.std_scale,
             evaluation_s=outcome.timings_s["holdout"] + outcome.timings_s["holdout_repeat"]
             + time.perf_counter() - evaluation_began)
-        logger.info("%s on %s/%s: MAPE %.2f%%, within 10%% %.1f%%, tau %.3f (noise floor: %.2f%%, %.1f%%, %.3f)",
-                    kind, device.name, space.name, report.mape, report.within_10pct, report.kendall_tau,
-                    report.noise_floor.mape, report.noise_floor.within_10pct, report.noise_floor.kendall_tau)
+        logger.info("%s on %s/%s: MAPE %.2f%%, within 10%% %.1f%%, tau %.3f (noise floor: %.2f%%, %.1f%%, %.3f); "
+                    "within 1 and 2 std %.0f%% and %.0f%% (std x %.2f)", kind, device.name, space.name, report.mape,
+                    report.within_10pct, report.kendall_tau, report.noise_floor.mape,
+                    report.noise_floor.within_10pct, report.noise_floor.kendall_tau, report.within_1std,
+                    report.within_2std, model.std_scale)
         outcome.predictors.append({"kind": kind, "payload": model.save(), "report": report.summary()})
     if reference is not None:
         outcome.reference_ms = reference.baseline_ms

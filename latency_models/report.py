@@ -59,6 +59,8 @@ class AccuracyReport(BaseModel):
     max_error_pct: float
     within_1std: float
     noise_floor: ErrorFigures
+    within_2std: float = 0.0  # reports stored before calibration have none
+    std_scale: float = 1.0  # the calibration applied to the predictor's stds (`latency_models.calibration`)
     profiling_s: float
     evaluation_s: float
     predict_ms: float
@@ -101,18 +103,20 @@ def error_figures(predicted: Sequence[float], reference: Sequence[float]) -> Err
 def accuracy_report(*, kind: str, device: str, space: str, space_version: int, n_train: int,
                     predicted_ms: Sequence[float], predicted_std_ms: Sequence[float], measured_ms: Sequence[float],
                     remeasured_ms: Sequence[float], profiling_s: float, evaluation_s: float,
-                    predict_ms: float) -> AccuracyReport:
+                    predict_ms: float, std_scale: float = 1.0) -> AccuracyReport:
     """The report of one predictor on held-out archs measured twice (`measured_ms`, `remeasured_ms`)."""
     figures = error_figures(predicted_ms, measured_ms)
     noise = error_figures(remeasured_ms, measured_ms)
     if len(predicted_std_ms) != len(measured_ms):
         raise LatencyError("accuracy report: give one uncertainty per prediction")
     covered = sum(abs(p - m) <= s for p, s, m in zip(predicted_ms, predicted_std_ms, measured_ms))
+    covered_twice = sum(abs(p - m) <= 2 * s for p, s, m in zip(predicted_ms, predicted_std_ms, measured_ms))
     return AccuracyReport(
         kind=kind, device=device, space=space, space_version=space_version, n_train=n_train,
         n_holdout=figures.n, mape=figures.mape, within_5pct=figures.within_5pct, within_10pct=figures.within_10pct,
         kendall_tau=figures.kendall_tau, rmse_ms=figures.rmse_ms, max_error_pct=figures.max_error_pct,
-        within_1std=100.0 * covered / figures.n, noise_floor=noise, profiling_s=profiling_s,
+        within_1std=100.0 * covered / figures.n, within_2std=100.0 * covered_twice / figures.n, std_scale=std_scale,
+        noise_floor=noise, profiling_s=profiling_s,
         evaluation_s=evaluation_s, predict_ms=predict_ms,
         holdout=[HoldoutPoint(predicted_ms=p, predicted_std_ms=s, measured_ms=m)
                  for p, s, m in zip(predicted_ms, predicted_std_ms, measured_ms)],

@@ -292,6 +292,17 @@ def random_archs(space: SearchSpace, *, count: int, seed: int, exclude: Iterable
     return result
 
 
+def corner_archs(space: SearchSpace) -> list[Arch]:
+    """The space's extremes where it names them (a supernet space's largest and smallest arch): the corners a
+    latency model's training set must hold, since random samples rarely reach them."""
+    if not isinstance(space, SupernetSpace):
+        return []
+    unique: dict[str, Arch] = {}
+    for arch in space.sandwich_archs():
+        unique.setdefault(arch.hash, arch)
+    return list(unique.values())
+
+
 def register_space(name: str) -> Any:
     """Class decorator: `@register_space("sparse-transformer")`."""
     return SPACES.register(name)

@@ -50,10 +50,12 @@ def candidate_rows(storage: Storage, *, device: DeviceProfile, space: SearchSpac
 
 
 def job_latency_model(storage: Storage, runner: DeviceRunner, *, device: DeviceProfile, space: SearchSpace,
-                      kind: str, plan: ProfilePlan) -> tuple[LatencyModel, dict[str, Any]]:
-    """Load the predictor a job uses, profiling the device first when none is stored. Returns it and its row info."""
+                      kind: str, plan: ProfilePlan, reanchor: bool = True) -> tuple[LatencyModel, dict[str, Any]]:
+    """Load the predictor a job uses, profiling the device first when none is stored, re-anchored to the
+    device's speed now (`reanchor_model`; not after profiling it just now). Returns it and its row info."""
     rows = candidate_rows(storage, device=device, space=space, kind=kind)
     if not rows:
+        reanchor = False  # fitted on measurements of this minute
         logger.info("no %s latency model for %s on %r: profiling (%d samples, %d held out)", kind, space.name,
                     device.name, plan.samples, plan.holdout)
         profile_and_store(storage, runner, device=device, space=space, plan=plan)
@@ -62,4 +64,30 @@ def job_latency_model(storage: Storage, runner: DeviceRunner, *, device: DeviceP
         raise LatencyError(f"no latency model of kind {kind!r} for {space.name} on {device.name!r} after profiling")
     row = rows[0]
     model = LatencyModel.load(row.payload or b"", space=space, device=device)
-    return model, {"id": row.id, "kind": row.kind, "report": row.report}
+    info: dict[str, Any] = {"id": row.id, "kind": row.kind, "report": row.report, "drift_factor": 1.0}
+    if reanchor and model.reference:
+        info["drift_factor"] = reanchor_model(model, runner, device=device, space=space, plan=plan)
+    return model, info
+
+
+def reanchor_model(model: LatencyModel, runner: DeviceRunner, *, device: DeviceProfile, space: SearchSpace,
+                   plan: ProfilePlan) -> float:
+    """Time the predictor's drift reference on the device now and scale its predictions by (now / then): a
+    machine that has drifted since profiling, or a sister device of another speed, is predicted in its own
+    time without a new profile. Returns the factor (1.0, unchanged, if the reference cannot be timed)."""
+    from search_spaces.arch import Arch
+
+    assert model.reference is not None
+    try:
+        arch = Arch.from_dict(model.reference["arch"])
+        (sample,) = runner.measure(device, space.name, space.options.model_dump(mode="json"), [arch],
+                                   plan.meter.model_copy(update={"seed": plan.meter.seed + 11}))
+    except Exception as exc:  # noqa: BLE001  (an old or foreign reference: predict as profiled)
+        logger.warning("latency model for %s on %r: reference not timed (%s); predictions not re-anchored",
+                       space.name, device.name, exc)
+        return 1.0
+    factor = sample.median_ms / float(model.reference["ms"])
+    model.drift_factor = factor
+    logger.info("latency model for %s on %r re-anchored: reference %.3f ms now, %.3f ms when profiled (x %.3f)",
+                space.name, device.name, sample.median_ms, float(model.reference["ms"]), factor)
+    return factor

@@ -69,6 +69,19 @@ def test_profiling_reports_both_predictors_with_progress() -> None:
     table, learned = by_kind["lookup-table"], by_kind["learned"]
     assert table["report"]["n_train"] == 4 and learned["report"]["n_train"] == 12
     assert table["report"]["profiling_s"] < outcome.timings_s["blocks"] + outcome.timings_s["overhead_samples"] + 5
+    # The space's corners open every training set (the lookup table's small set included).
+    from search_spaces.base import corner_archs
+
+    train = [s["arch_hash"] for s in outcome.samples if s["purpose"] == "profile-train"]
+    assert train[:2] == [a.hash for a in corner_archs(SPACE)] and len(set(train)) == 12
+    # Each predictor keeps its drift reference, and reports its calibrated coverage.
+    from latency_models.base import LatencyModel
+
+    for predictor in outcome.predictors:
+        model = LatencyModel.load(predictor["payload"], space=SPACE, device=BUILTIN_DEVICES["cpu-1t"])
+        assert model.reference is not None and model.reference["ms"] > 0
+        assert model.std_scale == predictor["report"]["std_scale"] > 0
+        assert 0 <= predictor["report"]["within_1std"] <= predictor["report"]["within_2std"] <= 100
 
 
 @pytest.mark.ray
