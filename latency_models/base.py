@@ -47,6 +47,7 @@ class ProfileData:
     samples: Sequence[FitSample]
     overhead_count: int
     block_ms: Mapping[str, float] | None = None
+    source: LatencyModel | None = None  # another device's predictor, for kinds that transfer from one
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class LatencyModel(ABC):
 
     name: ClassVar[str]
     needs_block_latencies: ClassVar[bool] = False
+    needs_source: ClassVar[bool] = False  # fitted from another device's predictor (`transfer`): never a default kind
 
     @classmethod
     def from_profile(cls, *, space: SearchSpace, device: DeviceProfile, data: ProfileData) -> ProfileFit:
@@ -189,15 +191,17 @@ def get_latency_model_class(name: str) -> type[LatencyModel]:
     return LATENCY_MODELS.get(name)
 
 
-def latency_model_names() -> tuple[str, ...]:
+def latency_model_names(*, with_source: bool = False) -> tuple[str, ...]:
     """Every registered latency model kind (the built-in ones and any plug-in imported before): those fitted
-    on block latencies first, as the profiler measures the blocks first; then by name."""
+    on block latencies first, as the profiler measures the blocks first; then by name. Kinds that need
+    another device's predictor (`transfer`) only `with_source`."""
     _builtin_models()
-    return tuple(sorted(LATENCY_MODELS.names(), key=lambda name: (not LATENCY_MODELS.get(name).needs_block_latencies,
-                                                                   name)))
+    names = [n for n in LATENCY_MODELS.names() if with_source or not LATENCY_MODELS.get(n).needs_source]
+    return tuple(sorted(names, key=lambda name: (not LATENCY_MODELS.get(name).needs_block_latencies, name)))
 
 
 def _builtin_models() -> None:
     import latency_models.learned  # noqa: F401  (registers the built-in models)
     import latency_models.lookup_table  # noqa: F401
+    import latency_models.transfer  # noqa: F401
 

@@ -37,6 +37,7 @@ from latency_models.meter import LatencySample, MeterSettings, make_meter
 from latency_models.report import accuracy_report
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, corner_archs, random_archs
+from search_spaces.errors import LatencyError
 
 logger = logging.getLogger(__name__)
 ProgressHook = Callable[[str, int, int], None]  # (stage, units done so far, units in all)
@@ -47,8 +48,9 @@ class ProfilePlan(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    samples: int = Field(default=120, ge=10, le=100_000, description="end-to-end archs to fit on")
-    overhead_samples: int = Field(default=20, ge=3, le=100_000, description="of those, for the lookup overhead")
+    samples: int = Field(default=120, ge=2, le=100_000, description="end-to-end archs to fit on (each kind "
+                         "refuses too few: the learned model needs 10)")
+    overhead_samples: int = Field(default=20, ge=1, le=100_000, description="of those, for the lookup overhead")
     holdout: int = Field(default=100, ge=2, le=100_000, description="held-out archs, measured twice")
     chunk_size: int = Field(default=16, ge=1, le=1024, description="archs measured interleaved at once")
     seed: int = Field(default=0, ge=0)
@@ -61,7 +63,7 @@ class ProfilePlan(BaseModel):
     def _consistent(self) -> ProfilePlan:
         if self.overhead_samples > self.samples:
             raise ValueError(f"overhead_samples ({self.overhead_samples}) must not exceed samples ({self.samples})")
-        known = latency_model_names()
+        known = latency_model_names(with_source=True)
         unknown = [k for k in self.kinds if k not in known]
         if unknown or not self.kinds:
             raise ValueError(f"kinds must name some of {', '.join(known)}, got {list(self.kinds)}")
@@ -92,7 +94,13 @@ def _predict_timed(model: LatencyModel, archs: list[Arch]) -> tuple[list[float],
 
 
 def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
-            on_progress: ProgressHook | None = None) -> ProfileOutcome:
+            on_progress: ProgressHook | None = None, source: LatencyModel | None = None) -> ProfileOutcome:
+    """Profile `space` on `device` as `plan` says (see the module's docstring); `source`, another device's
+    predictor, is what kinds that transfer (`transfer`) start from."""
+    sourced = [k for k in plan.kinds if get_latency_model_class(k).needs_source]
+    if sourced and source is None:
+        raise LatencyError(f"latency model kinds {sourced} transfer from another device's predictor; profile "
+                           "with --transfer-from DEVICE")
     meter = make_meter(device, plan.meter)
     blocks = space.block_catalogue()
     corners = corner_archs(space)[:plan.samples]  # the extremes random samples rarely reach: in every fit
@@ -156,7 +164,8 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
                             for a, s in zip(archs, samples)]
     fit_all = [FitSample(a, s.median_ms) for a, s in zip(train, train_samples)]
     data = ProfileData(samples=fit_all, overhead_count=k,
-                       block_ms={b.key: s.median_ms for b, s in zip(blocks, block_samples)} if needs_table else None)
+                       block_ms={b.key: s.median_ms for b, s in zip(blocks, block_samples)} if needs_table else None,
+                       source=source)
     measured_ms = [s.median_ms for s in measured]
     repeat_ms = [s.median_ms for s in repeat]
     for kind in plan.kinds:

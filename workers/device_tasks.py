@@ -27,10 +27,21 @@ DEVICE_CHECK_S = 5.0  # how often a device task's wait checks that a node with t
 
 
 def profile_task(device: dict[str, Any], space: str, space_options: dict[str, Any],
-                 plan: dict[str, Any]) -> ProfileOutcome:
-    """Profile `space` on this node's device (the body of the Ray task, or the local call)."""
-    return profile(get_space(space, space_options), DeviceProfile.model_validate(device),
-                   ProfilePlan.model_validate(plan))
+                 plan: dict[str, Any], source: tuple[bytes, dict[str, Any]] | None = None) -> ProfileOutcome:
+    """Profile `space` on this node's device (the body of the Ray task, or the local call); `source`: another
+    device's predictor (payload, device) to transfer from."""
+    space_obj = get_space(space, space_options)
+    return profile(space_obj, DeviceProfile.model_validate(device), ProfilePlan.model_validate(plan),
+                   source=_source_model(space_obj, source))
+
+
+def _source_model(space: Any, source: tuple[bytes, dict[str, Any]] | None) -> Any:
+    if source is None:
+        return None
+    from latency_models.base import LatencyModel
+
+    payload, device = source
+    return LatencyModel.load(payload, space=space, device=DeviceProfile.model_validate(device))
 
 
 def measure_task(device: dict[str, Any], space: str, space_options: dict[str, Any], archs: list[dict[str, Any]],
@@ -81,14 +92,16 @@ class DeviceRunner:
         return ray.remote(function).options(**options)
 
     def profile(self, device: DeviceProfile, space: str, space_options: dict[str, Any], plan: ProfilePlan, *,
-                on_progress: ProgressHook | None = None) -> ProfileOutcome:
-        args = (device.model_dump(), space, dict(space_options), plan.model_dump(mode="json"))
+                on_progress: ProgressHook | None = None,
+                source: tuple[bytes, dict[str, Any]] | None = None) -> ProfileOutcome:
+        args = (device.model_dump(), space, dict(space_options), plan.model_dump(mode="json"), source)
         if self.placement(device) == "ray":
             logger.info("profiling %s on the Ray node with resource %r", space, device.ray_resource)
             outcome = self._get(self._remote(device, profile_task).remote(*args), device)
             if outcome is not None:
                 return outcome
-        return profile(get_space(space, space_options), device, plan, on_progress=on_progress)
+        space_obj = get_space(space, space_options)
+        return profile(space_obj, device, plan, on_progress=on_progress, source=_source_model(space_obj, source))
 
     def measure(self, device: DeviceProfile, space: str, space_options: dict[str, Any], archs: Sequence[Arch],
                 meter: MeterSettings) -> list[LatencySample]:

@@ -311,8 +311,12 @@ def profile(device: str = typer.Option(..., "--device", help="device profile nam
             samples: int | None = typer.Option(None, "--samples", help="end-to-end archs to fit on (default 120)"),
             holdout: int | None = typer.Option(None, "--holdout", help="held-out archs for the report (default 100)"),
             seed: int = typer.Option(0, "--seed"),
+            transfer_from: str | None = typer.Option(None, "--transfer-from",
+                                                     help="fit a transfer model from this device's stored predictor "
+                                                          "on at most 20 samples here (default samples: 20)"),
             as_json: bool = typer.Option(False, "--json", help="one JSON object per predictor, one per line")) -> None:
-    """Build both latency predictors for a (device, space) on the device, store them, print their reports."""
+    """Build both latency predictors for a (device, space) on the device, store them, print their reports; with
+    --transfer-from, one predictor transferred from another device's with a few measurements here."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -323,6 +327,9 @@ def profile(device: str = typer.Option(..., "--device", help="device profile nam
     storage = _storage()
     profile_obj = storage.device(device)
     space_obj = parse_space_options(space, space_options)
+    source = storage.device(transfer_from) if transfer_from else None
+    if source is not None and samples is None:
+        samples = 20
     plan = settings.profile_plan(samples=samples, holdout=holdout, seed=seed)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=as_json) as progress:
@@ -332,7 +339,7 @@ def profile(device: str = typer.Option(..., "--device", help="device profile nam
             progress.update(bar, completed=done, total=total, description=f"{stage} ({space} on {device})")
 
         outcome, ids = profile_and_store(storage, device_runner(settings), device=profile_obj, space=space_obj,
-                                         plan=plan, on_progress=on_progress)
+                                         plan=plan, on_progress=on_progress, transfer_from=source)
     models = [{"id": i, "space": outcome.space, "space_version": outcome.space_version, "kind": p["kind"],
                "report": p["report"]} for i, p in zip(ids, outcome.predictors)]
     if as_json:

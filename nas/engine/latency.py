@@ -34,8 +34,27 @@ def store_profile(storage: Storage, outcome: ProfileOutcome) -> list[int]:
 
 
 def profile_and_store(storage: Storage, runner: DeviceRunner, *, device: DeviceProfile, space: SearchSpace,
-                      plan: ProfilePlan, on_progress: ProgressHook | None = None) -> tuple[ProfileOutcome, list[int]]:
-    outcome = runner.profile(device, space.name, space.options.model_dump(mode="json"), plan, on_progress=on_progress)
+                      plan: ProfilePlan, on_progress: ProgressHook | None = None,
+                      transfer_from: DeviceProfile | None = None) -> tuple[ProfileOutcome, list[int]]:
+    """Profile on the device and store what it fitted. With `transfer_from`, fit only a `transfer` model from
+    that device's best stored predictor for the space (at most `MAX_TRANSFER_SAMPLES` samples here)."""
+    source = None
+    if transfer_from is not None:
+        from latency_models.transfer import MAX_TRANSFER_SAMPLES
+
+        if plan.samples > MAX_TRANSFER_SAMPLES:
+            raise LatencyError(f"samples: a transfer fits on at most {MAX_TRANSFER_SAMPLES} end-to-end samples, got "
+                               f"{plan.samples}; lower --samples, or profile without --transfer-from")
+        rows = [r for r in candidate_rows(storage, device=transfer_from, space=space, kind="auto")
+                if r.kind != "transfer"]
+        if not rows:
+            raise LatencyError(f"transfer-from: no stored latency model for {space.name} on {transfer_from.name!r} "
+                               f"with these space options; profile that device first")
+        source = (rows[0].payload or b"", transfer_from.model_dump())
+        plan = plan.model_copy(update={"kinds": ("transfer",)})
+        logger.info("transferring %s model %s of %r to %r", rows[0].kind, rows[0].id, transfer_from.name, device.name)
+    outcome = runner.profile(device, space.name, space.options.model_dump(mode="json"), plan, on_progress=on_progress,
+                             source=source)
     return outcome, store_profile(storage, outcome)
 
 

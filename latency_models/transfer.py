@@ -1,0 +1,114 @@
+"""Few-shot transfer: a latency model for a new device from a stored one of another device, plus at most
+20 end-to-end measurements on the new device (HELP's setting, in its simplest form).
+
+The source predictor ranks the archs of the space; a new device mostly changes the scale and, less, how
+latency grows with size. So `transfer` fits `log(ms here) = a + b log(source's prediction)` by least
+squares on the new device's samples (3 to 20), keeping `b = 1` (a pure rescale) unless the free slope
+predicts left-out samples better, and states a relative spread from the fit's residuals (calibrated like any
+kind's, `latency_models.calibration`). It keeps the source predictor inside its payload, so it is stored,
+loaded, reported and chosen like any other kind. `hwnas profile --device NEW --transfer-from OLD` builds
+one; the profile's held-out archs (measured twice) give its report and noise floor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from latency_models.base import (
+    FitSample,
+    LatencyModel,
+    LatencyPrediction,
+    ProfileData,
+    ProfileFit,
+    register_latency_model,
+)
+from latency_models.device import DeviceProfile
+from search_spaces.arch import Arch
+from search_spaces.base import SearchSpace
+from search_spaces.errors import LatencyError
+
+MAX_TRANSFER_SAMPLES = 20  # the few-shot budget: more than this is a profile, not a transfer
+MIN_TRANSFER_SAMPLES = 3  # a scale and a slope, and one sample to judge them
+MIN_RELATIVE_STD = 0.02
+MIN_SLOPE, MAX_SLOPE = 0.25, 4.0  # how differently latency may grow with size on two devices
+
+
+@register_latency_model("transfer")
+class TransferLatencyModel(LatencyModel):
+    needs_source: ClassVar[bool] = True
+
+    @classmethod
+    def from_profile(cls, *, space: SearchSpace, device: DeviceProfile, data: ProfileData) -> ProfileFit:
+        if data.source is None:
+            raise LatencyError("a transfer latency model needs a source predictor of another device; profile with "
+                               "--transfer-from DEVICE")
+        model = cls(space=space, device=device, source=data.source)
+        model.fit(list(data.samples))
+        return ProfileFit(model, len(data.samples), ("overhead_samples", "more_samples"))
+
+    def __init__(self, *, space: SearchSpace, device: DeviceProfile, source: LatencyModel | None = None) -> None:
+        super().__init__(space=space, device=device)
+        self.source = source
+        self.coef = (0.0, 1.0)  # a, b of log(ms) = a + b log(source ms)
+        self.relative_std = MIN_RELATIVE_STD
+
+    def _source_log_ms(self, arch: Arch) -> float:
+        if self.source is None:
+            raise LatencyError("transfer latency model has no source predictor; load it from its payload")
+        return math.log(self.source.predict_raw(arch).mean_ms * self.source.drift_factor)
+
+    def fit(self, samples: Sequence[FitSample]) -> None:
+        self.check_samples(samples, minimum=MIN_TRANSFER_SAMPLES)
+        xs = [self._source_log_ms(s.arch) for s in samples]
+        ys = [math.log(s.latency_ms) for s in samples]
+        # The line only where it predicts left-out samples better than the rescale: with a few noisy samples a
+        # free slope can extrapolate wildly.
+        rescale_error, line_error = _loo_error(xs, ys, free_slope=False), _loo_error(xs, ys, free_slope=True)
+        self.coef = _fit(xs, ys, free_slope=line_error < rescale_error)
+        a, b = self.coef
+        residuals = [y - (a + b * x) for x, y in zip(xs, ys)]
+        dof = max(1, len(xs) - (2 if line_error < rescale_error else 1))
+        self.relative_std = max(MIN_RELATIVE_STD, math.sqrt(sum(r * r for r in residuals) / dof))
+        self.fitted = True
+
+    def predict_raw(self, arch: Arch) -> LatencyPrediction:
+        self.check_arch(arch)
+        a, b = self.coef
+        mean = math.exp(a + b * self._source_log_ms(arch))
+        return LatencyPrediction(mean_ms=mean, std_ms=self.relative_std * mean)
+
+    def state(self) -> dict[str, Any]:
+        assert self.source is not None
+        return {"source_payload": self.source.save(), "source_device": self.source.device.model_dump(),
+                "coef": list(self.coef), "relative_std": self.relative_std}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        source_device = DeviceProfile.model_validate(state["source_device"])
+        self.source = LatencyModel.load(state["source_payload"], space=self.space, device=source_device)
+        self.coef = (float(state["coef"][0]), float(state["coef"][1]))
+        self.relative_std = float(state["relative_std"])
+
+
+def _fit(xs: Sequence[float], ys: Sequence[float], *, free_slope: bool) -> tuple[float, float]:
+    """(a, b) of y = a + b x by least squares; b = 1 unless `free_slope` (and the xs spread), b within
+    [MIN_SLOPE, MAX_SLOPE]."""
+    n = len(xs)
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    slope = 1.0
+    if free_slope and spread > 1e-9:
+        slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / spread
+        slope = min(MAX_SLOPE, max(MIN_SLOPE, slope))
+    return mean_y - slope * mean_x, slope
+
+
+def _loo_error(xs: Sequence[float], ys: Sequence[float], *, free_slope: bool) -> float:
+    """Mean squared leave-one-out error of `_fit`."""
+    total = 0.0
+    for i in range(len(xs)):
+        a, b = _fit([x for j, x in enumerate(xs) if j != i], [y for j, y in enumerate(ys) if j != i],
+                    free_slope=free_slope)
+        total += (ys[i] - (a + b * xs[i])) ** 2
+    return total / len(xs)

@@ -1,0 +1,68 @@
+"""The transfer latency model: another device's predictor, corrected by a few samples of this device."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from latency_models.base import FitSample, LatencyModel, ProfileData
+from latency_models.device import BUILTIN_DEVICES
+from latency_models.lookup_table import LookupTableLatencyModel
+from latency_models.transfer import TransferLatencyModel
+from search_spaces.base import get_space, random_archs
+from search_spaces.errors import LatencyError
+from tests.conftest import TINY_SPACE_OPTIONS
+from latency_models.testing import LatencyModelContract, synthetic_latency_ms
+from tests.fakes import fake_latency_ms
+
+SPACE = get_space("sparse-transformer", TINY_SPACE_OPTIONS)
+OLD, NEW = BUILTIN_DEVICES["cpu-1t"], BUILTIN_DEVICES["cpu-2t"]
+
+
+def _source() -> LookupTableLatencyModel:
+    model = LookupTableLatencyModel(space=SPACE, device=OLD, block_ms={b.key: 0.01 for b in SPACE.block_catalogue()})
+    model.fit([FitSample(a, fake_latency_ms(SPACE, a)) for a in random_archs(SPACE, count=12, seed=0)])
+    return model
+
+
+def test_a_power_law_between_devices_is_recovered_from_a_few_samples() -> None:
+    source = _source()
+    archs = random_archs(SPACE, count=60, seed=5)
+
+    def new_ms(arch):  # type: ignore[no-untyped-def]  # the new device: 2x, growing a little slower with size
+        return 2.0 * source.predict(arch).mean_ms ** 0.9
+
+    fitted = TransferLatencyModel.from_profile(
+        space=SPACE, device=NEW, data=ProfileData(samples=[FitSample(a, new_ms(a)) for a in archs[:10]],
+                                                  overhead_count=10, source=source)).model
+    assert fitted.coef[1] == pytest.approx(0.9) and fitted.coef[0] == pytest.approx(math.log(2.0))
+    for arch in archs[10:]:
+        assert fitted.predict(arch).mean_ms == pytest.approx(new_ms(arch))
+    restored = LatencyModel.load(fitted.save(), space=SPACE, device=NEW)  # the source travels inside
+    assert isinstance(restored, TransferLatencyModel) and restored.source is not None
+    assert restored.predict(archs[20]).mean_ms == pytest.approx(new_ms(archs[20]))
+    with pytest.raises(LatencyError, match="at least 3"):
+        TransferLatencyModel.from_profile(space=SPACE, device=NEW, data=ProfileData(
+            samples=[FitSample(archs[0], 1.0)], overhead_count=1, source=source))
+
+
+def test_transfer_needs_a_source_and_is_never_a_default_kind() -> None:
+    from latency_models.base import latency_model_names
+
+    assert "transfer" not in latency_model_names() and "transfer" in latency_model_names(with_source=True)
+    with pytest.raises(LatencyError, match="--transfer-from"):
+        TransferLatencyModel.from_profile(space=SPACE, device=NEW, data=ProfileData(samples=[], overhead_count=0))
+
+
+class TestTransferContract(LatencyModelContract):
+    """The latency-model contract, with a learned source fitted on another device running at half the speed."""
+
+    def make_model(self, space, device):  # type: ignore[no-untyped-def]
+        from latency_models.device import DeviceProfile
+        from latency_models.learned import LearnedLatencyModel
+
+        other = DeviceProfile(name="other-cpu", threads=1)
+        source = LearnedLatencyModel(space=space, device=other)
+        source.fit([FitSample(a, 2.0 * synthetic_latency_ms(space, a)) for a in random_archs(space, count=80, seed=9)])
+        return TransferLatencyModel(space=space, device=device, source=source)
