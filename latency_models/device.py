@@ -25,6 +25,11 @@ class DeviceProfile(BaseModel):
     batch_size: int = Field(default=1, ge=1, le=4096)
     seq_len: int = Field(default=64, ge=1, le=65536)
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    workload: Literal["forward", "decode"] = Field(
+        default="forward", description="what is timed: one forward pass over `seq_len` tokens, or (decode) the "
+        "per-token latency of generating `decode_tokens` tokens after a `seq_len`-token prompt with the key-value "
+        "cache (causal language-model spaces)")
+    decode_tokens: int = Field(default=32, ge=1, le=65536, description="decode: tokens generated per timed run")
     builtin: bool = False
 
     @field_validator("name")
@@ -34,6 +39,11 @@ class DeviceProfile(BaseModel):
             raise ValueError(f"{value!r} is a resource name Ray reserves; Ray nodes advertise a device profile "
                              "under its name, so pick another (for example 'cpu-4t')")
         return value
+
+    @property
+    def decode_context(self) -> int:
+        """Decode: the mean number of cached positions a generated token attends to."""
+        return self.seq_len + self.decode_tokens // 2
 
     @property
     def ray_resource(self) -> str:

@@ -17,9 +17,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from latency_models.device import DeviceProfile
 from latency_models.meter import LatencyMeter, LatencySample
 from search_spaces.arch import Arch
-from search_spaces.base import Block, SearchSpace
+from search_spaces.base import Block, DecodeSpace, SearchSpace
+from search_spaces.errors import LatencyError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
@@ -31,23 +33,49 @@ DEFAULT_CHUNK = 16
 
 @dataclass
 class Reference:
-    """A fixed model timed in every chunk; `baseline_ms` is its first median (or given)."""
+    """A fixed model timed in every chunk; `baseline_ms` is its first median (or given), per token on a decode
+    device (`per_call_tokens` tokens a timed call)."""
 
     model: nn.Module
     inputs: Mapping[str, Tensor]
     baseline_ms: float | None = None
+    per_call_tokens: int = 1
 
     @classmethod
     def for_arch(cls, space: SearchSpace, arch: Arch, meter: LatencyMeter) -> Reference:
-        return cls(*_timing_pair(space, arch, meter))
+        return cls(*_timing_pair(space, arch, meter), per_call_tokens=tokens_per_call(meter.device))
+
+
+def tokens_per_call(device: DeviceProfile) -> int:
+    """How many latencies one timed call of an arch holds: the generated tokens on a decode device, else 1."""
+    return device.decode_tokens if device.workload == "decode" else 1
 
 
 def _timing_pair(space: SearchSpace, arch: Arch, meter: LatencyMeter) -> tuple[nn.Module, Mapping[str, Tensor]]:
-    """The arch's network for timing, with inputs of the device's batch and length."""
+    """The arch's network for timing, with inputs of the device's batch and length; on a decode device, the
+    arch generating `decode_tokens` tokens after a prompt of `seq_len` with its cache."""
     device = meter.device
     space.validate(arch)
+    if device.workload == "decode":
+        return decode_space(space, device).build_decode_timer(
+            arch, batch_size=device.batch_size, prompt_len=device.seq_len, new_tokens=device.decode_tokens)
     return (space.build_for_timing(arch),
             space.example_inputs(arch, batch_size=device.batch_size, seq_len=device.seq_len))
+
+
+def decode_space(space: SearchSpace, device: DeviceProfile) -> DecodeSpace:
+    if not isinstance(space, DecodeSpace):
+        raise LatencyError(f"device profile {device.name!r} times token generation (workload: decode), and space "
+                           f"{space.name!r} is not a causal language model; use a profile with workload: forward")
+    return space
+
+
+def _per_token(sample: LatencySample, tokens: int) -> LatencySample:
+    if tokens == 1:
+        return sample
+    return LatencySample(median_ms=sample.median_ms / tokens, p10_ms=sample.p10_ms / tokens,
+                         p90_ms=sample.p90_ms / tokens, runs=sample.runs,
+                         protocol={**sample.protocol, "per_token_of": tokens})
 
 
 def _scaled(sample: LatencySample, reference: LatencySample, baseline_ms: float) -> LatencySample:
@@ -59,7 +87,7 @@ def _scaled(sample: LatencySample, reference: LatencySample, baseline_ms: float)
 
 
 def _measure(count: int, build: Builder, meter: LatencyMeter, *, chunk_size: int, reference: Reference | None,
-             on_progress: Progress | None) -> list[LatencySample]:
+             on_progress: Progress | None, tokens: int = 1) -> list[LatencySample]:
     samples: list[LatencySample] = []
     for start in range(0, count, chunk_size):
         chunk = range(start, min(start + chunk_size, count))
@@ -69,7 +97,9 @@ def _measure(count: int, build: Builder, meter: LatencyMeter, *, chunk_size: int
         measured = meter.measure_many(models)
         del models
         if reference is not None:
-            ref = measured.pop()
+            ref = _per_token(measured.pop(), reference.per_call_tokens)
+        measured = [_per_token(s, tokens) for s in measured]
+        if reference is not None:
             if reference.baseline_ms is None:
                 reference.baseline_ms = ref.median_ms
             measured = [_scaled(s, ref, reference.baseline_ms) for s in measured]
@@ -82,16 +112,21 @@ def _measure(count: int, build: Builder, meter: LatencyMeter, *, chunk_size: int
 def measure_archs(space: SearchSpace, archs: Sequence[Arch], meter: LatencyMeter, *, chunk_size: int = DEFAULT_CHUNK,
                   reference: Reference | None = None, on_progress: Progress | None = None) -> list[LatencySample]:
     """One latency sample per arch, in the order given; archs in one chunk are measured interleaved."""
-    return _measure(len(archs), lambda i: _timing_pair(space, archs[i], meter), meter, chunk_size=chunk_size, reference=reference, on_progress=on_progress)
+    return _measure(len(archs), lambda i: _timing_pair(space, archs[i], meter), meter, chunk_size=chunk_size,
+                    reference=reference, on_progress=on_progress, tokens=tokens_per_call(meter.device))
 
 
 def measure_blocks(space: SearchSpace, blocks: Sequence[Block], meter: LatencyMeter, *,
                    chunk_size: int = 2 * DEFAULT_CHUNK, reference: Reference | None = None,
                    on_progress: Progress | None = None) -> list[LatencySample]:
-    """One latency sample per block, each block timed alone on inputs of the device's batch and length."""
+    """One latency sample per block, each block timed alone on inputs of the device's batch and length (on a
+    decode device: one new token, attention over the mean cached context)."""
     device = meter.device
 
     def build(i: int) -> tuple[nn.Module, Mapping[str, Tensor]]:
+        if device.workload == "decode":
+            return decode_space(space, device).build_decode_block(blocks[i], batch_size=device.batch_size,
+                                                                  context_len=device.decode_context)
         return space.build_block(blocks[i], batch_size=device.batch_size, seq_len=device.seq_len)
 
     return _measure(len(blocks), build, meter, chunk_size=chunk_size, reference=reference, on_progress=on_progress)

@@ -105,7 +105,14 @@ def submit_job(storage: Storage, spec: JobSpec, *, created_by: str | None = None
     references are pinned to their content and the job's use of them recorded (`nas.datasets`)."""
     from nas.datasets import pin_datasets
 
-    storage.device(spec.device)
+    device = storage.device(spec.device)
+    if device.workload == "decode":
+        from search_spaces.base import DecodeSpace, space_class
+
+        if not issubclass(space_class(spec.space), DecodeSpace):
+            problem = (f"device: profile {device.name!r} times token generation (workload: decode), and space "
+                       f"{spec.space!r} is not a causal language model; pick a profile with workload: forward")
+            raise SpecError("invalid job spec: " + problem, problems=[problem])
     spec, dataset_sha256s = pin_datasets(storage, spec)
     return storage.create_job(spec=spec.model_dump(mode="json"), name=spec.name, space=spec.space,
                               device=spec.device, latency_target_ms=spec.latency_target_ms,

@@ -131,6 +131,23 @@ class SupernetSpace(ABC):
         return supernet(inputs["input_ids"], arch)
 
 
+class DecodeSpace(ABC):
+    """A capability of a causal language-model space: its archs can be timed generating tokens with a
+    key-value cache (a device profile with `workload: decode` measures per-token decode latency)."""
+
+    @abstractmethod
+    def build_decode_timer(self, arch: Arch, *, batch_size: int, prompt_len: int,
+                           new_tokens: int) -> tuple[nn.Module, dict[str, Tensor]]:
+        """A module whose forward generates `new_tokens` tokens with the cache after a prompt of `prompt_len`
+        (prefilled once, outside the timed call) and leaves its cache as it found it."""
+
+    @abstractmethod
+    def build_decode_block(self, block: Block, *, batch_size: int, context_len: int,
+                           seed: int = 0) -> tuple[nn.Module, dict[str, Tensor]]:
+        """One block of `blocks(arch)` working on one new token; attention attends to `context_len` cached
+        positions (the lookup table of a decode device)."""
+
+
 def teacher_of(space: SearchSpace) -> nn.Module | None:
     return space.teacher() if isinstance(space, PreparedSpace) else None
 

@@ -222,7 +222,7 @@ def export(job_id: int = typer.Argument(...),
 devices_app = typer.Typer(no_args_is_help=True, help="Device profiles: where and how latency is measured.")
 app.add_typer(devices_app, name="devices")
 
-DEVICE_FIELDS = ("name", "backend", "threads", "batch_size", "seq_len", "dtype", "builtin")
+DEVICE_FIELDS = ("name", "backend", "threads", "batch_size", "seq_len", "dtype", "workload", "decode_tokens", "builtin")
 
 
 @devices_app.command("add")
@@ -230,8 +230,11 @@ def devices_add(name: str = typer.Argument(..., help="profile name; also the Ray
                 backend: str = typer.Option("torch-cpu", help="torch-cpu, cuda or onnxruntime-cpu"),
                 threads: int = typer.Option(1, help="intra-op threads (torch-cpu)"),
                 batch_size: int = typer.Option(1, "--batch-size"),
-                seq_len: int = typer.Option(64, "--seq-len", help="tokens per sequence"),
-                dtype: str = typer.Option("float32", help="float32, bfloat16 or float16")) -> None:
+                seq_len: int = typer.Option(64, "--seq-len", help="tokens per sequence (decode: the prompt)"),
+                dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
+                workload: str = typer.Option("forward", help="forward (one pass over --seq-len tokens) or decode "
+                                                             "(per-token latency generating with the cache)"),
+                decode_tokens: int = typer.Option(32, "--decode-tokens", help="decode: tokens generated per run")) -> None:
     """Add a device profile."""
     from pydantic import ValidationError
 
@@ -241,7 +244,8 @@ def devices_add(name: str = typer.Argument(..., help="profile name; also the Ray
 
     try:
         profile = DeviceProfile(name=name, backend=backend, threads=threads, batch_size=batch_size,  # type: ignore[arg-type]
-                                seq_len=seq_len, dtype=dtype)  # type: ignore[arg-type]
+                                seq_len=seq_len, dtype=dtype, workload=workload,  # type: ignore[arg-type]
+                                decode_tokens=decode_tokens)
     except ValidationError as exc:
         problems = format_errors(exc)
         raise SpecError("invalid device profile: " + "; ".join(problems), problems=problems) from None

@@ -37,6 +37,7 @@ class LatencyStore(StorageBase):
     def _profile(row: DeviceProfileRow) -> DeviceProfile:
         return DeviceProfile(name=row.name, backend=row.backend, threads=row.threads,  # type: ignore[arg-type]
                              batch_size=row.batch_size, seq_len=row.seq_len, dtype=row.dtype,  # type: ignore[arg-type]
+                             workload=row.workload, decode_tokens=row.decode_tokens,  # type: ignore[arg-type]
                              builtin=row.builtin)
 
     def device(self, name: str) -> DeviceProfile:

@@ -125,6 +125,8 @@ class DeviceProfileRow(Base):
     batch_size: Mapped[int] = mapped_column(Integer)
     seq_len: Mapped[int] = mapped_column(Integer)
     dtype: Mapped[str] = mapped_column(String(16))
+    workload: Mapped[str] = mapped_column(String(16), default="forward", server_default="forward")
+    decode_tokens: Mapped[int] = mapped_column(Integer, default=32, server_default="32")
     builtin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -72,3 +72,72 @@ def build_block(block: Block, *, max_seq_len: int, batch_size: int, seq_len: int
             raise ValueError(f"sparse-transformer has no block kind {block.kind!r}")
     hidden = torch.randn(batch_size, seq_len, d, generator=generator)
     return module, {"hidden_states": hidden}
+
+
+# ---- decode workloads: one new token at a time, with the key-value cache ---------------------------------
+def _crop_to(cache: object, length: int) -> None:
+    """Drop what a cache holds beyond `length` positions (a negative `crop` works in every transformers 5)."""
+    excess = cache.get_seq_length(0) - length  # type: ignore[attr-defined]
+    if excess > 0:
+        cache.crop(-excess)  # type: ignore[attr-defined]
+
+
+class DecodeTimer(nn.Module):
+    """The whole network generating `new_ids.shape[1]` tokens after `prompt_ids` with its key-value cache.
+
+    The prompt is prefilled on the first call (a meter's warm-up), on the inputs' device and dtype; every
+    call then runs the new tokens one at a time (fixed ids, so that the work does not depend on what the
+    model predicts) and crops the cache back to the prompt, so that calls are alike.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.cache: object | None = None
+
+    def forward(self, prompt_ids: torch.Tensor, new_ids: torch.Tensor) -> torch.Tensor:
+        from search_spaces.sparse_transformer.modeling_hwnas_sparse import CACHE_FIELD
+
+        if self.cache is None:
+            self.cache = getattr(self.model(input_ids=prompt_ids, use_cache=True), CACHE_FIELD)
+        logits = prompt_ids.new_empty(0)
+        for t in range(new_ids.shape[1]):
+            logits = self.model(input_ids=new_ids[:, t:t + 1], cache=self.cache, use_cache=True).logits
+        _crop_to(self.cache, prompt_ids.shape[1])
+        return logits
+
+
+class AttentionDecodeBlock(nn.Module):
+    """The attention sub-block on one new token, attending to `context_len` cached positions (prefilled on the
+    first call from `context`), the cache cropped back after each call."""
+
+    def __init__(self, d_model: int, heads: int, context_len: int) -> None:
+        super().__init__()
+        self.block = SparseBlock(d_model, {"attn_heads": heads, "ffn": {"kind": "none"}}, LAYER_NORM_EPS)
+        self.context_len = context_len
+        self.cache: object | None = None
+
+    def forward(self, context: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
+        from transformers import DynamicCache
+
+        if self.cache is None:
+            self.cache = DynamicCache()
+            self.block(context, None, cache=self.cache, cache_index=0)
+        out = self.block(hidden_states, None, cache=self.cache, cache_index=0)
+        _crop_to(self.cache, self.context_len)
+        return out
+
+
+def build_decode_block(block: Block, *, max_seq_len: int, batch_size: int, context_len: int,
+                       seed: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A block of a decode step: one token in; attention over `context_len` cached positions."""
+    context_len = max(1, min(context_len, max_seq_len - 1))
+    if block.kind != "attention":
+        return build_block(block, max_seq_len=max_seq_len, batch_size=batch_size, seq_len=1, seed=seed)
+    p = dict(block.params)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = AttentionDecodeBlock(p["d_model"], p["heads"], context_len)
+    return module, {"context": torch.randn(batch_size, context_len, p["d_model"], generator=generator),
+                    "hidden_states": torch.randn(batch_size, 1, p["d_model"], generator=generator)}

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from search_spaces.arch import Arch
-from search_spaces.base import Block, SearchSpace, SpaceOptions, SupernetSpace, TrialLike, register_space
+from search_spaces.base import (Block, DecodeSpace, SearchSpace, SpaceOptions, SupernetSpace, TrialLike,
+                                register_space)
 from search_spaces.errors import InvalidArchError
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class SparseTransformerOptions(SpaceOptions):
 
 
 @register_space("sparse-transformer")
-class SparseTransformerSpace(SearchSpace, SupernetSpace):
+class SparseTransformerSpace(SearchSpace, SupernetSpace, DecodeSpace):
     """Decoder-only LMs in the spirit of PLANER and AutoMoE.
 
     Sampling always draws every layer slot up to `max_layers` (unused slots are ignored), so the
@@ -306,6 +307,32 @@ class SparseTransformerSpace(SearchSpace, SupernetSpace):
 
         return build_block(block, max_seq_len=self.options.max_seq_len, batch_size=batch_size, seq_len=seq_len,
                            seed=seed)
+
+    def build_decode_timer(self, arch: Arch, *, batch_size: int, prompt_len: int,
+                           new_tokens: int) -> tuple[nn.Module, dict[str, Tensor]]:
+        """The arch generating `new_tokens` tokens with its cache after a prompt (cut to fit `max_seq_len`)."""
+        import torch
+
+        from search_spaces.sparse_transformer.blocks import DecodeTimer
+
+        from search_spaces.errors import LatencyError
+
+        c = arch.config
+        if new_tokens >= c["max_seq_len"]:
+            raise LatencyError(f"decode_tokens {new_tokens} leave no room for a prompt in max_seq_len "
+                               f"{c['max_seq_len']}; use a device profile with fewer decode_tokens")
+        prompt_len = min(prompt_len, c["max_seq_len"] - new_tokens)
+        generator = torch.Generator().manual_seed(0)
+        ids = torch.randint(0, c["vocab_size"], (batch_size, prompt_len + new_tokens), generator=generator)
+        return DecodeTimer(self.build_for_timing(arch)), {"prompt_ids": ids[:, :prompt_len],
+                                                          "new_ids": ids[:, prompt_len:]}
+
+    def build_decode_block(self, block: Block, *, batch_size: int, context_len: int,
+                           seed: int = 0) -> tuple[nn.Module, dict[str, Tensor]]:
+        from search_spaces.sparse_transformer.blocks import build_decode_block
+
+        return build_decode_block(block, max_seq_len=self.options.max_seq_len, batch_size=batch_size,
+                                  context_len=context_len, seed=seed)
 
     def example_inputs(self, arch: Arch, *, batch_size: int, seq_len: int) -> dict[str, Tensor]:
         import torch

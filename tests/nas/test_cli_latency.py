@@ -82,3 +82,21 @@ def test_a_model_transferred_from_another_device_with_a_few_samples(tmp_path: Pa
     assert report["mape"] < max(50.0, 3 * report["noise_floor"]["mape"])
     shown = json.loads(hwnas(tmp_path, "devices", "show", "cpu-2t", "--json").stdout)
     assert [m["kind"] for m in shown["latency_models"]] == ["transfer"]
+
+
+def test_a_decode_device_is_stored_and_refused_for_an_encoder_space(tmp_path: Path, sentiment_files,  # type: ignore[no-untyped-def]
+                                                                    tiny_bert_dir: Path) -> None:
+    added = hwnas(tmp_path, "devices", "add", "cpu-decode", "--seq-len", "32", "--workload", "decode",
+                  "--decode-tokens", "16")
+    assert added.returncode == 0, added.stderr
+    shown = json.loads(hwnas(tmp_path, "devices", "show", "cpu-decode", "--json").stdout)
+    assert shown["workload"] == "decode" and shown["decode_tokens"] == 16 and shown["seq_len"] == 32
+    bad = hwnas(tmp_path, "devices", "add", "cpu-x", "--workload", "sideways")
+    assert bad.returncode == 2 and "workload" in bad.stderr
+    spec = {"space": "pruned-bert", "space_options": {"base_model": str(tiny_bert_dir)},
+            "task": {"kind": "classification", "train": str(sentiment_files[0]),
+                     "validation": str(sentiment_files[1])},
+            "device": "cpu-decode", "latency_target_ms": 5.0, "budget": {"trials": 2}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    refused = hwnas(tmp_path, "search", "--spec", str(tmp_path / "spec.json"))
+    assert refused.returncode == 2 and "not a causal language model" in refused.stderr

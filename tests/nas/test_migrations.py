@@ -29,7 +29,7 @@ def _check_migrated(url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     ours = {t for t in tables if t.startswith("nas_")}
     assert ours == set(Base.metadata.tables) | {"nas_alembic_version"}
-    assert current_revision(engine) == head_revision(url) == "0009"
+    assert current_revision(engine) == head_revision(url) == "0010"
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={
             "compare_type": True, "version_table": "nas_alembic_version",
