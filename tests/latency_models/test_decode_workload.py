@@ -65,3 +65,35 @@ def test_an_encoder_space_is_refused_on_a_decode_device(tiny_bert_dir) -> None: 
     with pytest.raises(LatencyError, match="fewer decode_tokens"):
         SPACE.build_decode_timer(random_archs(SPACE, count=1, seed=0)[0], batch_size=1, prompt_len=4,
                                  new_tokens=10_000)
+
+
+def test_a_job_targets_per_token_decode_latency(tmp_path, corpus_file, sqlite_url) -> None:  # type: ignore[no-untyped-def]
+    """End to end on a decode profile: the device profiled for decoding, the front re-measured per token, the
+    export under the per-token target."""
+    from nas.db.storage import open_storage
+    from nas.engine.controller import Controller
+    from nas.service import submit_job
+    from nas.spec import parse_spec
+    from tests.conftest import fast_settings
+    from tests.fakes import make_fake_evaluate
+    from workers.executors.in_process import InProcessExecutor
+
+    storage = open_storage(sqlite_url)
+    storage.add_device(DECODE)
+    spec = parse_spec({"space": "sparse-transformer", "space_options": TINY_SPACE_OPTIONS, "device": DECODE.name,
+                       "task": {"kind": "language-modeling", "train": str(corpus_file), "seq_len": 16},
+                       "latency_target_ms": 100.0, "strategy": "random", "budget": {"trials": 4, "train_steps": 1},
+                       "search": {"mode": "standalone"}})
+    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process", profile_samples=12,
+                             profile_overhead_samples=4, profile_holdout=3)
+    controller = Controller(storage, settings,
+                            executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])))
+    job = controller.run_job(submit_job(storage, spec))
+    assert job.state == "completed", job.message
+    (model,) = [m for m in storage.latency_models(device=DECODE.name, space=SPACE.name,
+                                                   space_key=SPACE.latency_key()) if m.kind == "lookup-table"]
+    measured = [t for t in storage.trials(job.id, states=("complete",)) if t.measured_latency_ms]
+    assert measured and storage.checkpoints(job.id) and model.report["n_train"] == 4
+    front = {t.id for t in measured}
+    protocols = [storage.latest_sample_protocol(trial_id) for trial_id in front]
+    assert protocols and all(p["per_token_of"] == 6 and p["device"] == DECODE.name for p in protocols)
