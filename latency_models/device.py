@@ -60,6 +60,11 @@ class DeviceProfile(BaseModel):
             import torch
 
             return bool(torch.cuda.is_available())
+        if self.backend == "onnxruntime-cpu":
+            import importlib.util
+            import os
+
+            return importlib.util.find_spec("onnxruntime") is not None and self.threads <= (os.cpu_count() or 1)
         return False
 
 

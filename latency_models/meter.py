@@ -180,6 +180,8 @@ register_meter = METERS.register
 
 def make_meter(device: DeviceProfile, settings: MeterSettings | None = None) -> LatencyMeter:
     """The meter for the device profile's backend."""
+    if device.backend == "onnxruntime-cpu":
+        import latency_models.onnx_runtime  # noqa: F401  (registers its meter; imports onnxruntime only when used)
     if device.backend not in METERS:
         raise LatencyError(f"device {device.name!r}: backend {device.backend!r} cannot be measured yet; use one "
                            f"of: {', '.join(METERS.names())}")

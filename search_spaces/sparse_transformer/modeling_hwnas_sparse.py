@@ -101,6 +101,14 @@ def _grouped_mm_works() -> bool:
         return False
 
 
+def _exporting() -> bool:
+    """Whether torch is exporting the model (to ONNX or a graph), where data-dependent Python must not run."""
+    compiler = getattr(torch, "compiler", None)
+    if compiler is not None and hasattr(compiler, "is_exporting") and compiler.is_exporting():
+        return True
+    return bool(getattr(torch.onnx, "is_in_onnx_export", lambda: False)())
+
+
 GROUPED_MM = _grouped_mm_works()
 MOE_DISPATCH = "grouped-mm" if GROUPED_MM else "loop"  # what inference runs; part of the latency signature
 GROUPED_ROWS = 512  # above this many rows per expert on average, the loop's plain matmuls are faster (measured)
@@ -152,6 +160,8 @@ class MixtureOfExperts(nn.Module):
         return experts * torch.sum(share * probs.mean(dim=0))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _exporting():
+            return self._per_expert(x)
         shape = x.shape
         tokens = x.reshape(-1, shape[-1])
         weights = None
@@ -176,6 +186,25 @@ class MixtureOfExperts(nn.Module):
             return torch.empty_like(tokens).index_copy_(0, token_of, y).reshape(shape)
         y = y * weights.reshape(-1).index_select(0, order).unsqueeze(-1)
         return torch.zeros_like(tokens).index_add_(0, token_of, y).reshape(shape)
+
+    def _per_expert(self, x: torch.Tensor) -> torch.Tensor:
+        """The same function in a form an ONNX export keeps sparse: for each expert, the rows routed to it
+        (NonZero), gathered, run through it and added back weighted (ScatterND); no grouped matmul, no
+        Python-side sizes. Used while exporting (`torch.onnx.export`)."""
+        shape = x.shape
+        tokens = x.reshape(-1, shape[-1])
+        probs = F.softmax(self.router(tokens), dim=-1, dtype=torch.float32)
+        top_probs, top_idx = probs.topk(self.top_k, dim=-1)
+        weights = (top_probs / top_probs.sum(dim=-1, keepdim=True)).to(tokens.dtype)
+        out = torch.zeros_like(tokens)
+        for expert in range(self.experts):
+            chosen = top_idx == expert
+            rows = chosen.any(dim=-1).nonzero().squeeze(-1)
+            weight = (weights * chosen.to(weights.dtype)).sum(dim=-1).index_select(0, rows)
+            hidden = F.gelu(F.linear(tokens.index_select(0, rows), self.up_weight[expert], self.up_bias[expert]))
+            y = F.linear(hidden, self.down_weight[expert], self.down_bias[expert]) * weight.unsqueeze(-1)
+            out = out.index_add(0, rows, y)
+        return out.reshape(shape)
 
     def _aligned(self, tokens: torch.Tensor) -> bool:
         """The grouped matmul needs rows whose byte strides are multiples of 16 (d_model and width multiples

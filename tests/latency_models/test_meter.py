@@ -161,3 +161,9 @@ class TestCudaMeter(MeterContract):
         if not torch.cuda.is_available():
             pytest.skip("no CUDA device on this machine")
         return DeviceProfile(name="cuda-test", backend="cuda", threads=1)
+
+
+class TestOnnxRuntimeMeter(MeterContract):
+    @pytest.fixture()
+    def device(self) -> DeviceProfile:
+        return DeviceProfile(name="ort-1t", backend="onnxruntime-cpu", threads=1)

@@ -1,0 +1,102 @@
+"""ONNX Runtime as a device backend: a model is exported to ONNX and timed by an `InferenceSession`.
+
+`onnxruntime-cpu` profiles are measured by `OnnxRuntimeCpuMeter`: each model (an arch's network, or a
+lookup-table block) is exported with torch's ONNX exporter (the dynamo exporter; every input's length is
+dynamic), loaded into a session on ONNX Runtime's CPU execution provider with the profile's intra-op
+threads (and one inter-op thread, sequential execution), and timed by `session.run` with the same
+interleaved rounds as torch. The mixture-of-experts block exports a formulation ONNX Runtime runs sparsely
+(`MixtureOfExperts._per_expert`: per expert, the rows routed to it found with NonZero, gathered, multiplied
+and scattered back), so a token costs only its top-k experts there too. Only float32 forward workloads.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from latency_models.meter import LatencyMeter, register_meter
+from search_spaces.errors import LatencyError
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
+
+
+def _positional(model: nn.Module, names: list[str]) -> nn.Module:
+    """`model` called with its inputs in `names`' order, returning its main output (`logits` of a
+    transformers output, else the tensor itself)."""
+    import torch
+
+    class MainOutput(torch.nn.Module):
+        def __init__(self, inner: nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, *tensors: Tensor) -> Tensor:
+            out = self.inner(**dict(zip(names, tensors)))
+            return out.logits if hasattr(out, "logits") else out
+
+    return MainOutput(model)
+
+
+def export_onnx(model: nn.Module, inputs: Mapping[str, Tensor], path: Path) -> Path:
+    """Export `model` (called with `inputs` as keywords) to `path`, each input's batch and length dynamic (a
+    batch of 1 in `inputs` fixes it); the graph's inputs carry the same names."""
+    import torch
+
+    names = list(inputs)
+    args = tuple(inputs[name] for name in names)
+    auto = torch.export.Dim.AUTO  # dynamic where the example allows (a batch of 1 stays 1)
+    dynamic = tuple({0: auto, 1: auto} if value.dim() > 1 else {} for value in args)
+    try:
+        with torch.no_grad():
+            program = torch.onnx.export(_positional(model.eval(), names), args, dynamo=True, verbose=False,
+                                        input_names=names, output_names=["output"], dynamic_shapes=(dynamic,),
+                                        report=False)
+    except Exception as exc:  # noqa: BLE001  (the exporter raises many kinds; say which model and why)
+        raise LatencyError(f"ONNX export of {type(model).__name__} failed: {str(exc).splitlines()[0][:300]}") from exc
+    assert program is not None
+    program.save(str(path))
+    return path
+
+
+class OrtModel:
+    """An ONNX Runtime session called like a module: `model(**numpy_inputs)`."""
+
+    def __init__(self, path: Path, *, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.input_names = {i.name for i in self.session.get_inputs()}
+
+    def __call__(self, **inputs: Any) -> Any:
+        return self.session.run(None, {k: v for k, v in inputs.items() if k in self.input_names})[0]
+
+
+@register_meter("onnxruntime-cpu")
+class OnnxRuntimeCpuMeter(LatencyMeter):
+    """ONNX Runtime's CPU execution provider (see the module's docstring)."""
+
+    def place(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> tuple[Any, Mapping[str, Any]]:
+        if self.device.dtype != "float32":
+            raise LatencyError(f"device profile {self.device.name!r}: ONNX Runtime profiles are float32; got "
+                               f"{self.device.dtype}")
+        if self.device.workload != "forward":
+            raise LatencyError(f"device profile {self.device.name!r}: ONNX Runtime profiles time forward passes; "
+                               "use a torch profile for decode latency")
+        with tempfile.TemporaryDirectory(prefix="hwnas-onnx-") as folder:
+            path = export_onnx(model, inputs, Path(folder) / "model.onnx")
+            session = OrtModel(path, threads=self.device.threads)  # the session holds the model in memory
+        return session, {k: v.detach().cpu().numpy() for k, v in inputs.items()}
+
+    def time_once(self, model: Any, inputs: Mapping[str, Any]) -> float:
+        began = time.perf_counter()
+        model(**inputs)
+        return (time.perf_counter() - began) * 1000.0
