@@ -100,3 +100,29 @@ class OnnxRuntimeCpuMeter(LatencyMeter):
         began = time.perf_counter()
         model(**inputs)
         return (time.perf_counter() - began) * 1000.0
+
+
+ONNX_FILE = "model.onnx"
+
+
+def export_checked(model: nn.Module, inputs: Mapping[str, Tensor], path: Path, *,
+                   relative_tolerance: float = 1e-4) -> dict[str, Any]:
+    """Export `model` to `path` and check that ONNX Runtime gives its outputs on `inputs` within
+    `relative_tolerance` of their largest magnitude; the facts a checkpoint's card states (the graph is
+    `ONNX_FILE` in the checkpoint, wherever `path` stages it)."""
+    import numpy as np
+    import onnxruntime
+    import torch
+
+    export_onnx(model, inputs, path)
+    with torch.no_grad():
+        out = model(**inputs)
+    expected = (out.logits if hasattr(out, "logits") else out).float().numpy()
+    got = OrtModel(path, threads=1)(**{k: v.detach().cpu().numpy() for k, v in inputs.items()})
+    difference = float(np.abs(got - expected).max())
+    tolerance = relative_tolerance * max(1.0, float(np.abs(expected).max()))
+    if not difference <= tolerance:
+        raise LatencyError(f"the ONNX export differs from the torch model by {difference:.3g} (tolerance "
+                           f"{tolerance:.3g}); it is not exported")
+    return {"file": ONNX_FILE, "onnxruntime_version": onnxruntime.__version__, "max_abs_difference": difference,
+            "tolerance": tolerance, "checked_on": {k: list(v.shape) for k, v in inputs.items()}}

@@ -36,8 +36,27 @@ def _baseline_rows(baseline: dict[str, Any] | None, metric_name: str) -> str:
             f"| baseline fine-tuning steps | {baseline.get('teacher_steps')} |\n")
 
 
+def _onnx_section(onnx: dict[str, Any] | None, latency_ms: float | None) -> str:
+    if not onnx:
+        return ""
+    latency = f"{latency_ms:.3f} ms" if latency_ms is not None else "not measured"
+    return f"""
+## ONNX Runtime
+`{onnx['file']}` (batch and length dynamic) was checked against the torch model on inputs of shape
+{onnx['checked_on']}: largest absolute difference {onnx['max_abs_difference']:.3g} (tolerance
+{onnx['tolerance']:.3g}). ONNX Runtime {onnx['onnxruntime_version']}; the measured latency, {latency}, is ONNX
+Runtime's on this device profile.
+
+```python
+import onnxruntime
+session = onnxruntime.InferenceSession(PATH + "/{onnx['file']}")
+logits = session.run(None, {{"input_ids": input_ids}})[0]  # numpy int64 ids; other inputs by name
+```
+"""
+
+
 def model_card(*, job: BoundJob, trial: TrialRecord, latency_ms: float | None, protocol: dict[str, Any] | None,
-               data: dict[str, Any], baseline: dict[str, Any] | None) -> str:
+               data: dict[str, Any], baseline: dict[str, Any] | None, onnx: dict[str, Any] | None = None) -> str:
     spec, metric_name, auto_class = job.spec, job.task.metric_name, job.space.auto_class
     arch = json.dumps(trial.arch["config"], indent=2, sort_keys=True)
     latency = f"{latency_ms:.3f} ms" if latency_ms is not None else "not measured"
@@ -82,7 +101,7 @@ model = {auto_class}.from_pretrained(PATH, trust_remote_code=True)
 tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)
 {PIPELINE_USAGE.get(auto_class, "")}
 ```
-"""
+{_onnx_section(onnx, latency_ms)}"""
 
 
 PIPELINE_USAGE = {  # what a user runs first, by the export's auto class
@@ -128,13 +147,25 @@ def export_trial(job: BoundJob, *, trial: TrialRecord, out_dir: Path, latency_ms
     model.load_state_dict(load_file(trial.weights_path), strict=True)
     model.eval()
     out_dir = Path(out_dir).resolve()
-    card = model_card(job=job, trial=trial, latency_ms=latency_ms, protocol=protocol, data=data, baseline=baseline)
+    onnx = None
+    staging = out_dir.parent / f".{out_dir.name}.onnx"
+    if job.device.backend == "onnxruntime-cpu":  # deployed with ONNX Runtime: ship the graph it was timed as
+        from latency_models.onnx_runtime import export_checked
+
+        device = job.device
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        onnx = export_checked(model, space.example_inputs(arch, batch_size=max(2, device.batch_size),
+                                                          seq_len=device.seq_len), staging)
+    card = model_card(job=job, trial=trial, latency_ms=latency_ms, protocol=protocol, data=data, baseline=baseline,
+                      onnx=onnx)
     space.export(model, arch, out_dir, model_card=card)
+    if onnx is not None:
+        staging.replace(out_dir / onnx["file"])
     task.save_tokenizer(out_dir)
     (out_dir / "hwnas.json").write_text(json.dumps({
         "job_id": job.job_id, "trial": trial.number, "arch": trial.arch, "metric_name": task.metric_name,
         "metric": trial.metric, "metrics": trial.metrics, "latency_ms": latency_ms, "protocol": protocol,
-        "params": trial.params, "baseline": baseline,
+        "params": trial.params, "baseline": baseline, "onnx": onnx,
     }, indent=2, sort_keys=True), encoding="utf-8")
     archive = out_dir.parent / (out_dir.name + ".tar.gz")
     sha256, size = deterministic_archive(out_dir, archive)

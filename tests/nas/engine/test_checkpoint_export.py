@@ -12,7 +12,11 @@ import torch
 
 from nas.db.storage import open_storage
 from nas.service import export_job_trial
+from nas.engine.controller import Controller
+from nas.service import submit_job
+from tests.fakes import feature_sum_factory, make_fake_evaluate
 from tests.nas.engine.test_controller import make_spec, run
+from workers.executors.in_process import InProcessExecutor
 
 CLEAN_LOAD = r"""
 import importlib.abc, json, sys
@@ -125,3 +129,40 @@ def test_archive_is_reproducible_and_export_picks_best(tmp_path: Path, corpus_fi
     second = export_job_trial(storage, job_id, trial_number=None, out_dir=tmp_path / "b" / "ckpt")
     assert first.sha256 == second.sha256
     assert first.trial == int(Path(storage.checkpoints(job_id)[0].path).name.rsplit("-", 1)[1])
+
+
+def test_a_job_on_an_onnx_runtime_device_exports_a_checked_onnx_graph(tmp_path: Path, corpus_file: Path,
+                                                                     sqlite_url: str) -> None:
+    """End to end on `onnxruntime-cpu`: the front measured with ONNX Runtime, and the checkpoint carries
+    `model.onnx`, checked against the torch model, with ONNX Runtime's version in its card."""
+    import numpy as np
+    import onnxruntime
+
+    from latency_models.device import DeviceProfile
+    from tests.conftest import fast_settings
+    from workers.device_tasks import DeviceRunner
+
+    storage = open_storage(sqlite_url)
+    storage.add_device(DeviceProfile(name="ort-1t", backend="onnxruntime-cpu", threads=1, seq_len=16))
+    spec = make_spec(corpus_file, device="ort-1t", latency_target_ms=100.0, budget={"trials": 3, "train_steps": 1})
+    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
+    controller = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
+                            latency_model_factory=feature_sum_factory, device_runner=DeviceRunner(use_ray=False))
+    job = controller.run_job(submit_job(storage, spec))
+    assert job.state == "completed", job.message
+    (checkpoint,) = storage.checkpoints(job.id)
+    folder = Path(checkpoint.path)
+    trial = storage.trial(job.id, int(folder.name.rsplit("-", 1)[1]))
+    assert storage.latest_sample_protocol(trial.id)["backend"] == "onnxruntime-cpu"
+    card = (folder / "README.md").read_text()
+    assert f"ONNX Runtime {onnxruntime.__version__}" in card and "model.onnx" in card
+    info = json.loads((folder / "hwnas.json").read_text())["onnx"]
+    assert info["max_abs_difference"] <= info["tolerance"]
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(folder), trust_remote_code=True).eval()
+    ids = torch.randint(0, 259, (3, 11), generator=torch.Generator().manual_seed(0))
+    session = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    with torch.no_grad():
+        expected = model(input_ids=ids).logits.numpy()
+    assert np.abs(session.run(None, {"input_ids": ids.numpy()})[0] - expected).max() < 1e-4
