@@ -114,9 +114,12 @@ def test_bigger_archs_measure_slower_in_order_given() -> None:
     assert len(random_archs(space, count=5, seed=1)) == 5
 
 
-def test_meter_refuses_backends_it_cannot_time() -> None:
+def test_meter_refuses_backends_it_cannot_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    from latency_models.meter import METERS
+
+    monkeypatch.delitem(METERS._classes, "cuda")  # a backend with no meter registered (every built-in has one)
     with pytest.raises(LatencyError, match="cannot be measured"):
-        make_meter(DeviceProfile(name="ort", backend="onnxruntime-cpu"))
+        make_meter(DeviceProfile(name="a-gpu", backend="cuda"))
 
 
 def test_reference_in_every_chunk_corrects_a_slowdown() -> None:

@@ -52,7 +52,7 @@ def test_profile_refuses_bad_options_and_foreign_devices(tmp_path: Path) -> None
     assert bad_json.returncode == 2 and "--space-options" in bad_json.stderr
     bad_space = hwnas(tmp_path, "profile", "--device", "cpu-1t", "--space", "nope")
     assert bad_space.returncode == 2 and "unknown space" in bad_space.stderr
-    assert hwnas(tmp_path, "devices", "add", "jetson", "--backend", "onnxruntime-cpu").returncode == 0
+    assert hwnas(tmp_path, "devices", "add", "jetson", "--backend", "cuda").returncode == 0  # no CUDA here
     foreign = hwnas(tmp_path, "profile", "--device", "jetson", "--space", "sparse-transformer")
     assert foreign.returncode == 7 and "no Ray node advertises the resource 'jetson'" in foreign.stderr
     shown = json.loads(hwnas(tmp_path, "devices", "show", "jetson", "--json").stdout)
