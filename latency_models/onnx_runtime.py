@@ -11,6 +11,9 @@ and scattered back), so a token costs only its top-k experts there too. Only flo
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import tempfile
 import time
 from collections.abc import Mapping
@@ -22,6 +25,8 @@ from search_spaces.errors import LatencyError
 
 if TYPE_CHECKING:
     from torch import Tensor, nn
+
+logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # its optimiser logs every initializer it merges
 
 
 def _positional(model: nn.Module, names: list[str]) -> nn.Module:
@@ -50,8 +55,8 @@ def export_onnx(model: nn.Module, inputs: Mapping[str, Tensor], path: Path) -> P
     args = tuple(inputs[name] for name in names)
     auto = torch.export.Dim.AUTO  # dynamic where the example allows (a batch of 1 stays 1)
     dynamic = tuple({0: auto, 1: auto} if value.dim() > 1 else {} for value in args)
-    try:
-        with torch.no_grad():
+    try:  # the exporter prints its progress on stdout, where a command's output (`--json`) goes
+        with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             program = torch.onnx.export(_positional(model.eval(), names), args, dynamo=True, verbose=False,
                                         input_names=names, output_names=["output"], dynamic_shapes=(dynamic,),
                                         report=False)

