@@ -159,9 +159,10 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines += [f"### {r['space']}: {r['archs']} archs, batch 1, 64 tokens", "",
                   "| devices | Kendall tau |", "|---|---|"]
         lines += [f"| {pair} | {tau:.3f} |" for pair, tau in r["kendall_tau"].items()]
-        lines += ["", "| device | common target ms | largest arch under it | params | latency ms |", "|---|---|---|---|---|"]
-        lines += [f"| {d} | {b['target_ms']:.2f} | {b['arch'].replace('|', ';')} | {b['params']:,} | {b['latency_ms']:.2f} |"
-                  for d, b in r["best_under_common_target"].items()]
+        lines += ["", "| device | common target ms | largest arch under it | params | latency ms |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {d} | {b['target_ms']:.2f} | {b['arch'].replace('|', ';')} | {b['params']:,} | "
+                  f"{b['latency_ms']:.2f} |" for d, b in r["best_under_common_target"].items()]
         lines += ["", "| target device | model | within 10% | Kendall tau |", "|---|---|---|---|"]
         for device, row in r["transfer"].items():
             lines += [f"| {device} | {model} | {f['within_10pct']:.0f}% | {f['kendall_tau']:.3f} |"

@@ -370,7 +370,8 @@ def markdown(r: dict[str, Any]) -> str:
     for mode, m in r["modes"].items():
         for row in m["best_under"]:
             if row["trial"] is None:
-                lines.append(f"| {mode} | best under {row['ratio']}x | {' | '.join('none' for _ in names)} | - | - | - |")
+                nones = " | ".join("none" for _ in names)
+                lines.append(f"| {mode} | best under {row['ratio']}x | {nones} | - | - | - |")
                 continue
             lines.append(f"| {mode} | best under {row['ratio']}x | {fmt(row['metrics'])} | {row['latency_ms']:.2f} | "
                          f"{row['latency_ms'] / teacher_ms:.2f} | {arch(row['arch'])} |")

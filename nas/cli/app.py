@@ -234,7 +234,8 @@ def devices_add(name: str = typer.Argument(..., help="profile name; also the Ray
                 dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
                 workload: str = typer.Option("forward", help="forward (one pass over --seq-len tokens) or decode "
                                                              "(per-token latency generating with the cache)"),
-                decode_tokens: int = typer.Option(32, "--decode-tokens", help="decode: tokens generated per run")) -> None:
+                decode_tokens: int = typer.Option(32, "--decode-tokens",
+                                                  help="decode: tokens generated per run")) -> None:
     """Add a device profile."""
     from pydantic import ValidationError
 

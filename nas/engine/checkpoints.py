@@ -106,7 +106,7 @@ tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)
 
 PIPELINE_USAGE = {  # what a user runs first, by the export's auto class
     "AutoModelForCausalLM": 'generate = pipeline("text-generation", model=PATH, trust_remote_code=True)\n'
-                            'print(generate("def main():", max_new_tokens=40)[0]["generated_text"])  # key-value cached',
+                            'print(generate("def main():", max_new_tokens=40)[0]["generated_text"])',
     "AutoModelForSequenceClassification": 'classify = pipeline("text-classification", model=PATH, '
                                           'trust_remote_code=True)\nprint(classify("a fine, moving film"))',
 }

@@ -67,7 +67,8 @@ def test_an_encoder_space_is_refused_on_a_decode_device(tiny_bert_dir) -> None: 
                                  new_tokens=10_000)
 
 
-def test_a_job_targets_per_token_decode_latency(tmp_path, corpus_file, sqlite_url) -> None:  # type: ignore[no-untyped-def]
+def test_a_job_targets_per_token_decode_latency(tmp_path, corpus_file,  # type: ignore[no-untyped-def]
+                                                sqlite_url) -> None:
     """End to end on a decode profile: the device profiled for decoding, the front re-measured per token, the
     export under the per-token target."""
     from nas.db.storage import open_storage

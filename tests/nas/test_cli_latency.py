@@ -84,8 +84,8 @@ def test_a_model_transferred_from_another_device_with_a_few_samples(tmp_path: Pa
     assert [m["kind"] for m in shown["latency_models"]] == ["transfer"]
 
 
-def test_a_decode_device_is_stored_and_refused_for_an_encoder_space(tmp_path: Path, sentiment_files,  # type: ignore[no-untyped-def]
-                                                                    tiny_bert_dir: Path) -> None:
+def test_a_decode_device_is_stored_and_refused_for_an_encoder_space(  # type: ignore[no-untyped-def]
+        tmp_path: Path, sentiment_files, tiny_bert_dir: Path) -> None:
     added = hwnas(tmp_path, "devices", "add", "cpu-decode", "--seq-len", "32", "--workload", "decode",
                   "--decode-tokens", "16")
     assert added.returncode == 0, added.stderr

@@ -146,7 +146,8 @@ def test_a_job_on_an_onnx_runtime_device_exports_a_checked_onnx_graph(tmp_path: 
     storage.add_device(DeviceProfile(name="ort-1t", backend="onnxruntime-cpu", threads=1, seq_len=16))
     spec = make_spec(corpus_file, device="ort-1t", latency_target_ms=100.0, budget={"trials": 3, "train_steps": 1})
     settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
-    controller = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
+    controller = Controller(storage, settings,
+                            executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
                             latency_model_factory=feature_sum_factory, device_runner=DeviceRunner(use_ray=False))
     job = controller.run_job(submit_job(storage, spec))
     assert job.state == "completed", job.message
