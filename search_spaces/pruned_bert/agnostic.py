@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from search_spaces.arch import Arch
+from search_spaces.errors import DataError
 from search_spaces.distillation import hidden_state_mse
 from search_spaces.pruned_bert.supernet import PrunedBertSupernet
 
@@ -166,7 +167,7 @@ def corpus_windows(space: PrunedBertSpace, recipe: AgnosticRecipe) -> torch.Tens
     ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False, verbose=False)["input_ids"]
     body = recipe.seq_len - 2
     if len(ids) < body:
-        raise ValueError(f"space_options.agnostic_corpus {recipe.corpus!r} holds {len(ids)} tokens; the "
+        raise DataError(f"space_options.agnostic_corpus {recipe.corpus!r} holds {len(ids)} tokens; the "
                          f"task-agnostic supernet needs at least {body} (one window); give a longer text")
     rows = [[tokenizer.cls_token_id, *ids[i:i + body], tokenizer.sep_token_id]
             for i in range(0, len(ids) - body + 1, body)]
