@@ -174,7 +174,11 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
         model, n_train = fitted.model, fitted.n_train
         model.std_scale = std_scale(type(model), space=space, device=device, data=data)
         if reference is not None and reference_arch is not None and reference.baseline_ms:
-            model.reference = {"arch": reference_arch.to_dict(), "ms": reference.baseline_ms}
+            # What a job re-times to re-anchor the predictor: the drift reference and the corners (the
+            # corners' times are drift-corrected to the reference's, so all share one time base).
+            model.reference = {"arch": reference_arch.to_dict(), "ms": reference.baseline_ms,
+                               "anchors": [{"arch": a.to_dict(), "ms": s.median_ms}
+                                           for a, s in zip(corners, train_samples)]}
         spent = sum(outcome.timings_s.get(stage, 0.0) for stage in fitted.stages)
         fit_s = time.perf_counter() - began
         evaluation_began = time.perf_counter()

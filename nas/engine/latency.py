@@ -91,22 +91,27 @@ def job_latency_model(storage: Storage, runner: DeviceRunner, *, device: DeviceP
 
 def reanchor_model(model: LatencyModel, runner: DeviceRunner, *, device: DeviceProfile, space: SearchSpace,
                    plan: ProfilePlan) -> float:
-    """Time the predictor's drift reference on the device now and scale its predictions by (now / then): a
-    machine that has drifted since profiling, or a sister device of another speed, is predicted in its own
-    time without a new profile. Returns the factor (1.0, unchanged, if the reference cannot be timed)."""
+    """Time the predictor's anchors (its drift reference and the space's corners, with their profiled times)
+    on the device now, interleaved, and scale its predictions by the median of (now / then): a machine that
+    has drifted since profiling, or a sister device of another speed, is predicted in its own time without a
+    new profile. Returns the factor (1.0, unchanged, if the anchors cannot be timed)."""
+    import statistics
+
     from search_spaces.arch import Arch
 
     assert model.reference is not None
+    anchors = [{"arch": model.reference["arch"], "ms": model.reference["ms"]}, *model.reference.get("anchors", [])]
     try:
-        arch = Arch.from_dict(model.reference["arch"])
-        (sample,) = runner.measure(device, space.name, space.options.model_dump(mode="json"), [arch],
-                                   plan.meter.model_copy(update={"seed": plan.meter.seed + 11}))
+        archs = [Arch.from_dict(a["arch"]) for a in anchors]
+        samples = runner.measure(device, space.name, space.options.model_dump(mode="json"), archs,
+                                 plan.meter.model_copy(update={"seed": plan.meter.seed + 11}))
     except Exception as exc:  # noqa: BLE001  (an old or foreign reference: predict as profiled)
-        logger.warning("latency model for %s on %r: reference not timed (%s); predictions not re-anchored",
+        logger.warning("latency model for %s on %r: anchors not timed (%s); predictions not re-anchored",
                        space.name, device.name, exc)
         return 1.0
-    factor = sample.median_ms / float(model.reference["ms"])
+    ratios = [sample.median_ms / float(anchor["ms"]) for sample, anchor in zip(samples, anchors)]
+    factor = statistics.median(ratios)
     model.drift_factor = factor
-    logger.info("latency model for %s on %r re-anchored: reference %.3f ms now, %.3f ms when profiled (x %.3f)",
-                space.name, device.name, sample.median_ms, float(model.reference["ms"]), factor)
+    logger.info("latency model for %s on %r re-anchored x %.3f (now / profiled, per anchor: %s)", space.name,
+                device.name, factor, ", ".join(f"{r:.3f}" for r in ratios))
     return factor

@@ -24,8 +24,9 @@ def _store(storage, *, with_reference: bool):  # type: ignore[no-untyped-def]
                                     block_ms={b.key: 0.01 for b in SPACE.block_catalogue()})
     archs = random_archs(SPACE, count=12, seed=0)
     model.fit([FitSample(a, fake_latency_ms(SPACE, a)) for a in archs])
-    if with_reference:
-        model.reference = {"arch": archs[0].to_dict(), "ms": fake_latency_ms(SPACE, archs[0])}
+    if with_reference:  # the reference, and two anchors (the corners in a real profile)
+        model.reference = {"arch": archs[0].to_dict(), "ms": fake_latency_ms(SPACE, archs[0]),
+                           "anchors": [{"arch": a.to_dict(), "ms": fake_latency_ms(SPACE, a)} for a in archs[5:7]]}
     storage.add_latency_model(device=device.name, space=SPACE.name, space_version=SPACE.version,
                               space_key=SPACE.latency_key(), space_signature=SPACE.latency_signature(),
                               kind="lookup-table", payload=model.save(), report={"mape": 1.0})
@@ -39,7 +40,7 @@ def test_a_stored_predictor_is_reanchored_to_the_device_now(sqlite_url: str, fac
     runner = FakeDeviceRunner(factor=factor)  # the device now runs everything `factor` times as long
     model, info = job_latency_model(storage, runner, device=BUILTIN_DEVICES["cpu-1t"], space=SPACE, kind="auto",
                                     plan=ProfilePlan())
-    assert runner.measured == [archs[0].hash]  # the reference alone, once
+    assert runner.measured == [archs[0].hash, archs[5].hash, archs[6].hash]  # the anchors, once each
     assert info["drift_factor"] == pytest.approx(factor)
     for arch in archs[1:5]:
         assert model.predict(arch).mean_ms == pytest.approx(factor * stored.predict(arch).mean_ms)
