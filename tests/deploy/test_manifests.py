@@ -92,3 +92,18 @@ def test_no_secret_is_written_into_the_deployment_files() -> None:
             "POSTGRES_PASSWORD", "")), name
     compose = (DEPLOY / "compose.yaml").read_text()
     assert "${RAY_AUTH_TOKEN:?" in compose and "${POSTGRES_PASSWORD:?" in compose  # from deploy/.env, required
+
+
+def test_the_compose_file_follows_the_compose_specification() -> None:
+    """Against the Compose Specification's JSON schema, as docker-compose 1.29.2 ships it
+    (`compose/config/compose_spec.json`, Apache-2.0; vendored: no schema registry is reachable here)."""
+    import json
+
+    import jsonschema
+
+    schema = json.loads((Path(__file__).parent / "compose_spec.json").read_text())
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    jsonschema.Draft7Validator(schema).validate(compose)
+    broken = {**compose, "services": {**compose["services"], "api": {**compose["services"]["api"], "portz": [1]}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft7Validator(schema).validate(broken)
