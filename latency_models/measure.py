@@ -70,20 +70,20 @@ def decode_space(space: SearchSpace, device: DeviceProfile) -> DecodeSpace:
     return space
 
 
+def _times(sample: LatencySample, factor: float, **protocol: float) -> LatencySample:
+    """`sample` with its figures multiplied by `factor`, and `protocol` added to its protocol."""
+    return LatencySample(median_ms=sample.median_ms * factor, p10_ms=sample.p10_ms * factor,
+                         p90_ms=sample.p90_ms * factor, runs=sample.runs, protocol={**sample.protocol, **protocol})
+
+
 def _per_token(sample: LatencySample, tokens: int) -> LatencySample:
-    if tokens == 1:
-        return sample
-    return LatencySample(median_ms=sample.median_ms / tokens, p10_ms=sample.p10_ms / tokens,
-                         p90_ms=sample.p90_ms / tokens, runs=sample.runs,
-                         protocol={**sample.protocol, "per_token_of": tokens})
+    return sample if tokens == 1 else _times(sample, 1 / tokens, per_token_of=tokens)
 
 
 def _scaled(sample: LatencySample, reference: LatencySample, baseline_ms: float) -> LatencySample:
     factor = baseline_ms / reference.median_ms
-    return LatencySample(median_ms=sample.median_ms * factor, p10_ms=sample.p10_ms * factor,
-                         p90_ms=sample.p90_ms * factor, runs=sample.runs,
-                         protocol={**sample.protocol, "reference_ms": reference.median_ms,
-                                   "reference_baseline_ms": baseline_ms, "drift_factor": factor})
+    return _times(sample, factor, reference_ms=reference.median_ms, reference_baseline_ms=baseline_ms,
+                  drift_factor=factor)
 
 
 def _measure(count: int, build: Builder, meter: LatencyMeter, *, chunk_size: int, reference: Reference | None,

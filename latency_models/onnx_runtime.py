@@ -15,7 +15,6 @@ import contextlib
 import io
 import logging
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,11 @@ if TYPE_CHECKING:
 logging.getLogger("onnx_ir").setLevel(logging.WARNING)  # its optimiser logs every initializer it merges
 
 
+def _main_output(out: Any) -> Tensor:
+    """A module's main output: `logits` of a transformers output, else the tensor itself."""
+    return out.logits if hasattr(out, "logits") else out
+
+
 def _positional(model: nn.Module, names: list[str]) -> nn.Module:
     """`model` called with its inputs in `names`' order, returning its main output (`logits` of a
     transformers output, else the tensor itself)."""
@@ -40,8 +44,7 @@ def _positional(model: nn.Module, names: list[str]) -> nn.Module:
             self.inner = inner
 
         def forward(self, *tensors: Tensor) -> Tensor:
-            out = self.inner(**dict(zip(names, tensors)))
-            return out.logits if hasattr(out, "logits") else out
+            return _main_output(self.inner(**dict(zip(names, tensors))))
 
     return MainOutput(model)
 
@@ -101,11 +104,6 @@ class OnnxRuntimeCpuMeter(LatencyMeter):
             session = OrtModel(path, threads=self.device.threads)  # the session holds the model in memory
         return session, {k: v.detach().cpu().numpy() for k, v in inputs.items()}
 
-    def time_once(self, model: Any, inputs: Mapping[str, Any]) -> float:
-        began = time.perf_counter()
-        model(**inputs)
-        return (time.perf_counter() - began) * 1000.0
-
 
 ONNX_FILE = "model.onnx"
 
@@ -121,8 +119,7 @@ def export_checked(model: nn.Module, inputs: Mapping[str, Tensor], path: Path, *
 
     export_onnx(model, inputs, path)
     with torch.no_grad():
-        out = model(**inputs)
-    expected = (out.logits if hasattr(out, "logits") else out).float().numpy()
+        expected = _main_output(model(**inputs)).float().numpy()
     got = OrtModel(path, threads=1)(**{k: v.detach().cpu().numpy() for k, v in inputs.items()})
     difference = float(np.abs(got - expected).max())
     tolerance = relative_tolerance * max(1.0, float(np.abs(expected).max()))

@@ -57,7 +57,7 @@ class TransferLatencyModel(LatencyModel):
     def _source_log_ms(self, arch: Arch) -> float:
         if self.source is None:
             raise LatencyError("transfer latency model has no source predictor; load it from its payload")
-        return math.log(self.source.predict_raw(arch).mean_ms * self.source.drift_factor)
+        return math.log(self.source.predict(arch).mean_ms)
 
     def fit(self, samples: Sequence[FitSample]) -> None:
         self.check_samples(samples, minimum=MIN_TRANSFER_SAMPLES)

@@ -114,8 +114,9 @@ class Controller:
             if phase.applies(run):
                 began = time.perf_counter()
                 phase.run(run)
-                seconds[phase.name] = seconds.get(phase.name, 0.0) + time.perf_counter() - began
-                logger.info("job %s: phase %s took %.1f s", job_id, phase.name, time.perf_counter() - began)
+                took = time.perf_counter() - began
+                seconds[phase.name] = seconds.get(phase.name, 0.0) + took
+                logger.info("job %s: phase %s took %.1f s", job_id, phase.name, took)
         if run.search is not None:
             self.stats[job_id] = run.search.stats
         return run.state, run.message

@@ -174,20 +174,26 @@ def corpus_windows(space: PrunedBertSpace, recipe: AgnosticRecipe) -> torch.Tens
     return torch.tensor(rows, dtype=torch.long)
 
 
-def build_agnostic_start(space: PrunedBertSpace, *, seed: int) -> tuple[PrunedBertSupernet, nn.Module]:
-    """The untrained supernet (the base reordered by magnitude) and the frozen base it learns from."""
+def reordered_base(space: PrunedBertSpace, *, seed: int) -> nn.Module:
+    """The base network with each layer's heads and units reordered by weight magnitude."""
     from search_spaces.pruned_bert.importance import magnitude_importance
     from search_spaces.pruned_bert.supernet import reorder_by_importance
 
     b = space.base
-    base = space.base_model_network(seed=seed)
-    state = base.state_dict()
-    importance = magnitude_importance(state, layers=b.layers, heads=b.heads, head_size=b.head_size)
     model = space.base_model_network(seed=seed)
+    state = model.state_dict()
+    importance = magnitude_importance(state, layers=b.layers, heads=b.heads, head_size=b.head_size)
     model.load_state_dict(reorder_by_importance(state, importance, layers=b.layers, head_size=b.head_size))
+    return model
+
+
+def build_agnostic_start(space: PrunedBertSpace, *, seed: int) -> tuple[PrunedBertSupernet, nn.Module]:
+    """The untrained supernet (the base reordered by magnitude) and the frozen base it learns from."""
+    base = space.base_model_network(seed=seed)
     for parameter in base.parameters():
         parameter.requires_grad_(False)
-    return PrunedBertSupernet(model, teacher=None, head_size=b.head_size).eval(), base.eval()
+    supernet = PrunedBertSupernet(reordered_base(space, seed=seed), teacher=None, head_size=space.base.head_size)
+    return supernet.eval(), base.eval()
 
 
 def train_agnostic_supernet(space: PrunedBertSpace, recipe: AgnosticRecipe, *, cache_dir: Path,
@@ -271,8 +277,7 @@ def job_supernet(space: PrunedBertSpace, *, seed: int) -> PrunedBertSupernet:
     supernet phase) fits the head alone, on every sub-network of the sandwich, by distillation from the teacher."""
     from search_spaces.pruned_bert.space import ENCODER_PREFIXES, load_cached
 
-    start, _ = build_agnostic_start(space, seed=seed)
-    model = start.model
+    model = reordered_base(space, seed=seed)
     head = {k: v for k, v in space.full_state(seed=seed).items() if not k.startswith(ENCODER_PREFIXES)}
     encoder = load_cached(Path(space.options.agnostic_supernet)) if space.options.agnostic_supernet else {}
     model.load_state_dict({**model.state_dict(), **encoder, **head}, strict=True)

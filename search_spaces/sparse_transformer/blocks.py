@@ -10,8 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from transformers import DynamicCache
+
 from search_spaces.base import Block
-from search_spaces.sparse_transformer.modeling_hwnas_sparse import SparseBlock
+from search_spaces.sparse_transformer.modeling_hwnas_sparse import CACHE_FIELD, SparseBlock
 
 LAYER_NORM_EPS = 1e-5
 
@@ -96,8 +98,6 @@ class DecodeTimer(nn.Module):
         self.cache: object | None = None
 
     def forward(self, prompt_ids: torch.Tensor, new_ids: torch.Tensor) -> torch.Tensor:
-        from search_spaces.sparse_transformer.modeling_hwnas_sparse import CACHE_FIELD
-
         if self.cache is None:
             self.cache = getattr(self.model(input_ids=prompt_ids, use_cache=True), CACHE_FIELD)
         logits = prompt_ids.new_empty(0)
@@ -118,8 +118,6 @@ class AttentionDecodeBlock(nn.Module):
         self.cache: object | None = None
 
     def forward(self, context: torch.Tensor, hidden_states: torch.Tensor) -> torch.Tensor:
-        from transformers import DynamicCache
-
         if self.cache is None:
             self.cache = DynamicCache()
             self.block(context, None, cache=self.cache, cache_index=0)

@@ -193,9 +193,7 @@ class MixtureOfExperts(nn.Module):
         Python-side sizes. Used while exporting (`torch.onnx.export`)."""
         shape = x.shape
         tokens = x.reshape(-1, shape[-1])
-        probs = F.softmax(self.router(tokens), dim=-1, dtype=torch.float32)
-        top_probs, top_idx = probs.topk(self.top_k, dim=-1)
-        weights = (top_probs / top_probs.sum(dim=-1, keepdim=True)).to(tokens.dtype)
+        _, top_idx, weights = self.route(tokens)
         out = torch.zeros_like(tokens)
         for expert in range(self.experts):
             chosen = top_idx == expert
