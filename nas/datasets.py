@@ -25,6 +25,7 @@ from search_spaces.data_paths import DATASET_NAME_PATTERN, DATASET_PREFIX, datas
 if TYPE_CHECKING:
     from nas.db.storage import Storage
     from nas.spec import JobSpec
+    from workers.artifact_store import ArtifactStore
     from workers.tasks.base import TaskSpec
 
 logger = logging.getLogger(__name__)
@@ -120,8 +121,10 @@ def _lock(folder: Path, sha256: str) -> Any:
 
 
 def store_upload(storage: Storage, *, artifacts_dir: Path, temp_path: Path, sha256: str, size_bytes: int,
-                 name: str, fmt: str, filename: str, created_by: str | None) -> StoredUpload:
-    """Check an uploaded file (already streamed to `temp_path`, in the datasets folder) and store it.
+                 name: str, fmt: str, filename: str, created_by: str | None,
+                 store: ArtifactStore | None = None) -> StoredUpload:
+    """Check an uploaded file (already streamed to `temp_path`, in the datasets folder) and store it (with an
+    object store: uploaded there before it is recorded, so a recorded dataset is always readable elsewhere).
 
     Nothing is stored on a refusal; the temporary file is always gone afterwards.
     """
@@ -141,25 +144,33 @@ def store_upload(storage: Storage, *, artifacts_dir: Path, temp_path: Path, sha2
                 os.replace(temp_path, final)
                 placed = True
             try:
+                if store is not None:
+                    store.push(final)
                 record, created = storage.datasets.add(name=name, sha256=sha256, fmt=fmt, info=info,
                                                        size_bytes=size_bytes, path=str(final),
                                                        created_by=created_by)
             except BaseException:
                 if placed and not storage.datasets.blob_exists(sha256):
                     final.unlink(missing_ok=True)
+                    if store is not None:
+                        store.delete(final)
                 raise
         return StoredUpload(record, created)
     finally:
         temp_path.unlink(missing_ok=True)
 
 
-def delete_dataset(storage: Storage, *, artifacts_dir: Path, dataset_id: int) -> None:
-    """Delete a dataset (refused while a queued or running job uses it); its bytes go when nothing refers to them."""
+def delete_dataset(storage: Storage, *, artifacts_dir: Path, dataset_id: int,
+                   store: ArtifactStore | None = None) -> None:
+    """Delete a dataset (refused while a queued or running job uses it); its bytes go when nothing refers to them
+    (here and in the object store)."""
     record = storage.datasets.get(dataset_id)
     with _lock(datasets_dir(artifacts_dir), record.sha256):
         path = storage.datasets.delete(dataset_id)
         if path is not None:
             Path(path).unlink(missing_ok=True)
+            if store is not None:
+                store.delete(path)
 
 
 def _resolve_ref(storage: Storage, value: str, *, field: str) -> tuple[str, list[DatasetRecord]]:

@@ -6,6 +6,7 @@ Exit codes and HTTP status codes are mapped here and only here; the API client m
 from __future__ import annotations
 
 from search_spaces.errors import (
+    ArtifactStoreError,
     ConflictError,
     DataError,
     DatabaseUnavailableError,
@@ -20,6 +21,7 @@ from search_spaces.errors import (
 )
 
 __all__ = [
+    "ArtifactStoreError",
     "ConflictError",
     "DataError",
     "DatabaseUnavailableError",

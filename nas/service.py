@@ -16,6 +16,7 @@ from search_spaces.errors import ConflictError, SpecError
 from workers.executors.base import Executor
 
 if TYPE_CHECKING:
+    from workers.artifact_store import ArtifactStore
     from workers.device_tasks import DeviceRunner
     from nas.db.records import JobRecord
     from search_spaces.base import SearchSpace
@@ -40,7 +41,8 @@ def device_runner(settings: Settings) -> DeviceRunner:
     """Where device measurements run: Ray nodes carrying the device's resource, else here."""
     from workers.device_tasks import DeviceRunner
 
-    return DeviceRunner(use_ray=settings.executor == "ray", ray_address=settings.ray_address)
+    return DeviceRunner(use_ray=settings.executor == "ray", ray_address=settings.ray_address,
+                        artifacts=settings.artifact_location().to_dict())
 
 
 def parse_space_options(space: str, options_json: str) -> SearchSpace:
@@ -235,7 +237,7 @@ def best_front_member(storage: Storage, job_id: int, *, max_latency_ms: float | 
 
 
 def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None, out_dir: Path,
-                     max_latency_ms: float | None = None) -> CheckpointOut:
+                     max_latency_ms: float | None = None, store: ArtifactStore | None = None) -> CheckpointOut:
     """Export a trial (default: the best front member under `max_latency_ms`, else the job's target) to `out_dir`."""
     from nas.engine.bound_job import bind_job
     from nas.engine.checkpoints import export_and_record
@@ -245,8 +247,8 @@ def export_job_trial(storage: Storage, job_id: int, *, trial_number: int | None,
     trial = storage.trial(job_id, trial_number)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise SpecError(f"--out: {str(out_dir)!r} exists and is not empty; give a new or empty folder")
-    row = export_and_record(storage, bind_job(storage, storage.get_job(job_id)), trial=trial,
-                            latency_ms=trial.latency_ms or 0.0, out_dir=out_dir)
+    row = export_and_record(storage, bind_job(storage, storage.get_job(job_id), store=store), trial=trial,
+                            latency_ms=trial.latency_ms or 0.0, out_dir=out_dir, store=store)
     return checkpoint_view(row, trial_number=trial.number)
 
 
@@ -259,10 +261,12 @@ def checkpoint_for_trial(storage: Storage, settings: Settings, job_id: int, *, t
     if trial_number is None:
         trial_number = best_front_member(storage, job_id, max_latency_ms=max_latency_ms).trial
     trial = storage.trial(job_id, trial_number)
-    row = existing_checkpoint(storage, job_id, trial.id)
+    store = settings.artifact_store()
+    row = existing_checkpoint(storage, job_id, trial.id, store=store)
     created = False
     if row is None:  # bind the job (build its task and space) only when there is something to export
-        row, created = export_once(storage, bind_job(storage, storage.get_job(job_id)), trial=trial,
+        row, created = export_once(storage, bind_job(storage, storage.get_job(job_id), store=store), trial=trial,
                                    latency_ms=trial.latency_ms or 0.0,
-                                   out_dir=checkpoint_dir(settings.artifacts_dir, job_id, trial.number))
+                                   out_dir=checkpoint_dir(settings.artifacts_dir, job_id, trial.number),
+                                   store=store)
     return checkpoint_view(row, trial_number=trial.number), created

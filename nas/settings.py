@@ -14,6 +14,7 @@ from latency_models.meter import MeterSettings
 
 if TYPE_CHECKING:
     from latency_models.profiler import ProfilePlan
+    from workers.artifact_store import ArtifactLocation, ArtifactStore
 
 
 def _meter_default(name: str) -> Any:
@@ -25,6 +26,13 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("hwnas-data"), description="SQLite file and artifacts (embedded default)")
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default sqlite in data_dir")
+    artifacts_url: str | None = Field(
+        default=None, description="object storage holding the artifacts (s3://bucket/prefix, any fsspec URL); "
+                                  "unset: the artifacts folder under data_dir is the only copy (share it)")
+    artifacts_options: Annotated[dict[str, Any], NoDecode] = Field(
+        default_factory=dict, description="fsspec options for artifacts_url as JSON, e.g. {\"endpoint_url\": "
+                                          "\"http://minio:9000\"}; never credentials (each process reads its own "
+                                          "from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
     ray_address: str | None = Field(default=None, description="Ray cluster address; default a local Ray")
     executor: str = Field(default="ray", pattern=r"^[a-z][a-z0-9-]{0,63}$",
                           description="an executor registered in workers.executors (built in: ray, in-process)")
@@ -70,6 +78,40 @@ class Settings(BaseSettings):
     url: str | None = Field(default=None, description="a server for the CLI and nas.client; unset: the local database")
     token: SecretStr | None = Field(default=None, description="bearer token for `url`")
 
+    @field_validator("artifacts_url")
+    @classmethod
+    def _check_artifacts_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from fsspec.registry import known_implementations
+
+        protocol = value.split("://", 1)[0] if "://" in value else ""
+        if protocol not in known_implementations or protocol in ("file", "local", ""):
+            raise ValueError(f"HWNAS_ARTIFACTS_URL: must be an object-store URL such as s3://bucket/prefix (a "
+                             f"protocol fsspec knows, not a local path: for a shared folder set HWNAS_DATA_DIR), "
+                             f"got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("artifacts_options", mode="before")
+    @classmethod
+    def _parse_artifacts_options(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"HWNAS_ARTIFACTS_OPTIONS: must be a JSON object, got {value!r} ({exc.msg}); "
+                                 'e.g. {"endpoint_url": "http://127.0.0.1:9000"}') from None
+        if not isinstance(value, dict):
+            raise ValueError(f"HWNAS_ARTIFACTS_OPTIONS: must be a JSON object, got {value!r}")
+        from workers.artifact_store import secret_options
+
+        secrets = secret_options(value)
+        if secrets:
+            raise ValueError(f"HWNAS_ARTIFACTS_OPTIONS: {secrets} look like credentials, which would travel "
+                             "inside every task; remove them and give each process AWS_ACCESS_KEY_ID and "
+                             "AWS_SECRET_ACCESS_KEY in its environment")
+        return value
+
     @field_validator("data_roots", mode="before")
     @classmethod
     def _split_roots(cls, value: Any) -> Any:
@@ -111,3 +153,15 @@ class Settings(BaseSettings):
     @property
     def artifacts_dir(self) -> Path:
         return (self.data_dir / "artifacts").resolve()
+
+    def artifact_location(self) -> ArtifactLocation:
+        """Where this process finds the artifacts (its folder; the object store behind it, if any)."""
+        from workers.artifact_store import ArtifactLocation
+
+        return ArtifactLocation(local_dir=str(self.artifacts_dir), url=self.artifacts_url,
+                                options=dict(self.artifacts_options))
+
+    def artifact_store(self) -> ArtifactStore:
+        from workers.artifact_store import ArtifactStore
+
+        return ArtifactStore(self.artifact_location())

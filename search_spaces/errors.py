@@ -50,6 +50,10 @@ class DatabaseUnavailableError(StorageError):
     """The database cannot be reached (restarting, network down): the same operation may work later."""
 
 
+class ArtifactStoreError(StorageError):
+    """The object store behind the artifacts (`HWNAS_ARTIFACTS_URL`) refused or failed a transfer."""
+
+
 class ExecutionError(HwnasError):
     """An executor could not run candidates (Ray unreachable, worker lost...)."""
 

@@ -165,3 +165,32 @@ def sentiment_files(tmp_path: Path) -> tuple[Path, Path]:
 def tiny_pruned_bert_options(folder: Path, **changes: object) -> dict[str, object]:
     return {"base_model": str(folder), "ffn_step": 16, "teacher_steps": 0, "teacher_learning_rate": 3e-3,
             "importance_batches": 2, **changes}
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[str]:
+    """A local S3-compatible server (moto, from PyPI) on loopback; its endpoint URL. Credentials are dummies
+    set in the environment, as a deployment sets real ones."""
+    moto_server = pytest.importorskip("moto.server", reason="moto[server] is in the test extra")
+    pytest.importorskip("s3fs", reason="s3fs is in the s3 and test extras")
+    for name, value in (("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):
+        os.environ.setdefault(name, value)
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{server._server.server_port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture()
+def s3_bucket(s3_server: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """A fresh bucket on the local S3 server: (artifacts URL, fsspec options)."""
+    import s3fs
+
+    name = f"hwnas-{uuid.uuid4().hex[:12]}"
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server)
+    fs.mkdir(name)
+    yield f"s3://{name}/artifacts", {"endpoint_url": s3_server}
+    fs.rm(name, recursive=True)

@@ -21,15 +21,19 @@ from latency_models.profiler import ProfileOutcome, ProfilePlan, ProgressHook, p
 from search_spaces.arch import Arch
 from search_spaces.base import get_space
 from search_spaces.errors import LatencyError
+from workers.artifact_store import pull_referenced
 
 logger = logging.getLogger(__name__)
 DEVICE_CHECK_S = 5.0  # how often a device task's wait checks that a node with the device is still there
 
 
 def profile_task(device: dict[str, Any], space: str, space_options: dict[str, Any],
-                 plan: dict[str, Any], source: tuple[bytes, dict[str, Any]] | None = None) -> ProfileOutcome:
+                 plan: dict[str, Any], source: tuple[bytes, dict[str, Any]] | None = None,
+                 artifacts: dict[str, Any] | None = None) -> ProfileOutcome:
     """Profile `space` on this node's device (the body of the Ray task, or the local call); `source`: another
-    device's predictor (payload, device) to transfer from."""
+    device's predictor (payload, device) to transfer from; `artifacts`: where the files the space's options
+    name (a prepared teacher) are found when this node does not share the artifacts folder."""
+    pull_referenced(artifacts, space_options)
     space_obj = get_space(space, space_options)
     return profile(space_obj, DeviceProfile.model_validate(device), ProfilePlan.model_validate(plan),
                    source=_source_model(space_obj, source))
@@ -45,8 +49,9 @@ def _source_model(space: Any, source: tuple[bytes, dict[str, Any]] | None) -> An
 
 
 def measure_task(device: dict[str, Any], space: str, space_options: dict[str, Any], archs: list[dict[str, Any]],
-                 meter: dict[str, Any]) -> list[dict[str, Any]]:
+                 meter: dict[str, Any], artifacts: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """Measure archs interleaved on this node's device; samples as plain dicts."""
+    pull_referenced(artifacts, space_options)
     space_obj = get_space(space, space_options)
     profile_obj = DeviceProfile.model_validate(device)
     samples = measure_archs(space_obj, [Arch.from_dict(a) for a in archs],
@@ -58,9 +63,11 @@ def measure_task(device: dict[str, Any], space: str, space_options: dict[str, An
 class DeviceRunner:
     """Runs device tasks where the device is: a Ray node with its resource, else here if this is it."""
 
-    def __init__(self, *, use_ray: bool, ray_address: str | None = None) -> None:
+    def __init__(self, *, use_ray: bool, ray_address: str | None = None,
+                 artifacts: dict[str, Any] | None = None) -> None:
         self.use_ray = use_ray
         self.ray_address = ray_address
+        self.artifacts = artifacts  # `ArtifactLocation.to_dict()`, passed on to tasks on other nodes
 
     def placement(self, device: DeviceProfile) -> Literal["ray", "local"]:
         if self.use_ray:
@@ -94,7 +101,7 @@ class DeviceRunner:
     def profile(self, device: DeviceProfile, space: str, space_options: dict[str, Any], plan: ProfilePlan, *,
                 on_progress: ProgressHook | None = None,
                 source: tuple[bytes, dict[str, Any]] | None = None) -> ProfileOutcome:
-        args = (device.model_dump(), space, dict(space_options), plan.model_dump(mode="json"), source)
+        args = (device.model_dump(), space, dict(space_options), plan.model_dump(mode="json"), source, self.artifacts)
         if self.placement(device) == "ray":
             logger.info("profiling %s on the Ray node with resource %r", space, device.ray_resource)
             outcome = self._get(self._remote(device, profile_task).remote(*args), device)
@@ -108,7 +115,7 @@ class DeviceRunner:
         if not archs:
             return []
         args = (device.model_dump(), space, dict(space_options), [a.to_dict() for a in archs],
-                meter.model_dump(mode="json"))
+                meter.model_dump(mode="json"), self.artifacts)
         raw = self._get(self._remote(device, measure_task).remote(*args), device) \
             if self.placement(device) == "ray" else None
         if raw is None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from search_spaces.arch import Arch
 from search_spaces.base import PreparedSpace, SearchSpace, SupernetSpace, get_space, teacher_of
+from workers.artifact_store import ArtifactStore
 from workers.tasks.base import TakesSpaceTokenizer, Task, TaskSpec, TrainingRun, make_task
 from workers.types import CandidateTask, EvalResult
 
@@ -89,6 +90,11 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
 
     from latency_models.meter import pinned_threads
 
+    store = ArtifactStore.of(candidate.artifacts)
+    if store is not None:  # the files this task names (data, a teacher, a supernet, a rung to resume from)
+        store.pull_referenced(candidate.task, candidate.space_options, candidate.supernet_path,
+                              [str(path) for path in rung_files(candidate.resume_from, candidate.steps_before)]
+                              if candidate.resume_from else None)
     task, space = task_and_space(candidate.space, candidate.space_options, candidate.task)
     arch = Arch.from_dict(candidate.arch)
     space.validate(arch)
@@ -138,6 +144,8 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
         tmp = folder / "training_state.tmp"
         torch.save(run.state, tmp)
         tmp.replace(folder / training_state_file(candidate.train_steps))
+    if store is not None:
+        store.push(folder)
     return EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number, state="complete",
                       metric=float(metric), params=int(params), train_loss=train_loss, train_s=train_s,
                       eval_s=eval_s, weights_path=str(weights_path), worker=worker_name(),

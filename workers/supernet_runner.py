@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 
 from search_spaces.errors import ExecutionError
+from workers.artifact_store import ArtifactStore
 from workers.supernet_training import (ProgressHook, SupernetOutcome, SupernetTask, read_progress, run_supernet_task,
                                        supernet_folder)
 
@@ -39,12 +40,13 @@ class SupernetRunner:
             ensure_ray(address=self.ray_address)
         remote = ray.remote(num_cpus=job.threads, max_retries=0)(run_supernet_task)
         folder = supernet_folder(job)
+        store = ArtifactStore.of(job.artifacts)
         last_step = -1
         for attempt in range(1, self.attempts + 1):
             ref = remote.remote(job)
             while True:
                 done, _ = ray.wait([ref], timeout=self.poll_s)
-                seen = read_progress(folder)
+                seen = read_progress(folder, store)
                 if progress is not None and seen is not None and seen[0] != last_step:
                     last_step = seen[0]
                     progress(*seen)

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, SupernetSpace, random_archs
+from workers.artifact_store import ArtifactStore
 
 if TYPE_CHECKING:
     import torch
@@ -189,6 +190,7 @@ class SupernetTask:
     threads: int = 1
     checkpoint_every_s: float = 120.0
     distill: bool = False  # in-place distillation from the largest arch (off: measured worse at short budgets)
+    artifacts: dict[str, Any] | None = None  # `ArtifactLocation.to_dict()`: an object store behind cache_dir
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -218,7 +220,13 @@ def supernet_folder(job: SupernetTask) -> Path:
     return Path(job.cache_dir) / f"supernet-{key}"
 
 
-def read_progress(folder: Path) -> tuple[int, int, float] | None:
+def read_progress(folder: Path, store: ArtifactStore | None = None) -> tuple[int, int, float] | None:
+    """The step, steps and loss a run training elsewhere last noted (`store`: fetched from the object store)."""
+    if store is not None and store.remote:
+        try:
+            store.pull(folder / PROGRESS_FILE, overwrite=True)
+        except OSError:
+            return None
     try:
         data = json.loads((folder / PROGRESS_FILE).read_text())
         return int(data["step"]), int(data["steps"]), float(data["loss"])
@@ -254,19 +262,30 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
     from workers.evaluate import task_and_space, worker_name
 
     began = time.perf_counter()
+    store = ArtifactStore.of(job.artifacts)
+    if store is not None:
+        store.pull_referenced(job.task, job.space_options)
     task, space = task_and_space(job.space, job.space_options, job.task)
     if not isinstance(space, SupernetSpace):
         raise TypeError(f"space {job.space!r} has no weight-sharing supernet")
     key = supernet_key(space, task, steps=job.steps, seed=job.seed, distill=job.distill)
     folder = Path(job.cache_dir) / f"supernet-{key}"
     final = folder / SUPERNET_FILE
+    checkpoint = folder / CHECKPOINT_FILE
+    if store is not None and not final.is_file() and not store.pull(final):
+        store.pull(checkpoint, overwrite=True)  # another node's run of this supernet stopped here
     if final.is_file():
         return SupernetOutcome(str(final), key, job.steps, 0, True, time.perf_counter() - began, worker_name())
     folder.mkdir(parents=True, exist_ok=True)
+
+    def save_checkpoint() -> None:
+        _atomic_save(trainer.state_dict(), checkpoint)
+        if store is not None:
+            store.push(checkpoint)
+
     with pinned_threads(job.threads):
         supernet = space.build_supernet(seed=job.seed)
         trainer = SandwichTrainer(supernet, space, task, seed=job.seed, steps=job.steps, distill=job.distill)
-        checkpoint = folder / CHECKPOINT_FILE
         resumed_from = 0
         if checkpoint.is_file():
             trainer.load_state_dict(torch.load(checkpoint, weights_only=True))
@@ -275,7 +294,7 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
         saved_at = reported_at = time.monotonic()
         while trainer.step < job.steps:
             if should_stop():
-                _atomic_save(trainer.state_dict(), checkpoint)
+                save_checkpoint()
                 raise InterruptedError(f"supernet training stopped at step {trainer.step} (checkpoint saved)")
             result = trainer.train_step()
             if progress is not None:
@@ -285,14 +304,20 @@ def run_supernet_task(job: SupernetTask, *, progress: ProgressHook | None = None
                 tmp = folder / (PROGRESS_FILE + ".tmp")
                 tmp.write_text(json.dumps({"step": trainer.step, "steps": job.steps, "loss": result.loss_largest}))
                 tmp.replace(folder / PROGRESS_FILE)
+                if store is not None:
+                    store.push(folder / PROGRESS_FILE)
             if time.monotonic() - saved_at >= job.checkpoint_every_s and trainer.step < job.steps:
-                _atomic_save(trainer.state_dict(), checkpoint)
+                save_checkpoint()
                 saved_at = time.monotonic()
     tmp = folder / (SUPERNET_FILE + ".tmp")
     save_file({k: v.detach().contiguous() for k, v in supernet.state_dict().items()}, str(tmp))
     (folder / "supernet.json").write_text(json.dumps({**job.to_dict(), "key": key}, indent=1, default=str))
     tmp.replace(final)
     checkpoint.unlink(missing_ok=True)
+    if store is not None:
+        store.push(final)
+        store.push(folder / "supernet.json")  # the marker, last
+        store.delete(checkpoint)
     return SupernetOutcome(str(final), key, job.steps, resumed_from, False, time.perf_counter() - began,
                            worker_name())
 

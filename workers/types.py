@@ -29,6 +29,9 @@ class CandidateTask:
     # One-shot search: start from the arch's slices of this trained supernet instead of a fresh model
     # (`train_steps` 0: evaluate the inherited weights as they are, and save none).
     supernet_path: str | None = None
+    # Where the artifacts live (`workers.artifact_store.ArtifactLocation.to_dict()`): with an object store, the
+    # worker pulls the files this task names and pushes the weights it saves. None: one shared folder.
+    artifacts: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

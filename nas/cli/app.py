@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from nas.cli.common import artifact_store
 from nas.cli.common import client as _client
 from nas.cli.common import emit_json as _emit_json
 from nas.cli.common import storage as _storage
@@ -215,7 +216,7 @@ def export(job_id: int = typer.Argument(...),
     """Export a trial as a Hugging Face checkpoint folder (plus a .tar.gz beside it, with its sha256)."""
     from nas.service import export_job_trial
 
-    result = export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out)
+    result = export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out, store=artifact_store())
     typer.echo(f"exported trial {result.trial} of job {job_id} to {result.path} (sha256 {result.sha256})")
 
 

@@ -16,6 +16,11 @@ def storage() -> Any:
     return storage_for(Settings())
 
 
+def artifact_store() -> Any:
+    """The artifacts' object store (a no-op without HWNAS_ARTIFACTS_URL), for commands on the local database."""
+    return Settings().artifact_store()
+
+
 def client() -> Any:
     """A client of the server named by HWNAS_URL and HWNAS_TOKEN, or None to work on the local database."""
     settings = Settings()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from nas.cli.common import artifact_store
 from nas.cli.common import client as _client
 from nas.cli.common import emit_json as _emit_json
 from nas.cli.common import storage as _storage
@@ -60,7 +61,7 @@ def fetch(job_id: int = typer.Argument(...),
         client.download(checkpoint, out)
     else:
         checkpoint = dump_with_paths(export_job_trial(_storage(), job_id, trial_number=trial, out_dir=out,
-                                                      max_latency_ms=max_latency_ms))
+                                                      max_latency_ms=max_latency_ms, store=artifact_store()))
     latency = checkpoint["measured_latency_ms"]
     typer.echo(f"trial {checkpoint['trial']} of job {job_id} -> {out} (sha256 {checkpoint['sha256']}"
                + (f", {latency:.3f} ms" if latency is not None else "") + ")")

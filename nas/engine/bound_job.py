@@ -23,6 +23,7 @@ from workers.tasks.base import Objective, task_objective
 if TYPE_CHECKING:
     from nas.db.records import JobRecord
     from search_spaces.base import SearchSpace
+    from workers.artifact_store import ArtifactStore
     from workers.tasks.base import Task
 
 
@@ -72,11 +73,14 @@ def _bind(job_id: int, study_name: str, spec: JobSpec, device: DeviceProfile, *,
                     prepared_options=MappingProxyType(dict(prepared)))
 
 
-def bind_job(storage: Storage, job: JobRecord) -> BoundJob:
-    """Resolve a stored job (with the options its preparation stored, if it got that far)."""
+def bind_job(storage: Storage, job: JobRecord, *, store: ArtifactStore | None = None) -> BoundJob:
+    """Resolve a stored job (with the options its preparation stored, if it got that far). With an object
+    store behind the artifacts, the files it names (datasets, prepared teachers) are fetched first."""
     from nas.datasets import materialize_task
 
     spec = job.job_spec.model_copy(update={"task": materialize_task(storage, job.job_spec.task)})  # datasets -> files
+    if store is not None:
+        store.pull_referenced(spec.task.model_dump(), dict(job.prepared_options or {}))
     return _bind(job.id, job.study_name, spec, storage.device(spec.device), prepared=job.prepared_options)
 
 

@@ -17,6 +17,7 @@ from nas.db.storage import Storage
 from nas.engine.bound_job import BoundJob
 from search_spaces.arch import Arch
 from search_spaces.errors import ConflictError
+from workers.artifact_store import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -181,10 +182,12 @@ def export_lock(out_dir: Path) -> Any:
     return FileLock(str(out_dir.parent / f".{out_dir.name}.lock"), timeout=600)
 
 
-def existing_checkpoint(storage: Storage, job_id: int, trial_id: int) -> CheckpointRecord | None:
-    """The trial's newest checkpoint whose archive is still on disk, if any."""
+def existing_checkpoint(storage: Storage, job_id: int, trial_id: int, *,
+                        store: ArtifactStore | None = None) -> CheckpointRecord | None:
+    """The trial's newest checkpoint whose archive is still on disk (or, with an object store, in it), if any."""
     for row in reversed(storage.checkpoints(job_id)):
-        if row.trial_id == trial_id and Path(row.archive_path).is_file():
+        if row.trial_id == trial_id and (Path(row.archive_path).is_file()
+                                         or (store is not None and store.pull(row.archive_path))):
             return row
     return None
 
@@ -195,28 +198,34 @@ def checkpoint_dir(artifacts_dir: Path, job_id: int, trial_number: int) -> Path:
 
 
 def export_once(storage: Storage, job: BoundJob, *, trial: TrialRecord, latency_ms: float,
-                out_dir: Path) -> tuple[CheckpointRecord, bool]:
+                out_dir: Path, store: ArtifactStore | None = None) -> tuple[CheckpointRecord, bool]:
     """The trial's checkpoint: the stored one when its archive is still there, else exported into `out_dir`
     (replacing a half-written folder) and recorded. The check and the export hold `export_lock(out_dir)`, so
     concurrent callers export once. Returns (checkpoint row, created)."""
     with export_lock(out_dir):
-        row = existing_checkpoint(storage, job.job_id, trial.id)
+        row = existing_checkpoint(storage, job.job_id, trial.id, store=store)
         if row is not None:
             return row, False
         if out_dir.exists():
             shutil.rmtree(out_dir)  # a half-written export from an interrupted request
-        row = export_and_record(storage, job, trial=trial, latency_ms=latency_ms, out_dir=out_dir)
+        row = export_and_record(storage, job, trial=trial, latency_ms=latency_ms, out_dir=out_dir, store=store)
     return row, True
 
 
 def export_and_record(storage: Storage, job: BoundJob, *, trial: TrialRecord, latency_ms: float,
-                      out_dir: Path) -> CheckpointRecord:
-    """Export `trial` with the protocol of its latest latency sample, and store the checkpoint's row."""
+                      out_dir: Path, store: ArtifactStore | None = None) -> CheckpointRecord:
+    """Export `trial` with the protocol of its latest latency sample, and store the checkpoint's row (with an
+    object store: the trial's weights fetched first, the folder and archive shared after)."""
     protocol = storage.latest_sample_protocol(trial.id)
     row = storage.get_job(job.job_id)
+    if store is not None and trial.weights_path:
+        store.pull(trial.weights_path)
     exported = export_trial(job, trial=trial, out_dir=out_dir, latency_ms=latency_ms, protocol=protocol,
                             data=row.data_info or {},
                             baseline=row.baseline.to_dict() if row.baseline else None)
+    if store is not None:
+        store.push(exported.path)
+        store.push(exported.archive_path)
     return storage.add_checkpoint(job_id=job.job_id, trial_id=trial.id, path=str(exported.path),
                                   archive_path=str(exported.archive_path), sha256=exported.sha256,
                                   size_bytes=exported.size_bytes, measured_latency_ms=latency_ms)

@@ -65,7 +65,8 @@ class Controller:
         self.storage = storage
         self.latency_model_factory = latency_model_factory
         self.device_runner = device_runner or DeviceRunner(use_ray=settings.executor == "ray",
-                                                           ray_address=settings.ray_address)
+                                                           ray_address=settings.ray_address,
+                                                           artifacts=settings.artifact_location().to_dict())
         self.settings = settings
         self.executor_factory = executor_factory
         self.owner = owner or f"controller-{uuid.uuid4().hex[:12]}"
@@ -105,7 +106,7 @@ class Controller:
         return self.storage.get_job(job_id)
 
     def _run_phases(self, job_id: int, lease_lost: threading.Event) -> tuple[str, str]:
-        job = bind_job(self.storage, self.storage.get_job(job_id))
+        job = bind_job(self.storage, self.storage.get_job(job_id), store=self.settings.artifact_store())
         run = JobRun(storage=self.storage, settings=self.settings, job=job,
                      device_runner=self.device_runner, executor_factory=self.executor_factory,
                      recorder=self.recorder, lease_lost=lease_lost, latency_model_factory=self.latency_model_factory)

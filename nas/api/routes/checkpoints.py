@@ -50,10 +50,13 @@ async def export_checkpoint(job_id: JobId, request: ExportRequest, response: Res
             responses={**ERRORS, 200: {"content": {"application/gzip": {}},
                                        "description": f"the archive; its sha256 is in the {SHA256_HEADER} header"}},
             summary="Download a checkpoint archive (.tar.gz of a Hugging Face folder)")
-def download_checkpoint(job_id: JobId, archive_name: ArchiveName, storage: StorageDep, _: ReadToken) -> FileResponse:
+def download_checkpoint(job_id: JobId, archive_name: ArchiveName, storage: StorageDep, http: Request,
+                        _: ReadToken) -> FileResponse:
     import os
 
     row = storage.checkpoint_by_archive_name(job_id, archive_name)
+    if not os.path.isfile(row.archive_path):  # exported by another process: fetched from the object store
+        http.app.state.settings.artifact_store().pull(row.archive_path)
     if not os.path.isfile(row.archive_path):
         raise NotFoundError(f"the archive of checkpoint {row.id} is gone from the server's artifacts; export it "
                             f"again with POST /api/v1/jobs/{job_id}/checkpoints")

@@ -53,7 +53,7 @@ async def upload_dataset(request: Request, response: Response, storage: StorageD
         stored = await run_in_threadpool(
             store_upload, storage, artifacts_dir=settings.artifacts_dir, temp_path=received.temp_path,
             sha256=received.sha256, size_bytes=received.size_bytes, name=name, fmt=fmt,
-            filename=received.filename, created_by=token.name)
+            filename=received.filename, created_by=token.name, store=settings.artifact_store())
     finally:
         received.temp_path.unlink(missing_ok=True)
     response.status_code = 201 if stored.created else 200
@@ -81,5 +81,7 @@ def get_dataset(dataset_id: DatasetId, storage: StorageDep, _: ReadToken) -> dic
 @router.delete("/{dataset_id}", response_model=DeletedOut, responses=ERRORS,
                summary="Delete a dataset (refused while a queued or running job uses it)")
 def remove_dataset(dataset_id: DatasetId, request: Request, storage: StorageDep, _: SubmitToken) -> dict[str, Any]:
-    delete_dataset(storage, artifacts_dir=request.app.state.settings.artifacts_dir, dataset_id=dataset_id)
+    settings = request.app.state.settings
+    delete_dataset(storage, artifacts_dir=settings.artifacts_dir, dataset_id=dataset_id,
+                   store=settings.artifact_store())
     return {"id": dataset_id, "detail": "deleted; its bytes stay while a stored job refers to them"}

@@ -34,7 +34,8 @@ class ExportBest(Phase):
             return
         best = storage.trial_by_id(best_point.key)
         export_once(storage, job, trial=best, latency_ms=best_point.latency_ms,
-                    out_dir=checkpoint_dir(run.settings.artifacts_dir, job.job_id, best.number))
+                    out_dir=checkpoint_dir(run.settings.artifacts_dir, job.job_id, best.number),
+                    store=run.settings.artifact_store())
         logger.info("job %s exported trial %s", job.job_id, best.number)
         run.message = (f"{done} trials; best under {target} ms: trial {best.number} with {job.task.metric_name} "
                        f"{best.metric:.4f} at {best_point.latency_ms:.3f} ms")

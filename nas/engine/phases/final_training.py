@@ -48,7 +48,8 @@ class TrainFinalists(Phase):
                         space_options=dict(job.space_options), arch=trial.arch, task=job.spec.task.model_dump(),
                         train_steps=steps, seed=job.spec.seed, threads=run.settings.training_threads,
                         artifact_dir=str(run.settings.artifacts_dir / f"job-{job.job_id}" / f"trial-{trial.number}"),
-                        supernet_path=run.supernet_path if search.final_from == "inherited" else None))
+                        supernet_path=run.supernet_path if search.final_from == "inherited" else None,
+                        artifacts=run.settings.artifact_location().to_dict()))
                 by_number = {t.number: t for t in todo}
                 while executor.in_flight:
                     for result in executor.wait(timeout_s=5.0):

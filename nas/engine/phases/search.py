@@ -265,4 +265,5 @@ class _Loop:
             threads=self.settings.training_threads, attempt=trial.attempts,
             resume_from=trial.weights_path if steps_before else None, steps_before=steps_before,
             schedule_steps=None if one_shot else job.spec.budget.train_steps,
-            supernet_path=self.job_run.supernet_path if one_shot else None))
+            supernet_path=self.job_run.supernet_path if one_shot else None,
+            artifacts=self.settings.artifact_location().to_dict()))

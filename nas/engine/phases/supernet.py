@@ -38,7 +38,8 @@ class TrainSupernet(Phase):
                             task=job.spec.task.model_dump(), steps=steps, seed=job.spec.seed,
                             cache_dir=str(settings.artifacts_dir / "cache"), threads=settings.training_threads,
                             checkpoint_every_s=settings.supernet_checkpoint_s,
-                            distill=job.spec.search.supernet_distill)
+                            distill=job.spec.search.supernet_distill,
+                            artifacts=settings.artifact_location().to_dict())
         last_report = [0.0]
         stop = [False]
 
