@@ -35,6 +35,8 @@ def _compose_env(service: dict, *, database_url: str, ray_address: str, data_dir
     for key, value in service["environment"].items():
         value = re.sub(r"\$\{RAY_AUTH_TOKEN[^}]*\}", token, str(value))
         value = re.sub(r"\$\{POSTGRES_PASSWORD[^}]*\}", "unused", value)
+        value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)  # unset in .env: compose's default
+        assert "${" not in value, f"{key}: {value!r} needs a variable the test does not set"
         env[key] = value
     assert env["HWNAS_DATABASE_URL"].endswith("@postgres:5432/hwnas")
     env["HWNAS_DATABASE_URL"] = database_url  # the same database role, on 127.0.0.1 (trust authentication)
