@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Backend = Literal["torch-cpu", "cuda", "onnxruntime-cpu"]
 # Ray's own resource names: a profile named like one would be scheduled on every node.
@@ -24,7 +24,9 @@ class DeviceProfile(BaseModel):
     threads: int = Field(default=1, ge=1, le=256)
     batch_size: int = Field(default=1, ge=1, le=4096)
     seq_len: int = Field(default=64, ge=1, le=65536)
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16", "int8"] = Field(
+        default="float32", description="int8: ONNX Runtime profiles only, dynamic quantisation (int8 weights, "
+        "activations quantised at run time)")
     workload: Literal["forward", "decode"] = Field(
         default="forward", description="what is timed: one forward pass over `seq_len` tokens, or (decode) the "
         "per-token latency of generating `decode_tokens` tokens after a `seq_len`-token prompt with the key-value "
@@ -39,6 +41,13 @@ class DeviceProfile(BaseModel):
             raise ValueError(f"{value!r} is a resource name Ray reserves; Ray nodes advertise a device profile "
                              "under its name, so pick another (for example 'cpu-4t')")
         return value
+
+    @model_validator(mode="after")
+    def _int8_on_onnx_runtime(self) -> DeviceProfile:
+        if self.dtype == "int8" and self.backend != "onnxruntime-cpu":
+            raise ValueError(f"dtype: int8 (dynamic quantisation) is measured with ONNX Runtime only, got backend "
+                             f"{self.backend!r}; use backend onnxruntime-cpu, or dtype float32")
+        return self
 
     @property
     def decode_context(self) -> int:

@@ -6,7 +6,8 @@ dynamic), loaded into a session on ONNX Runtime's CPU execution provider with th
 threads (and one inter-op thread, sequential execution), and timed by `session.run` with the same
 interleaved rounds as torch. The mixture-of-experts block exports a formulation ONNX Runtime runs sparsely
 (`MixtureOfExperts._per_expert`: per expert, the rows routed to it found with NonZero, gathered, multiplied
-and scattered back), so a token costs only its top-k experts there too. Only float32 forward workloads.
+and scattered back), so a token costs only its top-k experts there too. Forward workloads, float32 or int8 (the float32 graph
+quantised by ONNX Runtime's dynamic quantisation: int8 weights, activations quantised per call).
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ def export_onnx(model: nn.Module, inputs: Mapping[str, Tensor], path: Path) -> P
     return path
 
 
+ONNX_DTYPES = ("float32", "int8")
+
+
+def quantize_int8(source: Path, target: Path) -> Path:
+    """ONNX Runtime's dynamic quantisation of `source` into `target`: MatMul and Gemm weights stored as int8,
+    activations quantised per call (no calibration data needed)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its node counts
+            quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    except Exception as exc:  # noqa: BLE001
+        raise LatencyError(f"int8 quantisation of {source.name} failed: {str(exc).splitlines()[0][:300]}") from exc
+    return target
+
+
 class OrtModel:
     """An ONNX Runtime session called like a module: `model(**numpy_inputs)`."""
 
@@ -93,14 +110,16 @@ class OnnxRuntimeCpuMeter(LatencyMeter):
     """ONNX Runtime's CPU execution provider (see the module's docstring)."""
 
     def place(self, model: nn.Module, inputs: Mapping[str, Tensor]) -> tuple[Any, Mapping[str, Any]]:
-        if self.device.dtype != "float32":
-            raise LatencyError(f"device profile {self.device.name!r}: ONNX Runtime profiles are float32; got "
-                               f"{self.device.dtype}")
+        if self.device.dtype not in ONNX_DTYPES:
+            raise LatencyError(f"device profile {self.device.name!r}: ONNX Runtime profiles are float32 or int8 "
+                               f"(dynamic quantisation); got {self.device.dtype}")
         if self.device.workload != "forward":
             raise LatencyError(f"device profile {self.device.name!r}: ONNX Runtime profiles time forward passes; "
                                "use a torch profile for decode latency")
         with tempfile.TemporaryDirectory(prefix="hwnas-onnx-") as folder:
             path = export_onnx(model, inputs, Path(folder) / "model.onnx")
+            if self.device.dtype == "int8":
+                path = quantize_int8(path, Path(folder) / "model-int8.onnx")
             session = OrtModel(path, threads=self.device.threads)  # the session holds the model in memory
         return session, {k: v.detach().cpu().numpy() for k, v in inputs.items()}
 
@@ -108,23 +127,58 @@ class OnnxRuntimeCpuMeter(LatencyMeter):
 ONNX_FILE = "model.onnx"
 
 
-def export_checked(model: nn.Module, inputs: Mapping[str, Tensor], path: Path, *,
+def export_checked(model: nn.Module, inputs: Mapping[str, Tensor], path: Path, *, dtype: str = "float32",
                    relative_tolerance: float = 1e-4) -> dict[str, Any]:
     """Export `model` to `path` and check that ONNX Runtime gives its outputs on `inputs` within
     `relative_tolerance` of their largest magnitude; the facts a checkpoint's card states (the graph is
-    `ONNX_FILE` in the checkpoint, wherever `path` stages it)."""
+    `ONNX_FILE` in the checkpoint, wherever `path` stages it). `dtype` int8: the float32 graph is checked so,
+    then quantised into `path`; the quantised graph's difference is reported, not bounded (its effect on the
+    task's metric is what tells: `quantised_metric`)."""
     import numpy as np
     import onnxruntime
     import torch
 
-    export_onnx(model, inputs, path)
+    float_path = path.with_name(path.stem + "-float32.onnx") if dtype == "int8" else path
+    export_onnx(model, inputs, float_path)
+    numpy_inputs = {k: v.detach().cpu().numpy() for k, v in inputs.items()}
     with torch.no_grad():
         expected = _main_output(model(**inputs)).float().numpy()
-    got = OrtModel(path, threads=1)(**{k: v.detach().cpu().numpy() for k, v in inputs.items()})
+    got = OrtModel(float_path, threads=1)(**numpy_inputs)
     difference = float(np.abs(got - expected).max())
     tolerance = relative_tolerance * max(1.0, float(np.abs(expected).max()))
     if not difference <= tolerance:
         raise LatencyError(f"the ONNX export differs from the torch model by {difference:.3g} (tolerance "
                            f"{tolerance:.3g}); it is not exported")
-    return {"file": ONNX_FILE, "onnxruntime_version": onnxruntime.__version__, "max_abs_difference": difference,
-            "tolerance": tolerance, "checked_on": {k: list(v.shape) for k, v in inputs.items()}}
+    facts: dict[str, Any] = {"file": ONNX_FILE, "onnxruntime_version": onnxruntime.__version__,
+                             "max_abs_difference": difference, "tolerance": tolerance,
+                             "checked_on": {k: list(v.shape) for k, v in inputs.items()}, "dtype": dtype}
+    if dtype == "int8":
+        quantize_int8(float_path, path)
+        float_path.unlink()
+        facts["quantization"] = "dynamic int8 (onnxruntime.quantization.quantize_dynamic, QInt8 weights)"
+        facts["int8_max_abs_difference"] = float(np.abs(OrtModel(path, threads=1)(**numpy_inputs) - expected).max())
+    return facts
+
+
+class OrtModule:
+    """An ONNX graph in ONNX Runtime called like the torch model it came from (`model(**tensors).logits`), so
+    that a task scores it with its own `evaluate_all`."""
+
+    def __init__(self, path: Path, *, config: Any = None, threads: int = 1) -> None:
+        self.session = OrtModel(path, threads=threads)
+        self.config = config  # the torch model's (a task reads its limits, e.g. max_seq_len)
+        self.training = False
+
+    def eval(self) -> OrtModule:
+        return self
+
+    def parameters(self) -> Any:
+        return iter(())
+
+    def __call__(self, **inputs: Any) -> Any:
+        import types
+
+        import torch
+
+        arrays = {k: v.detach().cpu().numpy() for k, v in inputs.items() if hasattr(v, "detach")}
+        return types.SimpleNamespace(logits=torch.from_numpy(self.session(**arrays)))

@@ -232,7 +232,8 @@ def devices_add(name: str = typer.Argument(..., help="profile name; also the Ray
                 threads: int = typer.Option(1, help="intra-op threads (torch-cpu)"),
                 batch_size: int = typer.Option(1, "--batch-size"),
                 seq_len: int = typer.Option(64, "--seq-len", help="tokens per sequence (decode: the prompt)"),
-                dtype: str = typer.Option("float32", help="float32, bfloat16 or float16"),
+                dtype: str = typer.Option("float32", help="float32, bfloat16, float16, or int8 (onnxruntime-cpu "
+                                                          "only: dynamic quantisation)"),
                 workload: str = typer.Option("forward", help="forward (one pass over --seq-len tokens) or decode "
                                                              "(per-token latency generating with the cache)"),
                 decode_tokens: int = typer.Option(32, "--decode-tokens",

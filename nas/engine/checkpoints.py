@@ -37,16 +37,28 @@ def _baseline_rows(baseline: dict[str, Any] | None, metric_name: str) -> str:
             f"| baseline fine-tuning steps | {baseline.get('teacher_steps')} |\n")
 
 
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value:.4f}" for name, value in sorted(metrics.items())
+                     if isinstance(value, (int, float)))
+
+
 def _onnx_section(onnx: dict[str, Any] | None, latency_ms: float | None) -> str:
     if not onnx:
         return ""
     latency = f"{latency_ms:.3f} ms" if latency_ms is not None else "not measured"
+    quantized = ""
+    if onnx.get("quantization"):
+        quantized = (f"\n\n**Quantised**: {onnx['quantization']}; the float32 graph was checked as above, then "
+                     f"quantised (largest absolute difference of the int8 graph's output: "
+                     f"{onnx['int8_max_abs_difference']:.3g}). On the validation data: "
+                     f"{_metrics_text(onnx['quantized_metrics'])} int8, against "
+                     f"{_metrics_text(onnx['float32_metrics'])} float32 (torch).")
     return f"""
 ## ONNX Runtime
 `{onnx['file']}` (batch and length dynamic) was checked against the torch model on inputs of shape
 {onnx['checked_on']}: largest absolute difference {onnx['max_abs_difference']:.3g} (tolerance
 {onnx['tolerance']:.3g}). ONNX Runtime {onnx['onnxruntime_version']}; the measured latency, {latency}, is ONNX
-Runtime's on this device profile.
+Runtime's on this device profile.{quantized}
 
 ```python
 import onnxruntime
@@ -151,12 +163,15 @@ def export_trial(job: BoundJob, *, trial: TrialRecord, out_dir: Path, latency_ms
     onnx = None
     staging = out_dir.parent / f".{out_dir.name}.onnx"
     if job.device.backend == "onnxruntime-cpu":  # deployed with ONNX Runtime: ship the graph it was timed as
-        from latency_models.onnx_runtime import export_checked
+        from latency_models.onnx_runtime import OrtModule, export_checked
 
         device = job.device
         staging.parent.mkdir(parents=True, exist_ok=True)
         onnx = export_checked(model, space.example_inputs(arch, batch_size=max(2, device.batch_size),
-                                                          seq_len=device.seq_len), staging)
+                                                          seq_len=device.seq_len), staging, dtype=device.dtype)
+        if device.dtype == "int8":  # what the quantisation costs on the task, measured on its validation data
+            onnx["quantized_metrics"] = task.evaluate_all(OrtModule(staging, config=getattr(model, "config", None)))
+            onnx["float32_metrics"] = trial.metrics or {task.metric_name: trial.metric}
     card = model_card(job=job, trial=trial, latency_ms=latency_ms, protocol=protocol, data=data, baseline=baseline,
                       onnx=onnx)
     space.export(model, arch, out_dir, model_card=card)

@@ -91,3 +91,32 @@ def test_an_onnx_profile_of_this_machine_measures_archs() -> None:
     with pytest.raises(Exception, match="float32"):
         make_meter(DeviceProfile(name="ort-bf16", backend="onnxruntime-cpu", dtype="bfloat16")).place(
             torch.nn.Linear(2, 2), {"input": torch.ones(1, 2)})
+
+
+def test_an_int8_onnx_profile_times_the_quantised_graph(tmp_path: Path) -> None:
+    """dtype int8 on ONNX Runtime: the float32 export quantised dynamically (int8 MatMul weights), timed as such; int8 anywhere else is refused with the fix."""
+    from pydantic import ValidationError
+
+    from latency_models.device import DeviceProfile
+    from latency_models.measure import measure_archs
+    from latency_models.meter import MeterSettings, make_meter
+    from latency_models.onnx_runtime import OrtModel, export_onnx, quantize_int8
+
+    space = get_space("sparse-transformer", TINY_SPACE_OPTIONS)
+    device = DeviceProfile(name="ort-int8", backend="onnxruntime-cpu", threads=1, seq_len=16, dtype="int8")
+    samples = measure_archs(space, random_archs(space, count=2, seed=0),
+                            make_meter(device, MeterSettings(warmup=1, repeats=2, min_rounds=1, max_rounds=2)))
+    assert all(s.median_ms > 0 and s.protocol["dtype"] == "int8" for s in samples)
+    arch = space.make_arch(d_model=32, layers=[{"attn_heads": 2, "ffn": {"kind": "dense", "width": 64}}])
+    model = space.build(arch, seed=0).eval()
+    inputs = space.example_inputs(arch, batch_size=2, seq_len=16)
+    full = export_onnx(model, inputs, tmp_path / "float.onnx")
+    small = quantize_int8(full, tmp_path / "int8.onnx")
+    assert small.stat().st_size < 0.8 * full.stat().st_size  # MatMul weights int8 (embeddings stay float)
+    import onnx
+
+    assert "MatMulInteger" in {node.op_type for node in onnx.load(str(small)).graph.node}
+    got = OrtModel(small, threads=1)(**{k: v.numpy() for k, v in inputs.items()})
+    assert got.shape == (2, 16, model.config.vocab_size) and np.isfinite(got).all()
+    with pytest.raises(ValidationError, match="int8.*ONNX Runtime only.*onnxruntime-cpu"):
+        DeviceProfile(name="cpu-int8", backend="torch-cpu", dtype="int8")

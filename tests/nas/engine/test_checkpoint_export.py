@@ -167,3 +167,36 @@ def test_a_job_on_an_onnx_runtime_device_exports_a_checked_onnx_graph(tmp_path: 
     with torch.no_grad():
         expected = model(input_ids=ids).logits.numpy()
     assert np.abs(session.run(None, {"input_ids": ids.numpy()})[0] - expected).max() < 1e-4
+
+
+def test_an_int8_onnx_runtime_device_exports_the_quantised_graph_with_its_metric(
+        tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    """dtype int8: the checkpoint's model.onnx is the quantised graph it was timed as, and the card and
+    hwnas.json give the task's metric on the validation data with it, beside the float32 one."""
+    import onnxruntime
+
+    from latency_models.device import DeviceProfile
+    from tests.conftest import fast_settings
+    from workers.device_tasks import DeviceRunner
+
+    storage = open_storage(sqlite_url)
+    storage.add_device(DeviceProfile(name="ort-int8", backend="onnxruntime-cpu", threads=1, seq_len=16,
+                                     dtype="int8"))
+    spec = make_spec(corpus_file, device="ort-int8", latency_target_ms=100.0, budget={"trials": 2, "train_steps": 1})
+    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
+    controller = Controller(storage, settings,
+                            executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
+                            latency_model_factory=feature_sum_factory, device_runner=DeviceRunner(use_ray=False))
+    job = controller.run_job(submit_job(storage, spec))
+    assert job.state == "completed", job.message
+    (checkpoint,) = storage.checkpoints(job.id)
+    folder = Path(checkpoint.path)
+    info = json.loads((folder / "hwnas.json").read_text())["onnx"]
+    assert info["dtype"] == "int8" and "dynamic int8" in info["quantization"]
+    assert set(info["quantized_metrics"]) >= {"bits_per_char"} and info["quantized_metrics"]["bits_per_char"] > 0
+    assert "Quantised" in (folder / "README.md").read_text()
+    graph = onnxruntime.InferenceSession(str(folder / "model.onnx"))
+    ops = {node.op_type for node in __import__("onnx").load(str(folder / "model.onnx")).graph.node}
+    assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops, ops  # the int8 graph, not the float one
+    ids = torch.randint(0, 259, (2, 9), generator=torch.Generator().manual_seed(0))
+    assert graph.run(None, {"input_ids": ids.numpy()})[0].shape[:2] == (2, 9)
