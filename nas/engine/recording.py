@@ -22,6 +22,7 @@ from nas.db.storage import Storage
 from nas.engine.fidelity import decide
 from nas.engine.pareto import Point, hypervolume, pareto_front
 from nas.engine.search_state import SearchState
+from nas.errors import HwnasError
 from nas.settings import Settings
 from workers.types import EvalResult
 
@@ -142,18 +143,20 @@ class Recorder:
         self.on_event("trial", {"number": trial.number, "state": "complete", "metric": metric,
                                 "latency_ms": latency})
 
-    @staticmethod
-    def _remove_superseded(superseded: tuple[str, int] | None) -> None:
+    def _remove_superseded(self, superseded: tuple[str, int] | None) -> None:
         """Delete an earlier rung's files (weights path, steps) once the database points at the next rung's
-        (a retry resumes from the rung the database records, so only files it no longer names go)."""
+        (a retry resumes from the rung the database records, so only files it no longer names go), here and
+        in the artifacts' object store."""
         from workers.evaluate import rung_files
 
         if superseded is None:
             return
+        store = self.settings.artifact_store()
         for path in rung_files(*superseded):
             try:
                 path.unlink(missing_ok=True)
-            except OSError as exc:
+                store.delete(path)
+            except (OSError, HwnasError) as exc:
                 logger.warning("could not remove %s: %s", path, exc)
 
     # ---- the Pareto front ------------------------------------------------------------------------

@@ -149,3 +149,29 @@ def test_a_teacher_prepared_by_one_controller_is_found_by_another(
     # trained once: the second job's baseline is the first one's teacher, to the last digit of its timing
     assert second.preparation["baseline"]["teacher_train_s"] == first.preparation["baseline"]["teacher_train_s"]
     assert storage.checkpoints(second.id)
+
+
+def test_an_early_stopped_trial_leaves_no_superseded_rung_in_the_bucket(s3_service: Service) -> None:
+    """Rungs save their weights by step; once a trial's next rung is recorded, the earlier rung's files go from
+    the bucket as from the disk."""
+    from nas.runner import JobRunner
+    from nas.service import submit_job
+    from nas.spec import parse_spec
+    from tests.fakes import FakeDeviceRunner, feature_sum_factory
+    from workers.executors.in_process import InProcessExecutor
+
+    service = s3_service
+    spec = tiny_spec(service.corpus, budget={"trials": 6, "train_steps": 8, "min_train_steps": 2,
+                                             "reduction_factor": 2}, latency_target_ms=100.0)
+    job_id = submit_job(service.storage, parse_spec(spec))
+    runner = JobRunner(service.storage, service.settings, executor_factory=lambda: InProcessExecutor(),
+                       latency_model_factory=feature_sum_factory, device_runner=FakeDeviceRunner())
+    assert runner.controller.run_job(job_id).state == "completed"
+    keys = [k for k in _bucket_keys(service) if k.startswith(f"job-{job_id}/trial-")]
+    by_trial: dict[str, list[str]] = {}
+    for key in keys:
+        by_trial.setdefault(key.split("/")[1], []).append(key.split("/")[2])
+    finished = {t: files for t, files in by_trial.items() if "weights.safetensors" in files}
+    assert finished, by_trial  # some trial ran every rung
+    for files in finished.values():  # its earlier rungs' weights and states are gone
+        assert files == ["weights.safetensors"], files
