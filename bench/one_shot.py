@@ -99,9 +99,7 @@ def run_search(spec: dict[str, Any], folder: Path) -> dict[str, Any]:
 
 
 def part_modes(args: argparse.Namespace) -> dict[str, Any]:
-    import yaml
-
-    demo = yaml.safe_load((REPO / "nas" / "examples" / "demo.yaml").read_text())
+    demo = bench_spec(args)  # the demo's spec (or its space and corpus as `--space`, `--corpus` say)
     if args.latency_target_ms is not None:
         demo["latency_target_ms"] = args.latency_target_ms
     one_shot = {**demo, "budget": {**demo["budget"], "trials": args.candidates, "max_minutes": 60},

@@ -6,8 +6,9 @@ dynamic), loaded into a session on ONNX Runtime's CPU execution provider with th
 threads (and one inter-op thread, sequential execution), and timed by `session.run` with the same
 interleaved rounds as torch. The mixture-of-experts block exports a formulation ONNX Runtime runs sparsely
 (`MixtureOfExperts._per_expert`: per expert, the rows routed to it found with NonZero, gathered, multiplied
-and scattered back), so a token costs only its top-k experts there too. Forward workloads, float32 or int8 (the float32 graph
-quantised by ONNX Runtime's dynamic quantisation: int8 weights, activations quantised per call).
+and scattered back), so a token costs only its top-k experts there too. Forward workloads, float32 or
+int8 (the float32 graph quantised by ONNX Runtime's dynamic quantisation: int8 weights, activations quantised
+per call).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from search_spaces.arch import Arch
 from search_spaces.base import SearchSpace, SupernetSpace, random_archs
+from search_spaces.errors import ArtifactStoreError
 from workers.artifact_store import ArtifactStore
 
 if TYPE_CHECKING:
@@ -225,7 +226,7 @@ def read_progress(folder: Path, store: ArtifactStore | None = None) -> tuple[int
     if store is not None and store.remote:
         try:
             store.pull(folder / PROGRESS_FILE, overwrite=True)
-        except OSError:
+        except ArtifactStoreError:  # the store did not answer this time: no news, the next poll asks again
             return None
     try:
         data = json.loads((folder / PROGRESS_FILE).read_text())

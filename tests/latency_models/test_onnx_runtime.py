@@ -94,7 +94,8 @@ def test_an_onnx_profile_of_this_machine_measures_archs() -> None:
 
 
 def test_an_int8_onnx_profile_times_the_quantised_graph(tmp_path: Path) -> None:
-    """dtype int8 on ONNX Runtime: the float32 export quantised dynamically (int8 MatMul weights), timed as such; int8 anywhere else is refused with the fix."""
+    """dtype int8 on ONNX Runtime: the float32 export quantised dynamically (int8 MatMul weights), timed as
+    such; int8 anywhere else is refused with the fix."""
     from pydantic import ValidationError
 
     from latency_models.device import DeviceProfile

@@ -3,8 +3,8 @@
 The pruned-bert space fine-tunes (or reuses from its cache) a teacher and scores head and unit importance;
 the options it makes (paths to those artifacts) are stored with the job, and the bound job is rebuilt on
 them. A space with nothing to prepare returns no options. With an object store behind the artifacts
-(`workers.artifact_store`) the cache is fetched before and shared after. Resumed: the space's own cache makes a second
-preparation cheap, and the stored baseline is kept when its arch is unchanged (see `baseline`).
+(`workers.artifact_store`) the cache is fetched before and shared after. Resumed: the space's own cache makes
+a second preparation cheap, and the stored baseline is kept when its arch is unchanged (see `baseline`).
 """
 
 from __future__ import annotations
