@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -87,9 +87,11 @@ class PreparedSpace(ABC):
     its task's own tokenizer and trains candidates from their labels alone."""
 
     @abstractmethod
-    def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int) -> Preparation:
+    def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int,
+                report: Callable[[str], None] | None = None) -> Preparation:
         """Work done once per job before any candidate (fine-tune a teacher, score importance). Must be
-        idempotent and cached: a resumed job calls it again."""
+        idempotent and cached: a resumed job calls it again. `report` takes a one-line account of what it is
+        doing (the job's message while it prepares; called at most every few seconds)."""
 
     @abstractmethod
     def tokenizer_dir(self) -> Path | None:

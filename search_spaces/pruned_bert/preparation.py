@@ -14,6 +14,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,10 +29,15 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 TEACHER_FILE = "teacher.safetensors"
 TEACHER_INFO = "teacher.json"
+REPORT_EVERY_S = 2.0  # how often a long preparation step reports its progress
 
 
-def prepare_pruned_bert(space: PrunedBertSpace, runner: TaskRunner, *, cache_dir: Path, seed: int) -> Preparation:
-    """Fine-tune the teacher, score importance, and train the task-agnostic supernet where the options ask."""
+def prepare_pruned_bert(space: PrunedBertSpace, runner: TaskRunner, *, cache_dir: Path, seed: int,
+                        report: Callable[[str], None] | None = None) -> Preparation:
+    """Fine-tune the teacher, score importance, and train the task-agnostic supernet where the options ask;
+    `report` hears each step as it starts, and the task-agnostic supernet's step and loss as it trains."""
+    say = report or (lambda text: None)
+    say(f"preparing: the fine-tuned teacher ({space.options.teacher_steps} steps, or the cached one)")
     teacher_dir = prepare_teacher(space, runner, cache_dir=Path(cache_dir), seed=seed)
     info = json.loads((teacher_dir / TEACHER_INFO).read_text(encoding="utf-8"))
     options: dict[str, Any] = {"teacher_dir": str(teacher_dir)}
@@ -39,6 +45,7 @@ def prepare_pruned_bert(space: PrunedBertSpace, runner: TaskRunner, *, cache_dir
     path = teacher_dir / (f"importance-{space.options.importance}-{space.options.importance_batches}"
                           f"-seed{seed}.safetensors")
     if not path.is_file():
+        say(f"preparing: {space.options.importance} importance of heads and units")
         began = time.perf_counter()
         if space.options.importance == "taylor":
             scores = taylor_importance(prepared.build(prepared.full_arch()),
@@ -53,7 +60,15 @@ def prepare_pruned_bert(space: PrunedBertSpace, runner: TaskRunner, *, cache_dir
 
         recipe = AgnosticRecipe(corpus=space.options.agnostic_corpus, steps=space.options.agnostic_steps, seed=seed,
                                 seq_len=min(space.options.agnostic_seq_len, space.base.max_position_embeddings))
-        options["agnostic_supernet"] = str(train_agnostic_supernet(space, recipe, cache_dir=Path(cache_dir)))
+        last = [0.0]
+
+        def progress(step: int, total: int, loss: float) -> None:
+            if time.monotonic() - last[0] >= REPORT_EVERY_S or step == total:
+                last[0] = time.monotonic()
+                say(f"task-agnostic supernet: step {step} of {total}, loss {loss:.3f}")
+
+        options["agnostic_supernet"] = str(train_agnostic_supernet(space, recipe, cache_dir=Path(cache_dir),
+                                                                   progress=progress))
     baseline = {"arch": space.full_arch().to_dict(), "metric": info["metric"], "metric_name": info["metric_name"],
                 "teacher_steps": info["steps"], "teacher_train_s": info["train_s"],
                 "teacher_dir": str(teacher_dir)}

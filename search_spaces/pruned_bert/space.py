@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from functools import lru_cache
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from search_spaces.arch import Arch
@@ -339,12 +340,13 @@ class PrunedBertSpace(SearchSpace, PreparedSpace, SupernetSpace):
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
     # ---- once per job --------------------------------------------------------------------------
-    def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int) -> Preparation:
+    def prepare(self, runner: TaskRunner, *, cache_dir: Path, job_dir: Path, seed: int,
+                report: Callable[[str], None] | None = None) -> Preparation:
         """The teacher fine-tuned and importance scored, cached per base, task data, budget and seed (and, for a
         task-agnostic supernet, that supernet, cached per base): see `search_spaces.pruned_bert.preparation`."""
         from search_spaces.pruned_bert.preparation import prepare_pruned_bert
 
-        return prepare_pruned_bert(self, runner, cache_dir=Path(cache_dir), seed=seed)
+        return prepare_pruned_bert(self, runner, cache_dir=Path(cache_dir), seed=seed, report=report)
 
     # ---- export --------------------------------------------------------------------------------
     def export(self, model: nn.Module, arch: Arch, directory: Path, *, model_card: str) -> Path:

@@ -166,6 +166,9 @@ def test_the_task_agnostic_supernet_is_trained_once_and_serves_another_task(sent
     corpus.write_text("\n".join(" ".join(TINY_WORDS[(i * 7 + j) % len(TINY_WORDS)] for j in range(12))
                                 for i in range(300)))
     storage = open_storage(sqlite_url)
+    messages: list[str] = []
+    record_progress = storage.record_progress
+    storage.record_progress = lambda job_id, text: (messages.append(text), record_progress(job_id, text))[1]
     settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
     controller = Controller(storage, settings, executor_factory=InProcessExecutor)
     agnostic = {"supernet": "task-agnostic", "agnostic_corpus": str(corpus), "agnostic_steps": 8,
@@ -185,6 +188,9 @@ def test_the_task_agnostic_supernet_is_trained_once_and_serves_another_task(sent
     assert first["teacher_dir"] != second["teacher_dir"]  # two tasks, two teachers
     assert first["agnostic_supernet"] == second["agnostic_supernet"]  # one task-agnostic supernet
     assert len(list((settings.artifacts_dir / "cache" / "agnostic").iterdir())) == 1
+    # the job's message followed its preparation: the teacher, then the supernet's steps (issue 17)
+    assert any(m.startswith("preparing: the fine-tuned teacher") for m in messages)
+    assert "task-agnostic supernet: step 8 of 8" in " ".join(messages), messages
     for job in jobs:  # searched on inherited weights, the best fine-tuned and exported
         trials = storage.trials(job.id, states=("complete",))
         assert any(not t.steps_done for t in trials) and len([t for t in trials if t.steps_done]) == 1

@@ -30,7 +30,8 @@ class Prepare(Phase):
             # space's own cache lookup, and what this one prepares is shared. Supernets are fetched by key.
             store.pull(cache_dir, exclude=SUPERNETS)
             with pinned_threads(settings.training_threads):
-                preparation = job.space.prepare(job.task, cache_dir=cache_dir, job_dir=job_dir, seed=job.spec.seed)
+                preparation = job.space.prepare(job.task, cache_dir=cache_dir, job_dir=job_dir, seed=job.spec.seed,
+                                                report=lambda text: run.storage.record_progress(job.job_id, text))
             store.push(cache_dir, exclude=SUPERNETS)
             store.push(job_dir)
         run.preparation = preparation
