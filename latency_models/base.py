@@ -117,6 +117,11 @@ class LatencyModel(ABC):
     def predict_raw_many(self, archs: Sequence[Arch]) -> list[LatencyPrediction]:
         return [self.predict_raw(arch) for arch in archs]
 
+    def kind_features(self, arch: Arch) -> dict[str, float] | None:
+        """The arch's predicted time split by block kind (ms per kind, as this model sees the device), for a
+        transfer to reweight; None where the model does not decompose an arch (the default)."""
+        return None
+
     def predict(self, arch: Arch) -> LatencyPrediction:
         """The latency on the device now: the fitted prediction re-anchored to the device's current speed,
         with its standard deviation calibrated on cross-fitted errors."""

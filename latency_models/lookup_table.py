@@ -63,6 +63,20 @@ class LookupTableLatencyModel(LatencyModel):
             total += ms
         return total, float(len(blocks))
 
+    def kind_features(self, arch: Arch) -> dict[str, float] | None:
+        """The blocks' isolated times summed by kind (attention, ffn, moe, embedding, ...), scaled as the fitted
+        overhead scales them, plus `blocks`: the per-block overhead times the block count."""
+        scale, per_block, _ = self.coef
+        sums: dict[str, float] = {}
+        blocks = self.space.blocks(arch)
+        for block in blocks:
+            ms = self.block_ms.get(block.key)
+            if ms is None:
+                return None
+            sums[block.kind] = sums.get(block.kind, 0.0) + scale * ms
+        sums["blocks"] = per_block * len(blocks)
+        return sums
+
     def fit(self, samples: Sequence[FitSample]) -> None:
         import numpy as np
         from scipy.optimize import nnls

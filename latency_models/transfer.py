@@ -4,7 +4,12 @@
 The source predictor ranks the archs of the space; a new device mostly changes the scale and, less, how
 latency grows with size. So `transfer` fits `log(ms here) = a + b log(source's prediction)` by least
 squares on the new device's samples (3 to 20), keeping `b = 1` (a pure rescale) unless the free slope
-predicts left-out samples better, and states a relative spread from the fit's residuals (calibrated like any
+predicts left-out samples better. A rescale keeps the source's ranking, so it cannot follow a device that
+changes the relative cost of attention, dense and mixture-of-experts blocks (ONNX Runtime against torch,
+one thread against two). Where the source splits an arch's time by block kind (a lookup table:
+`LatencyModel.kind_features`), a third form reweights each kind: `ms here = sum_k w_k source_k + c`, fitted
+by non-negative least squares on relative errors. Of the three, the one with the smallest leave-one-out
+error on the samples is kept, and a relative spread is stated from its residuals (calibrated like any
 kind's, `latency_models.calibration`). It keeps the source predictor inside its payload, so it is stored,
 loaded, reported and chosen like any other kind. `hwnas profile --device NEW --transfer-from OLD` builds
 one; the profile's held-out archs (measured twice) give its report and noise floor.
@@ -33,6 +38,7 @@ MAX_TRANSFER_SAMPLES = 20  # the few-shot budget: more than this is a profile, n
 MIN_TRANSFER_SAMPLES = 3  # a scale and a slope, and one sample to judge them
 MIN_RELATIVE_STD = 0.02
 MIN_SLOPE, MAX_SLOPE = 0.25, 4.0  # how differently latency may grow with size on two devices
+MIN_SAMPLES_PER_KIND_FIT = 3  # beyond one per weight: the kind-wise form is tried from (kinds + 1 + 3) samples
 
 
 @register_latency_model("transfer")
@@ -52,6 +58,8 @@ class TransferLatencyModel(LatencyModel):
         super().__init__(space=space, device=device)
         self.source = source
         self.coef = (0.0, 1.0)  # a, b of log(ms) = a + b log(source ms)
+        self.mode = "rescale"  # or "line", or "kinds": ms = sum_k kind_weights[k] * source's ms of kind k + c
+        self.kind_weights: dict[str, float] = {}
         self.relative_std = MIN_RELATIVE_STD
 
     def _source_log_ms(self, arch: Arch) -> float:
@@ -63,18 +71,53 @@ class TransferLatencyModel(LatencyModel):
         self.check_samples(samples, minimum=MIN_TRANSFER_SAMPLES)
         xs = [self._source_log_ms(s.arch) for s in samples]
         ys = [math.log(s.latency_ms) for s in samples]
-        # The line only where it predicts left-out samples better than the rescale: with a few noisy samples a
-        # free slope can extrapolate wildly.
-        rescale_error, line_error = _loo_error(xs, ys, free_slope=False), _loo_error(xs, ys, free_slope=True)
-        self.coef = _fit(xs, ys, free_slope=line_error < rescale_error)
-        a, b = self.coef
-        residuals = [y - (a + b * x) for x, y in zip(xs, ys)]
-        dof = max(1, len(xs) - (2 if line_error < rescale_error else 1))
+        # Each form only where it predicts left-out samples better than the simpler ones: with a few noisy
+        # samples a free slope, or a weight per block kind, can extrapolate wildly.
+        errors = {"rescale": _loo_error(xs, ys, free_slope=False), "line": _loo_error(xs, ys, free_slope=True)}
+        kinds = self._kind_rows(samples)
+        if kinds is not None:
+            errors["kinds"] = _loo_kinds_error(kinds[1], kinds[2])
+        self.mode = min(errors, key=lambda name: (errors[name], list(errors).index(name)))
+        self.coef = _fit(xs, ys, free_slope=self.mode == "line")
+        if self.mode == "kinds":
+            assert kinds is not None
+            names, rows, targets = kinds
+            weights = _fit_kinds(rows, targets)
+            self.kind_weights = dict(zip([*names, "constant"], weights))
+            residuals = [math.log(max(_dot(weights, row), 1e-9) / y) for row, y in zip(rows, targets)]
+            dof = max(1, len(rows) - len(weights))
+        else:
+            self.kind_weights = {}
+            a, b = self.coef
+            residuals = [y - (a + b * x) for x, y in zip(xs, ys)]
+            dof = max(1, len(xs) - (2 if self.mode == "line" else 1))
         self.relative_std = max(MIN_RELATIVE_STD, math.sqrt(sum(r * r for r in residuals) / dof))
         self.fitted = True
 
+    def _kind_rows(self, samples: Sequence[FitSample]) -> tuple[list[str], list[list[float]], list[float]] | None:
+        """Each sample's source time by block kind (and a constant), with its measured ms; None when the source
+        does not split archs by kind, or the samples are too few for a weight per kind."""
+        assert self.source is not None
+        features = [self.source.kind_features(s.arch) for s in samples]
+        if any(f is None for f in features):
+            return None
+        names = sorted({name for f in features for name in f})  # type: ignore[union-attr]
+        if len(samples) < len(names) + 1 + MIN_SAMPLES_PER_KIND_FIT:
+            return None
+        rows = [[f.get(name, 0.0) for name in names] + [1.0] for f in features]  # type: ignore[union-attr]
+        return names, rows, [s.latency_ms for s in samples]
+
     def predict_raw(self, arch: Arch) -> LatencyPrediction:
         self.check_arch(arch)
+        if self.mode == "kinds":
+            assert self.source is not None
+            features = self.source.kind_features(arch)
+            if features is not None:
+                mean = self.kind_weights.get("constant", 0.0) + sum(
+                    weight * features.get(name, 0.0) for name, weight in self.kind_weights.items()
+                    if name != "constant")
+                if mean > 0:
+                    return LatencyPrediction(mean_ms=mean, std_ms=self.relative_std * mean)
         a, b = self.coef
         mean = math.exp(a + b * self._source_log_ms(arch))
         return LatencyPrediction(mean_ms=mean, std_ms=self.relative_std * mean)
@@ -82,13 +125,17 @@ class TransferLatencyModel(LatencyModel):
     def state(self) -> dict[str, Any]:
         assert self.source is not None
         return {"source_payload": self.source.save(), "source_device": self.source.device.model_dump(),
-                "coef": list(self.coef), "relative_std": self.relative_std}
+                "coef": list(self.coef), "relative_std": self.relative_std, "mode": self.mode,
+                "kind_weights": dict(self.kind_weights)}
 
     def load_state(self, state: dict[str, Any]) -> None:
         source_device = DeviceProfile.model_validate(state["source_device"])
         self.source = LatencyModel.load(state["source_payload"], space=self.space, device=source_device)
         self.coef = (float(state["coef"][0]), float(state["coef"][1]))
         self.relative_std = float(state["relative_std"])
+        # stored before the kind-wise form: a rescale, or a line where the slope is not 1
+        self.mode = state.get("mode", "rescale" if self.coef[1] == 1.0 else "line")
+        self.kind_weights = {str(k): float(v) for k, v in (state.get("kind_weights") or {}).items()}
 
 
 def _fit(xs: Sequence[float], ys: Sequence[float], *, free_slope: bool) -> tuple[float, float]:
@@ -112,3 +159,26 @@ def _loo_error(xs: Sequence[float], ys: Sequence[float], *, free_slope: bool) ->
                     free_slope=free_slope)
         total += (ys[i] - (a + b * xs[i])) ** 2
     return total / len(xs)
+
+
+def _dot(weights: Sequence[float], row: Sequence[float]) -> float:
+    return sum(w * x for w, x in zip(weights, row))
+
+
+def _fit_kinds(rows: Sequence[Sequence[float]], targets: Sequence[float]) -> list[float]:
+    """Non-negative weights (a constant last) minimising the relative squared error of `rows @ w` on `targets`."""
+    import numpy as np
+    from scipy.optimize import nnls
+
+    design = np.array(rows, dtype=float) / np.array(targets, dtype=float)[:, None]
+    weights, _ = nnls(design, np.ones(len(targets)))
+    return [float(w) for w in weights]
+
+
+def _loo_kinds_error(rows: Sequence[Sequence[float]], targets: Sequence[float]) -> float:
+    """Mean squared leave-one-out error of the kind-wise fit, in log ms (comparable with `_loo_error`)."""
+    total = 0.0
+    for i in range(len(rows)):
+        weights = _fit_kinds([r for j, r in enumerate(rows) if j != i], [t for j, t in enumerate(targets) if j != i])
+        total += math.log(max(_dot(weights, rows[i]), 1e-9) / targets[i]) ** 2
+    return total / len(rows)
