@@ -49,6 +49,9 @@ def main() -> None:
                         help="in-place distillation in the supernet (the default before 2026-12-04; the committed "
                              "results used it)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--standalone-from", type=Path, default=None,
+                        help="take the from-scratch scores from an earlier run's JSON (the same archs, corpus, "
+                             "task and --train-steps; checked) instead of training them again")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "supernet_ranking.json")
     args = parser.parse_args()
     if not args.corpus.is_file():
@@ -81,7 +84,16 @@ def main() -> None:
             finetuned.append(task.evaluate(model))
             finetune_s += time.perf_counter() - began
         standalone, standalone_s = [], 0.0
-        for arch in archs:
+        if args.standalone_from is not None:
+            earlier = json.loads(args.standalone_from.read_text())
+            same = (earlier["task"] == task_spec and earlier["space_options"] == options
+                    and earlier["train_steps"] == args.train_steps
+                    and [a["arch"] for a in earlier["archs"]] == [a.config for a in archs])
+            if not same:
+                raise SystemExit(f"--standalone-from {args.standalone_from}: another run (archs, task or steps differ)")
+            standalone = [a["standalone_bpc"] for a in earlier["archs"]]
+            standalone_s = earlier["standalone_s_per_arch"] * len(archs)
+        for arch in archs if args.standalone_from is None else []:
             began = time.perf_counter()
             model = space.build(arch, seed=args.seed)
             task.train(model, steps=args.train_steps, seed=args.seed)

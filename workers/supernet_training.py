@@ -46,9 +46,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3  # of the supernet's training recipe and files: part of the cache key (2: distillation off
+FORMAT_VERSION = 4  # of the supernet's training recipe and files: part of the cache key (2: distillation off
 # by default, and named in the key; 3: warm-up and cosine schedule, MoE balancing loss, the largest arch alone
-# for the first 30% of the steps)
+# for the first 30% of the steps; 4: attention blocks shared by their order among an arch's attention layers)
 SUPERNET_FILE = "supernet.safetensors"
 CHECKPOINT_FILE = "checkpoint.pt"
 ProgressHook = Callable[[int, int, float], None]  # (step done, steps, loss of the largest arch)

@@ -49,3 +49,27 @@ def test_the_supernet_holds_the_largest_arch(space) -> None:  # type: ignore[no-
     largest = max(random_archs(space, count=40, seed=11),
                   key=lambda a: sum(p.numel() for p in space.build(a).parameters()))
     assert sum(p.numel() for p in supernet.parameters()) >= sum(p.numel() for p in space.build(largest).parameters())
+
+
+def test_attention_blocks_are_shared_by_their_order_among_an_archs_attention_layers(
+        space) -> None:  # type: ignore[no-untyped-def]
+    """An arch whose first layer has no attention uses the supernet's first attention block in its second
+    layer (its first attention layer), not the second layer's: a later layer's block has learned to follow
+    another attention, and used alone it made such archs score like attention-free ones (measured)."""
+    from search_spaces.sparse_transformer.supernet import attention_sources
+
+    d = max(space.options.d_model_choices)
+    heads = max(space.options.heads_choices)
+    arch = space.make_arch(d_model=d, layers=[{"attn_heads": 0, "ffn": {"kind": "dense", "width": 32}},
+                                              {"attn_heads": heads, "ffn": {"kind": "none"}}])
+    assert attention_sources(arch) == [None, 0]
+    supernet = SparseSupernet(space.options, seed=0).eval()
+    inputs = torch.randint(0, 50, (2, 8))
+    with torch.no_grad():
+        before = supernet(inputs, arch)
+        supernet.layers[1].qkv.weight.add_(1.0)  # the second layer's own attention: unused by this arch
+        torch.testing.assert_close(supernet(inputs, arch), before)
+        supernet.layers[0].qkv.weight.add_(1.0)  # the first attention block: this arch's
+        assert not torch.allclose(supernet(inputs, arch), before)
+        model = supernet.extract(arch, space.build(arch, seed=5)).eval()
+        torch.testing.assert_close(model(input_ids=inputs).logits, supernet(inputs, arch), rtol=1e-5, atol=1e-5)
