@@ -70,8 +70,23 @@ def measure_interleaved(space: Any, archs: list[Any], *, chunk: int, meter_setti
     return result
 
 
-def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[float]]) -> dict[str, Any]:
-    """Source `learned` on cpu-1t's first half; each other device: transfer with k samples and full learned."""
+def lookup_source(space: Any, meter_settings: Any) -> Any:
+    """cpu-1t's lookup table as `hwnas profile` makes it (every block timed alone, the overhead fitted on 20
+    archs of its own): the source a deployment transfers from."""
+    from latency_models.base import LatencyModel
+    from latency_models.profiler import ProfilePlan, profile
+
+    device = devices()["cpu-1t"]
+    outcome = profile(space, device, ProfilePlan(samples=20, overhead_samples=20, holdout=2, seed=7,
+                                                 meter=meter_settings, kinds=("lookup-table",)))
+    (entry,) = outcome.predictors
+    return LatencyModel.load(entry["payload"], space=space, device=device)
+
+
+def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[float]], *,
+                     lookup: Any = None) -> dict[str, Any]:
+    """Source `learned` on cpu-1t's first half (and `lookup`, cpu-1t's lookup table, when given); each other
+    device: transfer with k samples from each source, and a learned model on the whole first half."""
     from scipy.stats import kendalltau
 
     from latency_models.base import FitSample, ProfileData
@@ -98,11 +113,19 @@ def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[flo
             model = TransferLatencyModel.from_profile(space=space, device=all_devices[name], data=ProfileData(
                 samples=samples[:k], overhead_count=k, source=source)).model
             row[f"transfer_{k}"] = judge(model, truth)
+            if lookup is not None:
+                model = TransferLatencyModel.from_profile(space=space, device=all_devices[name], data=ProfileData(
+                    samples=samples[:k], overhead_count=k, source=lookup)).model
+                row[f"transfer_{k}_from_lookup_table"] = {**judge(model, truth), "form": model.mode}
         full = LearnedLatencyModel(space=space, device=all_devices[name])
         full.fit(samples)
         row[f"learned_{half}"] = judge(full, truth)
         row["source_unchanged"] = judge(source, truth)  # cpu-1t's model used as it is
+        if lookup is not None:
+            row["lookup_table_unchanged"] = judge(lookup, truth)
         result[name] = row
+    if lookup is not None:  # the source itself, on its own device's held-out half
+        result["cpu-1t"] = {"lookup_table_on_its_own_device": judge(lookup, latencies["cpu-1t"][half:])}
     return result
 
 
@@ -122,7 +145,8 @@ def decode_figures(space: Any, archs: list[Any], meter_settings: Any) -> list[di
     return rows
 
 
-def run_space(name: str, *, count: int, chunk: int, meter_settings: Any) -> dict[str, Any]:
+def run_space(name: str, *, count: int, chunk: int, meter_settings: Any,
+              lookup_table: bool = False) -> dict[str, Any]:
     from scipy.stats import kendalltau
 
     from search_spaces.base import corner_archs, get_space, random_archs
@@ -133,6 +157,7 @@ def run_space(name: str, *, count: int, chunk: int, meter_settings: Any) -> dict
     began = time.perf_counter()
     latencies = measure_interleaved(space, archs, chunk=chunk, meter_settings=meter_settings)
     measure_s = time.perf_counter() - began
+    lookup = lookup_source(space, meter_settings) if lookup_table else None
     names = list(latencies)
     taus = {f"{a} vs {b}": float(kendalltau(latencies[a], latencies[b]).statistic)
             for i, a in enumerate(names) for b in names[i + 1:]}
@@ -146,7 +171,7 @@ def run_space(name: str, *, count: int, chunk: int, meter_settings: Any) -> dict
         best[device] = {"target_ms": target, "arch": space.describe(archs[chosen].config), "params": params[chosen],
                         "latency_ms": values[chosen], "index": chosen}
     result = {"space": name, "options": SPACES[name], "archs": len(archs), "kendall_tau": taus,
-              "best_under_common_target": best, "transfer": transfer_figures(space, archs, latencies),
+              "best_under_common_target": best, "transfer": transfer_figures(space, archs, latencies, lookup=lookup),
               "latencies_ms": latencies, "params": params, "measure_s": measure_s}
     if name == "sparse-transformer":
         result["decode"] = decode_figures(space, archs[:3], meter_settings)
@@ -165,8 +190,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
                   f"{b['latency_ms']:.2f} |" for d, b in r["best_under_common_target"].items()]
         lines += ["", "| target device | model | within 10% | Kendall tau |", "|---|---|---|---|"]
         for device, row in r["transfer"].items():
-            lines += [f"| {device} | {model} | {f['within_10pct']:.0f}% | {f['kendall_tau']:.3f} |"
-                      for model, f in row.items()]
+            lines += [f"| {device} | {model}{' (' + f['form'] + ')' if 'form' in f else ''} | "
+                      f"{f['within_10pct']:.0f}% | {f['kendall_tau']:.3f} |" for model, f in row.items()]
         for d in r.get("decode", []):
             lines.append(f"\ndecode {d['arch']}: {d['per_token_ms_with_cache']:.3f} ms per token with the cache, "
                          f"{d['per_token_ms_without_cache']:.3f} without ({d['ratio']:.1f}x)")
@@ -182,13 +207,15 @@ def main() -> None:
     parser.add_argument("--archs", type=int, default=100)
     parser.add_argument("--chunk", type=int, default=10)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "devices.json")
+    parser.add_argument("--lookup-table-source", action="store_true",
+                        help="also transfer from cpu-1t's lookup table (profiled here: every block timed alone)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("onnxscript").setLevel(logging.WARNING)
     settings = MeterSettings(warmup=2, repeats=3, min_rounds=2, max_rounds=4)
     began = time.perf_counter()
-    results = [run_space(name, count=args.archs, chunk=args.chunk, meter_settings=settings)
-               for name in args.spaces.split(",")]
+    results = [run_space(name, count=args.archs, chunk=args.chunk, meter_settings=settings,
+                         lookup_table=args.lookup_table_source) for name in args.spaces.split(",")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
                                     "meter": settings.model_dump(), "wall_s": time.perf_counter() - began,

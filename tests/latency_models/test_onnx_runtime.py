@@ -121,3 +121,20 @@ def test_an_int8_onnx_profile_times_the_quantised_graph(tmp_path: Path) -> None:
     assert got.shape == (2, 16, model.config.vocab_size) and np.isfinite(got).all()
     with pytest.raises(ValidationError, match="int8.*ONNX Runtime only.*onnxruntime-cpu"):
         DeviceProfile(name="cpu-int8", backend="torch-cpu", dtype="int8")
+
+
+def test_a_pruned_bert_graph_takes_sentence_pairs_and_padding(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    """The graph's inputs are the task's (ids, mask, segments): a padded batch of sentence pairs gives the
+    torch model's logits. Found on MRPC: a graph without `token_type_ids` scored 0.7696 where torch scored
+    0.7525, every second sentence read as a first."""
+    space = get_space("pruned-bert", tiny_pruned_bert_options(tiny_bert_dir))
+    arch = space.full_arch()
+    model = space.build(arch, seed=0).eval()
+    session = _onnx(model, space.example_inputs(arch, batch_size=2, seq_len=12), tmp_path)
+    assert session.input_names == {"input_ids", "attention_mask", "token_type_ids"}
+    inputs = space.example_inputs(arch, batch_size=3, seq_len=10)
+    inputs["token_type_ids"][:, 5:] = 1  # the second sentence
+    inputs["attention_mask"][2, 7:] = 0  # a shorter pair, padded
+    with torch.no_grad():
+        expected = model(**inputs).logits.numpy()
+    assert np.abs(session(**{k: v.numpy() for k, v in inputs.items()}) - expected).max() < TOLERANCE

@@ -42,7 +42,7 @@ def spec_for(files: tuple[Path, Path], tiny_bert_dir: Path, **changes: object): 
                      "text_column": "sentence", "label_column": "label", "label_names": ["negative", "positive"],
                      "max_seq_len": 16, "batch_size": 16, "learning_rate": 3e-3},
             "device": "cpu-1t", "latency_target_ms": 1000.0, "strategy": "nsga2",
-            "budget": {"trials": 4, "train_steps": 15}, "seed": 0, **changes}
+            "budget": {"trials": 4, "train_steps": 15}, "seed": 0, "search": {"mode": "standalone"}, **changes}
     return parse_spec(data)
 
 
