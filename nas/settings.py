@@ -90,6 +90,10 @@ class Settings(BaseSettings):
             raise ValueError(f"HWNAS_ARTIFACTS_URL: must be an object-store URL such as s3://bucket/prefix (a "
                              f"protocol fsspec knows, not a local path: for a shared folder set HWNAS_DATA_DIR), "
                              f"got {value!r}")
+        if "@" in value.split("://", 1)[1].split("/", 1)[0]:
+            raise ValueError("HWNAS_ARTIFACTS_URL: holds credentials (user:secret@...), which would travel inside "
+                             "every task and every error message; give the bucket alone and each process "
+                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in its environment")
         return value.rstrip("/")
 
     @field_validator("artifacts_options", mode="before")

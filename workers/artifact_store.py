@@ -12,9 +12,10 @@ container image fixes it).
 
 The object store is reached only through `fsspec` (`s3fs` for `s3://`). Credentials never travel with
 tasks: each process reads its own (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, or an instance role), and
-`ArtifactLocation.options` refuses secrets. Files are written once under content- or trial-specific names,
-so "present with the same size" means "the same file"; a file that changes in place (a training checkpoint,
-a progress note) is pulled with `overwrite=True`. A folder is pushed with its `.json` files last: those are
+`ArtifactLocation.options` refuses secrets. Files are written once under content-, trial- or rung-specific
+names (a retried trial rewrites the same bytes: training is seeded), so "present with the same size" means
+"the same file"; a file that changes in place (a training checkpoint, a progress note) is pulled with
+`overwrite=True`. A folder is pushed with its `.json` files last: those are
 the markers (`teacher.json`, `supernet.json`) that readers take as "complete".
 """
 
@@ -25,9 +26,9 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
 from typing import Any
 
 from search_spaces.errors import ArtifactStoreError

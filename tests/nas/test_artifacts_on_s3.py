@@ -103,6 +103,7 @@ def test_a_dataset_deleted_leaves_the_bucket(s3_service: Service) -> None:
     ({"HWNAS_ARTIFACTS_URL": "nosuch://bucket"}, "must be an object-store URL"),
     ({"HWNAS_ARTIFACTS_URL": "s3://b", "HWNAS_ARTIFACTS_OPTIONS": "{not json"}, "must be a JSON object"),
     ({"HWNAS_ARTIFACTS_URL": "s3://b", "HWNAS_ARTIFACTS_OPTIONS": '{"secret": "x"}'}, "look like credentials"),
+    ({"HWNAS_ARTIFACTS_URL": "s3://AKIA:s3cr3t@bucket/p"}, "holds credentials"),
 ])
 def test_bad_artifact_settings_name_the_variable_and_the_fix(monkeypatch: pytest.MonkeyPatch, env: dict[str, str],
                                                              message: str) -> None:
