@@ -112,7 +112,8 @@ class TransferLatencyModel(LatencyModel):
         if self.mode == "kinds":
             assert self.source is not None
             features = self.source.kind_features(arch)
-            if features is not None:
+            # a kind none of the samples had has no weight: the rescale answers for such an arch
+            if features is not None and all(name in self.kind_weights for name, ms in features.items() if ms):
                 mean = self.kind_weights.get("constant", 0.0) + sum(
                     weight * features.get(name, 0.0) for name, weight in self.kind_weights.items()
                     if name != "constant")

@@ -94,6 +94,13 @@ def test_a_device_that_changes_what_each_block_kind_costs_is_followed_kind_by_ki
     assert kendalltau(predicted, truth).statistic > 0.95
     restored = LatencyModel.load(fitted.save(), space=SPACE, device=NEW)
     assert restored.predict(held_out[0]).mean_ms == pytest.approx(fitted.predict(held_out[0]).mean_ms)
+    unseen = dict(fitted.kind_weights)
+    unseen.pop("moe")
+    fitted.kind_weights = unseen  # as if no sample had an MoE block: such archs fall back to the rescale
+    with_moe = next(a for a in held_out if any(b.kind == "moe" for b in SPACE.blocks(a)))
+    a, b = fitted.coef
+    rescale_ms = math.exp(a + b * math.log(source.predict(with_moe).mean_ms))
+    assert fitted.predict(with_moe).mean_ms == pytest.approx(rescale_ms)
     rescaled = TransferLatencyModel(space=SPACE, device=NEW, source=source)  # what a rescale alone can do
     rescaled.mode, rescaled.coef, rescaled.fitted = "rescale", fitted.coef, True
     assert kendalltau([rescaled.predict(a).mean_ms for a in held_out], truth).statistic < 0.95
