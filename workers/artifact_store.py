@@ -225,9 +225,3 @@ def pull_referenced(location: ArtifactLocation | Mapping[str, Any] | None, *valu
     store = ArtifactStore.of(location)
     if store is not None:
         store.pull_referenced(*values)
-
-
-def push(location: ArtifactLocation | Mapping[str, Any] | None, path: str | Path) -> None:
-    store = ArtifactStore.of(location)
-    if store is not None:
-        store.push(path)

@@ -131,6 +131,25 @@ def test_archive_is_reproducible_and_export_picks_best(tmp_path: Path, corpus_fi
     assert first.trial == int(Path(storage.checkpoints(job_id)[0].path).name.rsplit("-", 1)[1])
 
 
+def _export_on_device(storage, tmp_path: Path, corpus_file: Path, *,  # type: ignore[no-untyped-def]
+                      device, trials: int):
+    """A job on `device` (stored first) run to its end with untrained weights, measured there for real; the job
+    and its one checkpoint's folder."""
+    from tests.conftest import fast_settings
+    from workers.device_tasks import DeviceRunner
+
+    storage.add_device(device)
+    spec = make_spec(corpus_file, device=device.name, latency_target_ms=100.0,
+                     budget={"trials": trials, "train_steps": 1})
+    controller = Controller(storage, fast_settings(data_dir=tmp_path / "data", executor="in-process"),
+                            executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
+                            latency_model_factory=feature_sum_factory, device_runner=DeviceRunner(use_ray=False))
+    job = controller.run_job(submit_job(storage, spec))
+    assert job.state == "completed", job.message
+    (checkpoint,) = storage.checkpoints(job.id)
+    return job, Path(checkpoint.path)
+
+
 def test_a_job_on_an_onnx_runtime_device_exports_a_checked_onnx_graph(tmp_path: Path, corpus_file: Path,
                                                                      sqlite_url: str) -> None:
     """End to end on `onnxruntime-cpu`: the front measured with ONNX Runtime, and the checkpoint carries
@@ -139,20 +158,10 @@ def test_a_job_on_an_onnx_runtime_device_exports_a_checked_onnx_graph(tmp_path: 
     import onnxruntime
 
     from latency_models.device import DeviceProfile
-    from tests.conftest import fast_settings
-    from workers.device_tasks import DeviceRunner
 
     storage = open_storage(sqlite_url)
-    storage.add_device(DeviceProfile(name="ort-1t", backend="onnxruntime-cpu", threads=1, seq_len=16))
-    spec = make_spec(corpus_file, device="ort-1t", latency_target_ms=100.0, budget={"trials": 3, "train_steps": 1})
-    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
-    controller = Controller(storage, settings,
-                            executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
-                            latency_model_factory=feature_sum_factory, device_runner=DeviceRunner(use_ray=False))
-    job = controller.run_job(submit_job(storage, spec))
-    assert job.state == "completed", job.message
-    (checkpoint,) = storage.checkpoints(job.id)
-    folder = Path(checkpoint.path)
+    job, folder = _export_on_device(storage, tmp_path, corpus_file, trials=3, device=DeviceProfile(
+        name="ort-1t", backend="onnxruntime-cpu", threads=1, seq_len=16))
     trial = storage.trial(job.id, int(folder.name.rsplit("-", 1)[1]))
     assert storage.latest_sample_protocol(trial.id)["backend"] == "onnxruntime-cpu"
     card = (folder / "README.md").read_text()
@@ -173,30 +182,20 @@ def test_an_int8_onnx_runtime_device_exports_the_quantised_graph_with_its_metric
         tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
     """dtype int8: the checkpoint's model.onnx is the quantised graph it was timed as, and the card and
     hwnas.json give the task's metric on the validation data with it, beside the float32 one."""
+    import onnx
     import onnxruntime
 
     from latency_models.device import DeviceProfile
-    from tests.conftest import fast_settings
-    from workers.device_tasks import DeviceRunner
 
     storage = open_storage(sqlite_url)
-    storage.add_device(DeviceProfile(name="ort-int8", backend="onnxruntime-cpu", threads=1, seq_len=16,
-                                     dtype="int8"))
-    spec = make_spec(corpus_file, device="ort-int8", latency_target_ms=100.0, budget={"trials": 2, "train_steps": 1})
-    settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
-    controller = Controller(storage, settings,
-                            executor_factory=lambda: InProcessExecutor(evaluate=make_fake_evaluate([])),
-                            latency_model_factory=feature_sum_factory, device_runner=DeviceRunner(use_ray=False))
-    job = controller.run_job(submit_job(storage, spec))
-    assert job.state == "completed", job.message
-    (checkpoint,) = storage.checkpoints(job.id)
-    folder = Path(checkpoint.path)
+    _, folder = _export_on_device(storage, tmp_path, corpus_file, trials=2, device=DeviceProfile(
+        name="ort-int8", backend="onnxruntime-cpu", threads=1, seq_len=16, dtype="int8"))
     info = json.loads((folder / "hwnas.json").read_text())["onnx"]
     assert info["dtype"] == "int8" and "dynamic int8" in info["quantization"]
     assert set(info["quantized_metrics"]) >= {"bits_per_char"} and info["quantized_metrics"]["bits_per_char"] > 0
     assert "Quantised" in (folder / "README.md").read_text()
     graph = onnxruntime.InferenceSession(str(folder / "model.onnx"))
-    ops = {node.op_type for node in __import__("onnx").load(str(folder / "model.onnx")).graph.node}
+    ops = {node.op_type for node in onnx.load(str(folder / "model.onnx")).graph.node}
     assert "DynamicQuantizeLinear" in ops or "MatMulInteger" in ops, ops  # the int8 graph, not the float one
     ids = torch.randint(0, 259, (2, 9), generator=torch.Generator().manual_seed(0))
     assert graph.run(None, {"input_ids": ids.numpy()})[0].shape[:2] == (2, 9)
