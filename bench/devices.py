@@ -5,7 +5,7 @@
 
 For each space (the demo's sparse transformer; MiniLM-L6 pruned), the space's corners and random archs are
 timed on three devices of this machine: torch `cpu-1t`, torch `cpu-2t` and ONNX Runtime with 1 thread
-(`ort-1t`), all batch 1 and 64 tokens. The devices are interleaved chunk by chunk (every chunk of archs is
+(`ort-1t`), all batch 1 and 64 tokens, and with `--cuda` a fourth, the GPU (torch, `cuda`). The devices are interleaved chunk by chunk (every chunk of archs is
 measured on each device in turn), so that the machine's drift spreads over all of them. Reported:
 
 - Kendall tau between each pair of devices' latencies (does the device change the ranking?);
@@ -45,14 +45,18 @@ SPACES: dict[str, dict[str, Any]] = {
     "pruned-bert": {"base_model": "minilm-l6"},
 }
 TRANSFER_SAMPLES = (5, 10, 20)
+WITH_CUDA = False  # --cuda: a fourth device, the GPU (torch, batch 1, 64 tokens)
 
 
 def devices() -> dict[str, Any]:
     from latency_models.device import DeviceProfile
 
-    return {"cpu-1t": DeviceProfile(name="cpu-1t", threads=1, seq_len=64),
-            "cpu-2t": DeviceProfile(name="cpu-2t", threads=2, seq_len=64),
-            "ort-1t": DeviceProfile(name="ort-1t", backend="onnxruntime-cpu", threads=1, seq_len=64)}
+    found = {"cpu-1t": DeviceProfile(name="cpu-1t", threads=1, seq_len=64),
+             "cpu-2t": DeviceProfile(name="cpu-2t", threads=2, seq_len=64),
+             "ort-1t": DeviceProfile(name="ort-1t", backend="onnxruntime-cpu", threads=1, seq_len=64)}
+    if WITH_CUDA:
+        found["cuda"] = DeviceProfile(name="cuda", backend="cuda", threads=1, seq_len=64)
+    return found
 
 
 def measure_interleaved(space: Any, archs: list[Any], *, chunk: int, meter_settings: Any) -> dict[str, list[float]]:
@@ -105,7 +109,7 @@ def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[flo
         return {"within_10pct": 100.0 * within, "kendall_tau": float(kendalltau(predicted, truth).statistic)}
 
     result: dict[str, Any] = {}
-    for name in ("cpu-2t", "ort-1t"):
+    for name in [n for n in all_devices if n != "cpu-1t"]:
         truth = latencies[name][half:]
         samples = [FitSample(a, ms) for a, ms in zip(train, latencies[name][:half])]
         row: dict[str, Any] = {}
@@ -209,7 +213,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "devices.json")
     parser.add_argument("--lookup-table-source", action="store_true",
                         help="also transfer from cpu-1t's lookup table (profiled here: every block timed alone)")
+    parser.add_argument("--cuda", action="store_true", help="add the GPU as a fourth device (`cuda`)")
     args = parser.parse_args()
+    global WITH_CUDA
+    WITH_CUDA = args.cuda
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("onnxscript").setLevel(logging.WARNING)
     settings = MeterSettings(warmup=2, repeats=3, min_rounds=2, max_rounds=4)

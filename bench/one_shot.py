@@ -29,7 +29,9 @@ for 2, 4 and 8 experts, top-1 and top-2, at batch 1 and 32: as an earlier commit
 the same weights, outputs checked equal), today's with its inference forced to the loop over experts, and
 today's as it runs (grouped matmuls where they win), against a dense block of the same parameters (width E x
 128) and one of the same active width (k x 128). Interleaved: each round times every variant once (median of
-100 calls each), medians over the rounds. Writes `bench/results/one_shot_moe.json`.
+100 calls each), medians over the rounds. Writes `bench/results/one_shot_moe.json`. `--moe-device cuda`
+times on the GPU instead (synchronised around each call; `--moe-dtype bfloat16` for the dtype CUDA's grouped
+matmul takes), and `--d-model`/`--expert-width` set the sizes (PLANER's experts are far wider than ours).
 
 `--part planer`: PLANER's claim. One-shot on the demo's space and on its dense-only copy (`ffn_kinds:
 [dense]`, the same other bounds and budgets): supernet, `--candidates` evolution trials on inherited weights
@@ -312,7 +314,8 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
 
     from search_spaces.sparse_transformer import modeling_hwnas_sparse as modeling
 
-    d_model, width, seq = 128, 128, 64
+    d_model, width, seq = args.d_model, args.expert_width, 64
+    device, dtype = torch.device(args.moe_device), getattr(torch, args.moe_dtype)
     torch.set_num_threads(1)
     before = None
     if args.before_modeling is not None:
@@ -323,6 +326,10 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
         before = importlib.util.module_from_spec(found)
         found.loader.exec_module(before)
 
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
     def median_ms(module: Any, x: Any, *, grouped: bool, calls: int = 100) -> float:
         saved = modeling.GROUPED_MM
         modeling.GROUPED_MM = grouped and saved
@@ -332,34 +339,46 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
                     module(x)
                 times = []
                 for _ in range(calls):
+                    sync()
                     began = time.perf_counter()
                     module(x)
+                    sync()
                     times.append(time.perf_counter() - began)
         finally:
             modeling.GROUPED_MM = saved
         return statistics.median(times) * 1000.0
 
+    def prepared(module: Any) -> Any:
+        return module.to(device=device, dtype=dtype).eval()
+
     rows = []
     for batch in (1, 32):
-        x = torch.randn(batch, seq, d_model, generator=torch.Generator().manual_seed(0))
+        x = torch.randn(batch, seq, d_model, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
         for experts in (2, 4, 8):
             for top_k in (1, 2):
                 torch.manual_seed(0)
-                variants = {"moe_loop": (modeling.MixtureOfExperts(d_model, experts, top_k, width).eval(), False),
-                            "dense_same_params": (modeling.FeedForward(d_model, experts * width).eval(), False),
-                            "dense_same_active_width": (modeling.FeedForward(d_model, top_k * width).eval(), False)}
-                variants["moe_grouped"] = (variants["moe_loop"][0], True)
+                moe = prepared(modeling.MixtureOfExperts(d_model, experts, top_k, width))
+                variants = {"moe_loop": (moe, False),
+                            "dense_same_params": (prepared(modeling.FeedForward(d_model, experts * width)), False),
+                            "dense_same_active_width": (prepared(modeling.FeedForward(d_model, top_k * width)), False),
+                            "moe_grouped": (moe, True)}
+                with torch.no_grad():  # the grouped path computes what the loop does
+                    saved, modeling.GROUPED_MM = modeling.GROUPED_MM, False
+                    reference = moe(x)
+                    modeling.GROUPED_MM = saved
+                    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+                    torch.testing.assert_close(moe(x), reference, rtol=tolerance, atol=tolerance)
                 if before is not None:  # the block as an earlier commit had it, on the same weights
-                    old = before.MixtureOfExperts(d_model, experts, top_k, width).eval()
-                    new = variants["moe_loop"][0]
+                    old = before.MixtureOfExperts(d_model, experts, top_k, width)
                     with torch.no_grad():
-                        old.router.weight.copy_(new.router.weight)
+                        old.router.weight.copy_(moe.router.weight)
                         for e, expert in enumerate(old.experts):
-                            expert.up.weight.copy_(new.up_weight[e])
-                            expert.up.bias.copy_(new.up_bias[e])
-                            expert.down.weight.copy_(new.down_weight[e])
-                            expert.down.bias.copy_(new.down_bias[e])
-                        torch.testing.assert_close(old(x), new(x), rtol=1e-5, atol=1e-5)
+                            expert.up.weight.copy_(moe.up_weight[e])
+                            expert.up.bias.copy_(moe.up_bias[e])
+                            expert.down.weight.copy_(moe.down_weight[e])
+                            expert.down.bias.copy_(moe.down_bias[e])
+                        old = prepared(old)
+                        torch.testing.assert_close(old(x), moe(x), rtol=1e-5, atol=1e-5)
                     variants["moe_before"] = (old, False)
                 times: dict[str, list[float]] = {name: [] for name in variants}
                 for _ in range(args.rounds_moe):
@@ -375,9 +394,10 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
                         "grouped_over_same_params": round(row["moe_grouped_ms"] / row["dense_same_params_ms"], 2)}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    return {"part": "moe", "torch": torch.__version__, "dispatch_after": modeling.MOE_DISPATCH,
-            "d_model": d_model, "expert_width": width, "tokens": seq, "threads": 1, "rounds": args.rounds_moe,
-            "rows": rows}
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu, 1 thread"
+    return {"part": "moe", "torch": torch.__version__, "dispatch_after": modeling.MOE_DISPATCH, "device": where,
+            "dtype": args.moe_dtype, "d_model": d_model, "expert_width": width, "tokens": seq, "threads": 1,
+            "rounds": args.rounds_moe, "rows": rows}
 
 
 def part_planer(args: argparse.Namespace) -> dict[str, Any]:
@@ -512,6 +532,10 @@ def main() -> None:
     parser.add_argument("--rounds-moe", type=int, default=7)
     parser.add_argument("--before-modeling", type=Path, default=None,
                         help="moe: an earlier modeling_hwnas_sparse.py to time as 'before' (git show REV:PATH > FILE)")
+    parser.add_argument("--moe-device", default="cpu", help="moe: cpu (1 thread) or cuda")
+    parser.add_argument("--moe-dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--d-model", type=int, default=128, help="moe: the model width")
+    parser.add_argument("--expert-width", type=int, default=128, help="moe: each expert's width")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--supernet-steps", type=int, default=1000)
     parser.add_argument("--candidates", type=int, default=200)

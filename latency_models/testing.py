@@ -105,7 +105,9 @@ class MeterContract:
     FAST = MeterSettings(warmup=1, repeats=3, min_rounds=2, max_rounds=3, seed=0)
 
     @staticmethod
-    def _model(width: int) -> tuple[Any, dict[str, Any]]:
+    def _model(width: int, *, depth: int = 1) -> tuple[Any, dict[str, Any]]:
+        """An MLP of `depth` hidden layers of `width`. The big model is both wider and deeper: a GPU at batch
+        8 times launches, not arithmetic, so only more layers make a model reliably slower there."""
         import torch
 
         torch.manual_seed(0)
@@ -113,7 +115,8 @@ class MeterContract:
         class Mlp(torch.nn.Module):
             def __init__(self) -> None:
                 super().__init__()
-                self.layers = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(),
+                hidden = [m for _ in range(depth - 1) for m in (torch.nn.Linear(width, width), torch.nn.ReLU())]
+                self.layers = torch.nn.Sequential(torch.nn.Linear(64, width), torch.nn.ReLU(), *hidden,
                                                   torch.nn.Linear(width, 64))
 
             def forward(self, x: Any) -> Any:
@@ -127,7 +130,7 @@ class MeterContract:
 
     def test_a_sample_per_model_in_order_with_its_protocol(self, device: DeviceProfile) -> None:
         meter = make_meter(device, self.FAST)
-        small, big = self._model(8), self._model(2048)
+        small, big = self._model(8), self._model(1024, depth=8)
         samples = meter.measure_many([small, big, small])
         assert len(samples) == 3 and all(s.median_ms > 0 and s.p10_ms <= s.median_ms <= s.p90_ms for s in samples)
         assert samples[1].median_ms > max(samples[0].median_ms, samples[2].median_ms)

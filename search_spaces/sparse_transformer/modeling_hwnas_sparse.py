@@ -88,17 +88,30 @@ class FeedForward(nn.Module):
         return self.down(F.gelu(self.up(x)))
 
 
-def _grouped_mm_works() -> bool:
-    """Whether this torch has a grouped matmul that runs here (`torch._grouped_mm`, CPU float32 since 2.8)."""
+def _grouped_mm_works(device: torch.device | None = None, dtype: torch.dtype = torch.float32) -> bool:
+    """Whether this torch has a grouped matmul that runs on this device and dtype (`torch._grouped_mm`: CPU
+    float32 since 2.8; on CUDA it depends on the build, the GPU and the dtype)."""
     grouped_mm = getattr(torch, "_grouped_mm", None)
     if grouped_mm is None:
         return False
     try:
-        a, b = torch.ones(3, 4), torch.ones(2, 4, 4)
-        out = grouped_mm(a, b.transpose(1, 2), offs=torch.tensor([1, 3], dtype=torch.int32))
-        return bool(out.shape == (3, 4) and torch.all(out == 4))
-    except (RuntimeError, TypeError, NotImplementedError):
+        a = torch.ones(3, 16, device=device, dtype=dtype)
+        b = torch.ones(2, 16, 16, device=device, dtype=dtype)
+        out = grouped_mm(a, b.transpose(1, 2), offs=torch.tensor([1, 3], dtype=torch.int32, device=device))
+        return bool(out.shape == (3, 16) and torch.all(out == 16))
+    except (RuntimeError, TypeError, NotImplementedError, ValueError):
         return False
+
+
+_GROUPED_MM_BY_DEVICE: dict[tuple[str, torch.dtype], bool] = {}
+
+
+def _grouped_mm_works_for(tokens: torch.Tensor) -> bool:
+    """`_grouped_mm_works` for the tokens' device type and dtype, checked once per pair."""
+    key = (tokens.device.type, tokens.dtype)
+    if key not in _GROUPED_MM_BY_DEVICE:
+        _GROUPED_MM_BY_DEVICE[key] = _grouped_mm_works(tokens.device, tokens.dtype)
+    return _GROUPED_MM_BY_DEVICE[key]
 
 
 def _exporting() -> bool:
@@ -177,7 +190,8 @@ class MixtureOfExperts(nn.Module):
         ends = torch.searchsorted(expert_of, experts, right=True, out_int32=True)  # where each expert's rows end
         routed = tokens.index_select(0, token_of)
         grad = torch.is_grad_enabled() and self.up_weight.requires_grad
-        if GROUPED_MM and not grad and self._aligned(tokens) and routed.shape[0] <= GROUPED_ROWS * self.experts:
+        if (GROUPED_MM and not grad and self._aligned(tokens) and routed.shape[0] <= GROUPED_ROWS * self.experts
+                and _grouped_mm_works_for(tokens)):
             y = self._grouped(routed, expert_of, ends)
         else:
             bounds = [0, *ends.tolist()]

@@ -115,6 +115,33 @@ def test_moe_grouped_and_looped_dispatch_compute_the_same_function(experts: int,
     torch.testing.assert_close(inference, reference, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16])
+def test_moe_inference_runs_in_any_dtype_a_user_casts_it_to(dtype: torch.dtype) -> None:
+    """A model cast to float64 or bfloat16 (and one moved to a GPU) infers with whatever dispatch runs there:
+    the grouped matmul is checked per device and dtype, and a pair it does not support loops over experts
+    instead of failing (it used to raise for float64 on CPU)."""
+    moe = _moe(experts=4, top_k=2).to(dtype)
+    x = torch.randn(2, 16, 8).to(dtype)
+    with torch.no_grad():
+        inference = moe(x)
+        reference = _dense_reference(moe, x.reshape(-1, 8)).reshape(x.shape)
+    tolerance = 1e-6 if dtype == torch.float64 else 5e-2
+    assert inference.dtype == dtype
+    torch.testing.assert_close(inference, reference, rtol=tolerance, atol=tolerance)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_moe_inference_on_cuda_matches_the_dense_reference(dtype: torch.dtype) -> None:
+    moe = _moe(experts=8, top_k=2).to(device="cuda", dtype=dtype)
+    x = torch.randn(3, 16, 8, device="cuda", dtype=dtype)
+    with torch.no_grad():
+        inference = moe(x)
+        reference = _dense_reference(moe, x.reshape(-1, 8)).reshape(x.shape)
+    tolerance = 1e-4 if dtype == torch.float32 else 5e-2
+    torch.testing.assert_close(inference, reference, rtol=tolerance, atol=tolerance)
+
+
 def test_balancing_loss_is_lowest_for_balanced_routing() -> None:
     experts = 4
     n = 64
