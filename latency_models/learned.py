@@ -1,9 +1,14 @@
 """The learned predictor: gradient boosting on the space's encoded features (nn-Meter, HELP style).
 
-Three scikit-learn `GradientBoostingRegressor`s share the features `SearchSpace.encode(arch)`: one
-for the mean (squared error) and two quantile models (10th and 90th percentile) whose spread gives
-the uncertainty, `(q90 - q10) / 2.563` (the normal distribution's 10-90 range in standard
-deviations). All three fit the logarithm of the latency, so errors are relative across the range.
+A scikit-learn `GradientBoostingRegressor` (squared error) on the features `SearchSpace.encode(arch)`,
+fitted to the logarithm of the latency, so that errors are relative across the range.
+
+The uncertainty is relative too: one share of the predicted latency for every arch, a nominal 5% that the
+profiler replaces by the share that covers 68% of the model's cross-fitted errors (`calibration.py`). Until
+2026-12-04 two quantile models (10th and 90th percentile) gave each arch its own spread, `(q90 - q10) /
+2.563`; those spreads were no guide to where the model errs (calibrated the same way, 58% and 76% of
+held-out archs within one and two deviations on the demo's profile, aim 68% and 95%). A model stored before
+then has no `relative_std` and keeps its quantile models and per-arch spreads.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from search_spaces.errors import LatencyError
 
 MIN_FIT_SAMPLES = 10
 Z_10_90 = 2.5631
+NOMINAL_RELATIVE_STD = 0.05  # what an uncalibrated model states; the profiler's calibration replaces it
 
 
 @register_latency_model("learned")
@@ -31,6 +37,7 @@ class LearnedLatencyModel(LatencyModel):
                        "subsample": 0.8, "random_state": seed}
         self.models: dict[str, Any] = {}
         self.feature_names: list[str] = space.feature_names()
+        self.relative_std: float | None = None  # the predicted std over the predicted mean (None: per-arch)
 
     def fit(self, samples: Sequence[FitSample]) -> None:
         import numpy as np
@@ -39,20 +46,16 @@ class LearnedLatencyModel(LatencyModel):
         self.check_samples(samples, minimum=MIN_FIT_SAMPLES)
         features = np.array([self.space.encode(s.arch) for s in samples])
         target = np.log(np.array([s.latency_ms for s in samples]))
-        self.models = {
-            "mean": GradientBoostingRegressor(loss="squared_error", **self.params).fit(features, target),
-            "q10": GradientBoostingRegressor(loss="quantile", alpha=0.1, **self.params).fit(features, target),
-            "q90": GradientBoostingRegressor(loss="quantile", alpha=0.9, **self.params).fit(features, target),
-        }
+        self.models = {"mean": GradientBoostingRegressor(loss="squared_error", **self.params).fit(features, target)}
+        self.relative_std = NOMINAL_RELATIVE_STD
         self.fitted = True
 
-    def _predict_log(self, features: Any) -> tuple[Any, Any, Any]:
+    def _predict(self, name: str, features: Any) -> Any:
         import sklearn
 
         # Features come from `encode` (finite by construction): skip scikit-learn's per-call checks.
         with sklearn.config_context(assume_finite=True, skip_parameter_validation=True):
-            return (self.models["mean"].predict(features), self.models["q10"].predict(features),
-                    self.models["q90"].predict(features))
+            return self.models[name].predict(features)
 
     def predict_raw(self, arch: Arch) -> LatencyPrediction:
         return self.predict_raw_many([arch])[0]
@@ -64,18 +67,23 @@ class LearnedLatencyModel(LatencyModel):
             self.check_arch(arch)
         if not archs:
             return []
-        mean, q10, q90 = self._predict_log(np.array([self.space.encode(a) for a in archs], dtype=np.float32))
-        result = []
-        for m, lo, hi in zip(mean, q10, q90):
+        features = np.array([self.space.encode(a) for a in archs], dtype=np.float32)
+        means_ms = [math.exp(float(m)) for m in self._predict("mean", features)]
+        if self.relative_std is not None:
+            return [LatencyPrediction(mean_ms=ms, std_ms=ms * self.relative_std) for ms in means_ms]
+        result = []  # a model stored before 2026-12-04: the spread of its quantile models, arch by arch
+        for ms, lo, hi in zip(means_ms, self._predict("q10", features), self._predict("q90", features)):
             low, high = sorted((math.exp(float(lo)), math.exp(float(hi))))
-            result.append(LatencyPrediction(mean_ms=math.exp(float(m)), std_ms=(high - low) / Z_10_90))
+            result.append(LatencyPrediction(mean_ms=ms, std_ms=(high - low) / Z_10_90))
         return result
 
     def state(self) -> dict[str, Any]:
-        return {"models": self.models, "feature_names": self.feature_names, "params": self.params}
+        return {"models": self.models, "feature_names": self.feature_names, "params": self.params,
+                "relative_std": self.relative_std}
 
     def load_state(self, state: dict[str, Any]) -> None:
         if state["feature_names"] != self.space.feature_names():
             raise LatencyError("stored learned latency model was fitted on other features; profile again")
         self.models = dict(state["models"])
         self.params = dict(state["params"])
+        self.relative_std = state.get("relative_std")  # absent in models stored before 2026-12-04

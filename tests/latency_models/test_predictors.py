@@ -4,7 +4,7 @@ import pytest
 
 from latency_models.base import FitSample
 from latency_models.device import DeviceProfile
-from latency_models.learned import LearnedLatencyModel
+from latency_models.learned import NOMINAL_RELATIVE_STD, LearnedLatencyModel
 from latency_models.lookup_table import LookupTableLatencyModel
 from search_spaces.base import SearchSpace
 from search_spaces.errors import LatencyError
@@ -41,14 +41,38 @@ class TestLearned(LatencyModelContract):
     def make_model(self, space: SearchSpace, device: DeviceProfile) -> LearnedLatencyModel:
         return LearnedLatencyModel(space=space, device=device)
 
-    def test_uncertainty_comes_from_the_quantile_spread(self, space: SearchSpace, fitted: LearnedLatencyModel) -> None:
+    def test_uncertainty_is_one_share_of_the_predicted_latency(self, space: SearchSpace,
+                                                                fitted: LearnedLatencyModel) -> None:
+        """The learned model errs in proportion to the latency, not where quantile models disagree: its std
+        is one share of each prediction (nominal until the profiler calibrates it)."""
+        from search_spaces.base import random_archs
+
+        predictions = [fitted.predict(a) for a in random_archs(space, count=10, seed=9)]
+        assert len({round(p.mean_ms, 9) for p in predictions}) > 1
+        shares = {round(p.std_ms / p.mean_ms, 12) for p in predictions}
+        assert shares == {round(NOMINAL_RELATIVE_STD * fitted.std_scale, 12)}
+
+    def test_a_model_stored_before_relative_uncertainty_keeps_its_per_arch_spread(
+            self, space: SearchSpace, fitted: LearnedLatencyModel) -> None:
         import math
 
         import numpy as np
+        from sklearn.ensemble import GradientBoostingRegressor
 
         from search_spaces.base import random_archs
 
-        for arch in random_archs(space, count=10, seed=9):
-            _, q10, q90 = fitted._predict_log(np.array([space.encode(arch)], dtype=np.float32))
+        archs = random_archs(space, count=60, seed=0)
+        features = np.array([space.encode(a) for a in archs])
+        target = np.log([synthetic_latency_ms(space, a) for a in archs])
+        quantiles = {f"q{int(100 * q)}": GradientBoostingRegressor(loss="quantile", alpha=q).fit(features, target)
+                     for q in (0.1, 0.9)}  # what such a model held beside the mean; and no relative_std
+        state = {k: v for k, v in fitted.state().items() if k != "relative_std"} | {
+            "models": {**fitted.models, **quantiles}}
+        old = LearnedLatencyModel(space=space, device=DEVICE)
+        old.load_state(state)
+        old.fitted = True
+        for arch in random_archs(space, count=5, seed=9):
+            encoded = np.array([space.encode(arch)], dtype=np.float32)
+            q10, q90 = old._predict("q10", encoded), old._predict("q90", encoded)
             spread = abs(math.exp(float(q90[0])) - math.exp(float(q10[0])))
-            assert fitted.predict(arch).std_ms == pytest.approx(spread / 2.5631)
+            assert old.predict(arch).std_ms == pytest.approx(spread / 2.5631)
