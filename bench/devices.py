@@ -5,8 +5,9 @@
 
 For each space (the demo's sparse transformer; MiniLM-L6 pruned), the space's corners and random archs are
 timed on three devices of this machine: torch `cpu-1t`, torch `cpu-2t` and ONNX Runtime with 1 thread
-(`ort-1t`), all batch 1 and 64 tokens, and with `--cuda` a fourth, the GPU (torch, `cuda`). The devices are interleaved chunk by chunk (every chunk of archs is
-measured on each device in turn), so that the machine's drift spreads over all of them. Reported:
+(`ort-1t`), all batch 1 and 64 tokens, and with `--cuda` a fourth, the GPU (torch, `cuda`). The devices are
+interleaved chunk by chunk (every chunk of archs is measured on each device in turn), so that the machine's
+drift spreads over all of them. Reported:
 
 - Kendall tau between each pair of devices' latencies (does the device change the ranking?);
 - the largest arch (by parameters, the capacity proxy: no training here) under a common target (the median
