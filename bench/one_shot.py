@@ -330,22 +330,28 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    def median_ms(module: Any, x: Any, *, grouped: bool, calls: int = 100) -> float:
+    @contextlib.contextmanager
+    def dispatch(*, grouped: bool) -> Iterator[None]:
+        """Inference with the grouped matmuls where they run (`grouped`) or forced to the loop over experts."""
         saved = modeling.GROUPED_MM
         modeling.GROUPED_MM = grouped and saved
         try:
             with torch.no_grad():
-                for _ in range(10):
-                    module(x)
-                times = []
-                for _ in range(calls):
-                    sync()
-                    began = time.perf_counter()
-                    module(x)
-                    sync()
-                    times.append(time.perf_counter() - began)
+                yield
         finally:
             modeling.GROUPED_MM = saved
+
+    def median_ms(module: Any, x: Any, *, grouped: bool, calls: int = 100) -> float:
+        with dispatch(grouped=grouped):
+            for _ in range(10):
+                module(x)
+            times = []
+            for _ in range(calls):
+                sync()
+                began = time.perf_counter()
+                module(x)
+                sync()
+                times.append(time.perf_counter() - began)
         return statistics.median(times) * 1000.0
 
     def prepared(module: Any) -> Any:
@@ -362,10 +368,9 @@ def part_moe(args: argparse.Namespace) -> dict[str, Any]:
                             "dense_same_params": (prepared(modeling.FeedForward(d_model, experts * width)), False),
                             "dense_same_active_width": (prepared(modeling.FeedForward(d_model, top_k * width)), False),
                             "moe_grouped": (moe, True)}
-                with torch.no_grad():  # the grouped path computes what the loop does
-                    saved, modeling.GROUPED_MM = modeling.GROUPED_MM, False
+                with dispatch(grouped=False):  # the grouped path computes what the loop does
                     reference = moe(x)
-                    modeling.GROUPED_MM = saved
+                with dispatch(grouped=True):
                     tolerance = 1e-4 if dtype == torch.float32 else 5e-2
                     torch.testing.assert_close(moe(x), reference, rtol=tolerance, atol=tolerance)
                 if before is not None:  # the block as an earlier commit had it, on the same weights
