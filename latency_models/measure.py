@@ -9,12 +9,19 @@ process holds the core. With a `Reference` (one fixed model), every chunk also t
 and the chunk's figures are scaled by `reference baseline / reference now`, so that samples taken at
 different times are comparable. The protocol of each sample records the reference's figures and
 the factor applied.
+
+The baseline is first the reference's median in the first chunk, and one chunk's median of the reference
+moves 15 to 30% between chunks on a quiet machine: a profile whose first chunk caught the reference slow
+was scaled up as a whole (measured: every sample of a `pruned-bert` profile 17 to 24% above what a job then
+measured, the full network 59 ms against 39.5). `rebase` moves a finished measurement to the median of the
+reference over all its chunks, the machine's typical speed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import statistics
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from latency_models.device import DeviceProfile
@@ -34,12 +41,13 @@ DEFAULT_CHUNK = 16
 @dataclass
 class Reference:
     """A fixed model timed in every chunk; `baseline_ms` is its first median (or given), per token on a decode
-    device (`per_call_tokens` tokens a timed call)."""
+    device (`per_call_tokens` tokens a timed call); `observed_ms` holds its median in each chunk."""
 
     model: nn.Module
     inputs: Mapping[str, Tensor]
     baseline_ms: float | None = None
     per_call_tokens: int = 1
+    observed_ms: list[float] = field(default_factory=list)
 
     @classmethod
     def for_arch(cls, space: SearchSpace, arch: Arch, meter: LatencyMeter) -> Reference:
@@ -98,6 +106,7 @@ def _measure(count: int, build: Builder, meter: LatencyMeter, *, chunk_size: int
         del models
         if reference is not None:
             ref = _per_token(measured.pop(), reference.per_call_tokens)
+            reference.observed_ms.append(ref.median_ms)
         measured = [_per_token(s, tokens) for s in measured]
         if reference is not None:
             if reference.baseline_ms is None:
@@ -107,6 +116,19 @@ def _measure(count: int, build: Builder, meter: LatencyMeter, *, chunk_size: int
         if on_progress:
             on_progress(len(chunk))
     return samples
+
+
+def rebase(reference: Reference, *stages: list[LatencySample]) -> list[list[LatencySample]]:
+    """`stages` (samples drift-corrected to `reference`'s baseline) moved to a new baseline, the median of the
+    reference over every chunk it was timed in; the reference's `baseline_ms` becomes that median."""
+    if reference.baseline_ms is None or not reference.observed_ms:
+        return [list(samples) for samples in stages]
+    baseline_ms = statistics.median(reference.observed_ms)
+    factor = baseline_ms / reference.baseline_ms
+    reference.baseline_ms = baseline_ms
+    return [[_times(s, factor, reference_baseline_ms=baseline_ms,
+                    drift_factor=float(s.protocol.get("drift_factor", 1.0)) * factor) for s in samples]
+            for samples in stages]
 
 
 def measure_archs(space: SearchSpace, archs: Sequence[Arch], meter: LatencyMeter, *, chunk_size: int = DEFAULT_CHUNK,

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from latency_models.base import FitSample, LatencyModel, ProfileData, get_latency_model_class, latency_model_names
 from latency_models.calibration import std_scale
 from latency_models.device import DeviceProfile
-from latency_models.measure import Reference, measure_archs, measure_blocks
+from latency_models.measure import Reference, measure_archs, measure_blocks, rebase
 from latency_models.meter import LatencySample, MeterSettings, make_meter
 from latency_models.report import accuracy_report
 from search_spaces.arch import Arch
@@ -156,6 +156,9 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
                                                              on_progress=step("holdout again")))
     by_index = dict(zip(order, shuffled))
     repeat = [by_index[i] for i in range(len(holdout))]
+    if reference is not None:  # the time base: the reference's median over every chunk, not its first chunk
+        block_samples, first, rest, measured, repeat = rebase(reference, block_samples, first, rest, measured,
+                                                              repeat)
 
     train_samples = first + rest
     for purpose, archs, samples in (("profile-train", train, train_samples), ("profile-holdout", holdout, measured),

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import statistics
 import time
 
 import pytest
@@ -148,6 +149,38 @@ def test_reference_in_every_chunk_corrects_a_slowdown() -> None:
     assert raw[1].median_ms / raw[0].median_ms > 3.2  # 2x the work, 2x slower machine
     assert 1.6 < corrected[1].median_ms / corrected[0].median_ms < 2.5  # only the work's 2x is left
     assert corrected[1].protocol["drift_factor"] == pytest.approx(0.5, rel=0.25)
+
+
+def test_a_profile_whose_first_chunk_ran_slow_is_rebased_to_the_typical_speed() -> None:
+    """The machine is 1.6x slower for the first chunk only: drift-corrected to the first chunk's reference,
+    every sample reads 1.6x what the work costs on the machine as it usually runs; rebased to the
+    reference's median over all chunks, each reads what it costs."""
+    from latency_models.measure import Reference, _measure, rebase
+
+    machine = {"slowdown": 1.0}
+
+    class Work(torch.nn.Module):
+        def __init__(self, sleep_s: float) -> None:
+            super().__init__()
+            self.sleep_s = sleep_s
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            time.sleep(self.sleep_s * machine["slowdown"])
+            return x
+
+    def build(i: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+        machine["slowdown"] = 1.6 if i == 0 else 1.0
+        return Work(0.004), {"x": torch.ones(1)}
+
+    meter = make_meter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=3, min_rounds=1, max_rounds=1))
+    reference = Reference(Work(0.004), {"x": torch.ones(1)})
+    corrected = _measure(5, build, meter, chunk_size=1, reference=reference, on_progress=None)
+    assert all(s.median_ms > 5.6 for s in corrected)  # 1.6 x 4 ms: the first chunk's speed for every sample
+    (rebased,) = rebase(reference, corrected)
+    assert all(3.6 < s.median_ms < 5.0 for s in rebased)  # 4 ms of work (sleep's overshoot aside)
+    assert reference.baseline_ms == pytest.approx(statistics.median(reference.observed_ms))
+    assert rebased[1].protocol["drift_factor"] == pytest.approx(
+        reference.baseline_ms / rebased[1].protocol["reference_ms"])
 
 
 class TestTorchCpuMeter(MeterContract):
