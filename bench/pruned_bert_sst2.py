@@ -141,8 +141,8 @@ class Bench:
         self.storage = storage_for(self.settings)
         self.device = self.storage.device("cpu-1t-seq128")
         space = get_space("pruned-bert", {"base_model": "minilm-l6"})
-        # A fresh process times its first model slow (measured: 53.4 ms, where the job measured the same network
-        # at 41.9 ms minutes later): one untimed measurement, then the median of three.
+        # One measurement is not enough on this machine (one start read 53.4 ms where the job measured the same
+        # network at 41.9 ms minutes later): one untimed (a fresh process's first model), then the median of three.
         meter = make_meter(self.device, self.settings.meter(seed=args.seed))
         measure_archs(space, [space.full_arch()], meter)
         self.teacher_runs_ms = [measure_archs(space, [space.full_arch()], meter)[0].median_ms for _ in range(3)]
