@@ -123,28 +123,31 @@ def test_meter_refuses_backends_it_cannot_time(monkeypatch: pytest.MonkeyPatch) 
         make_meter(DeviceProfile(name="a-gpu", backend="cuda"))
 
 
+class SleepWork(torch.nn.Module):
+    """Work that sleeps `sleep_s`, times the `machine`'s current slowdown: a machine whose speed a test sets."""
+
+    def __init__(self, sleep_s: float, machine: dict[str, float]) -> None:
+        super().__init__()
+        self.sleep_s, self.machine = sleep_s, machine
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(self.sleep_s * self.machine["slowdown"])
+        return x
+
+
 def test_reference_in_every_chunk_corrects_a_slowdown() -> None:
     """The machine turns 2x slower between chunks: rescaling by the reference gives back the true ratio."""
     from latency_models.measure import Reference, _measure
 
     machine = {"slowdown": 1.0}
 
-    class Work(torch.nn.Module):
-        def __init__(self, sleep_s: float) -> None:
-            super().__init__()
-            self.sleep_s = sleep_s
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            time.sleep(self.sleep_s * machine["slowdown"])
-            return x
-
     def build(i: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
         machine["slowdown"] = 1.0 if i == 0 else 2.0  # the second chunk runs on a busier machine
-        return Work(0.004 * (i + 1)), {"x": torch.ones(1)}
+        return SleepWork(0.004 * (i + 1), machine), {"x": torch.ones(1)}
 
     meter = make_meter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=3, min_rounds=1, max_rounds=1))
     raw = _measure(2, build, meter, chunk_size=1, reference=None, on_progress=None)
-    reference = Reference(Work(0.004), {"x": torch.ones(1)})
+    reference = Reference(SleepWork(0.004, machine), {"x": torch.ones(1)})
     corrected = _measure(2, build, meter, chunk_size=1, reference=reference, on_progress=None)
     assert raw[1].median_ms / raw[0].median_ms > 3.2  # 2x the work, 2x slower machine
     assert 1.6 < corrected[1].median_ms / corrected[0].median_ms < 2.5  # only the work's 2x is left
@@ -159,21 +162,12 @@ def test_a_profile_whose_first_chunk_ran_slow_is_rebased_to_the_typical_speed() 
 
     machine = {"slowdown": 1.0}
 
-    class Work(torch.nn.Module):
-        def __init__(self, sleep_s: float) -> None:
-            super().__init__()
-            self.sleep_s = sleep_s
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            time.sleep(self.sleep_s * machine["slowdown"])
-            return x
-
     def build(i: int) -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
         machine["slowdown"] = 1.6 if i == 0 else 1.0
-        return Work(0.004), {"x": torch.ones(1)}
+        return SleepWork(0.004, machine), {"x": torch.ones(1)}
 
     meter = make_meter(BUILTIN_DEVICES["cpu-1t"], MeterSettings(warmup=0, repeats=3, min_rounds=1, max_rounds=1))
-    reference = Reference(Work(0.004), {"x": torch.ones(1)})
+    reference = Reference(SleepWork(0.004, machine), {"x": torch.ones(1)})
     corrected = _measure(5, build, meter, chunk_size=1, reference=reference, on_progress=None)
     assert all(s.median_ms > 5.6 for s in corrected)  # 1.6 x 4 ms: the first chunk's speed for every sample
     (rebased,) = rebase(reference, corrected)
