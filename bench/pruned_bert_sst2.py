@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--supernet-steps", type=int, default=300)
     parser.add_argument("--candidates", type=int, default=60, help="one-shot: candidates per job (one per ratio)")
     parser.add_argument("--final-candidates", type=int, default=2)
+    parser.add_argument("--ratios", default=",".join(str(r) for r in RATIOS),
+                        help="one-shot: the latency ratios to run a job at (the table reports all three)")
     parser.add_argument("--agnostic-steps", type=int, default=300, help="the task-agnostic supernet's steps")
     parser.add_argument("--agnostic-corpus", default=None, help="default: ../shared/data/wikitext2/valid.txt")
     parser.add_argument("--head-steps", type=int, default=100,
@@ -260,7 +262,7 @@ def one_shot(bench: Bench, args: argparse.Namespace, metric: str, *, supernet_st
              space_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One job per ratio, the supernet trained by the first and found in the cache by the others."""
     jobs = []
-    for ratio in RATIOS:
+    for ratio in [float(r) for r in args.ratios.split(",")]:
         spec = bench.spec(ratio=ratio, strategy="evolution", space_options=space_options,
                           budget={"trials": args.candidates, "train_steps": args.train_steps},
                           search={"mode": "one-shot", "supernet_steps": supernet_steps,

@@ -111,7 +111,7 @@ Found by hwnas (space `{spec.space}`, strategy `{spec.strategy}`, seed {spec.see
 ```python
 from transformers import {auto_class}, AutoTokenizer, pipeline
 model = {auto_class}.from_pretrained(PATH, trust_remote_code=True)
-tokenizer = AutoTokenizer.from_pretrained(PATH, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained(PATH)
 {PIPELINE_USAGE.get(auto_class, "")}
 ```
 {_onnx_section(onnx, latency_ms)}"""

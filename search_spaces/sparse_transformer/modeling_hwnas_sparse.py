@@ -24,7 +24,13 @@ CACHE_FIELD = "cache" if "cache" in MoeCausalLMOutputWithPast.__dataclass_fields
 
 
 class HwnasSparseConfig(PreTrainedConfig):
-    model_type = "hwnas-sparse-transformer"
+    """The network's shape. Its `model_type` is one that transformers knows but maps to no language-model
+    class (`decision_transformer`): `AutoTokenizer`, which reads the config first, then never needs this file
+    and never stops to ask about remote code, while `AutoModelForCausalLM` without `trust_remote_code` still
+    refuses (it asks, or raises where nobody can answer) instead of building some other model from the
+    fields. With `trust_remote_code=True` the config's `auto_map` loads these classes."""
+
+    model_type = "decision_transformer"
 
     def __init__(
         self,
@@ -274,9 +280,10 @@ class SparseBlock(nn.Module):
 
 class HwnasSparseForCausalLM(PreTrainedModel, GenerationMixin):
     """The language model. `generate()` (greedy, sampling, beam search) and `pipeline("text-generation")` work
-    with a key-value cache (`DynamicCache`): each new token runs one position through the network. The cache's
-    layer 0 holds one zero per position, only to count the positions seen (an arch may have no attention
-    layer); attention layers use layers 1, 2, ... in order."""
+    with a key-value cache (`DynamicCache`): each new token runs one position through the network. Layer i of
+    the network uses the cache's layer i, so a cache that transformers sizes from the config
+    (`num_hidden_layers`) always fits: an attention layer keeps its keys and values there, a layer without
+    attention one zero per position, only to count the positions seen."""
 
     config_class = HwnasSparseConfig
     base_model_prefix = "hwnas_sparse"
@@ -320,11 +327,7 @@ class HwnasSparseForCausalLM(PreTrainedModel, GenerationMixin):
         cache = cache if cache is not None else past_key_values
         if use_cache and cache is None:
             cache = DynamicCache()
-        past = 0
-        if cache is not None:
-            past = cache.get_seq_length(0)
-            counter = self.tok_emb.weight.new_zeros(batch, 1, seq, 1)
-            cache.update(counter, counter, 0)
+        past = cache.get_seq_length(0) if cache is not None else 0
         if position_ids is None:
             if attention_mask is not None and not bool(attention_mask.all()):  # left padding: count real tokens
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -seq:]
@@ -338,11 +341,12 @@ class HwnasSparseForCausalLM(PreTrainedModel, GenerationMixin):
         key_padding_mask = None
         if attention_mask is not None and not bool(attention_mask.all()):
             key_padding_mask = attention_mask
-        attention_layers = 0
-        for block in self.blocks:
-            if block.attn is not None:
-                attention_layers += 1
-            x = block(x, key_padding_mask, cache=cache, cache_index=attention_layers)
+        if cache is not None and not self.blocks:
+            self._count_positions(cache, 0, batch, seq)
+        for index, block in enumerate(self.blocks):
+            if cache is not None and block.attn is None:
+                self._count_positions(cache, index, batch, seq)
+            x = block(x, key_padding_mask, cache=cache, cache_index=index)
         logits = self.lm_head(self.final_norm(x))
 
         aux_losses = [m.aux_loss for m in self.modules() if isinstance(m, MixtureOfExperts) and m.aux_loss is not None]
@@ -356,3 +360,8 @@ class HwnasSparseForCausalLM(PreTrainedModel, GenerationMixin):
                 loss = loss + self.config.moe_aux_loss_coef * aux_loss
         return MoeCausalLMOutputWithPast(loss=loss, aux_loss=aux_loss, logits=logits,
                                          **{CACHE_FIELD: cache if use_cache else None})
+
+    def _count_positions(self, cache: Any, index: int, batch: int, seq: int) -> None:
+        """Cache layer `index` of a layer without attention holds one zero per position, only to count them."""
+        counter = self.tok_emb.weight.new_zeros(batch, 1, seq, 1)
+        cache.update(counter, counter, index)

@@ -169,3 +169,26 @@ def test_moe_aux_loss_reaches_the_training_loss() -> None:
     out.loss.backward()
     assert model.blocks[0].ffn.router.weight.grad is not None
     assert model.blocks[0].ffn.router.weight.grad.abs().sum() > 0
+
+
+MOE = {"kind": "moe", "experts": 2, "top_k": 1, "width": 16}
+
+
+@pytest.mark.parametrize("layers", [
+    [{"attn_heads": 2, "ffn": MOE}],  # every layer attends: transformers' cache has exactly one layer per layer
+    [{"attn_heads": 2, "ffn": MOE}, {"attn_heads": 2, "ffn": {"kind": "dense", "width": 32}}],
+    [{"attn_heads": 0, "ffn": MOE}, {"attn_heads": 2, "ffn": {"kind": "none"}}],
+    [{"attn_heads": 0, "ffn": {"kind": "dense", "width": 32}}],  # no attention at all
+], ids=["all-attention-1", "all-attention-2", "mixed", "no-attention"])
+def test_generate_with_the_cache_transformers_builds_equals_generating_without(layers: list[dict]) -> None:
+    """`generate()` sizes its cache from the config (one cache layer per network layer); greedy decoding with
+    it gives the tokens decoding without a cache gives, for archs whose every layer attends and archs with
+    layers that do not."""
+    space = get_space("sparse-transformer", TINY_SPACE_OPTIONS)
+    model = space.build(space.make_arch(d_model=32, layers=layers), seed=0).eval()
+    prompt = torch.tensor([[5, 80, 120, 3, 200]])
+    with torch.no_grad():
+        cached = model.generate(prompt, max_new_tokens=10, do_sample=False, use_cache=True, pad_token_id=0)
+        uncached = model.generate(prompt, max_new_tokens=10, do_sample=False, use_cache=False, pad_token_id=0)
+    assert cached.shape == (1, 15)
+    assert cached.tolist() == uncached.tolist()

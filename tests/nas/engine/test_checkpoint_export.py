@@ -40,12 +40,25 @@ print("RESULT " + json.dumps({"class": type(model).__name__, "tokens": tokenizer
 CLEAN_GENERATE = CLEAN_LOAD.split("import torch\n", 1)[0] + r"""
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
+import builtins
 folder, out_path = sys.argv[1:3]
+questions = []
+def ask(prompt=""):  # what a terminal would show; answered as nobody there would
+    questions.append(prompt)
+    raise EOFError
+builtins.input = ask
+result = {"plain_tokenizer_ids": AutoTokenizer.from_pretrained(folder)("def f(x):")["input_ids"],
+          "asked_for_the_tokenizer": list(questions)}
+try:
+    result["untrusted_model"] = type(AutoModelForCausalLM.from_pretrained(folder)).__name__
+except ValueError as error:
+    result["untrusted_model"] = "refused" if "trust_remote_code=True" in str(error) else str(error)
+result["asked_for_the_model"] = len(questions) > len(result["asked_for_the_tokenizer"])
 model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
 tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=True)
 prompts = ["def f(x):", "import o"]
 encoded = tokenizer(prompts, padding=True, return_tensors="pt", padding_side="left")
-result = {"prompt_ids": tokenizer("def f(x):")["input_ids"]}
+result["prompt_ids"] = tokenizer("def f(x):")["input_ids"]
 for name, options in {"greedy": {}, "beam": {"num_beams": 3}, "sample": {"do_sample": True, "top_k": 20}}.items():
     for cached in (True, False):
         torch.manual_seed(0)
@@ -115,6 +128,10 @@ def test_export_loads_in_clean_python_with_equal_logits(tmp_path: Path, corpus_f
     assert done.returncode == 0, done.stderr[-3000:]
     generated = json.loads((tmp_path / "gen.json").read_text())
     assert generated["prompt_ids"] == [b + 3 for b in b"def f(x):"]  # bytes, no end-of-sequence token
+    # Without trust_remote_code: the tokenizer loads without a question; the model is refused, not guessed.
+    assert generated["asked_for_the_tokenizer"] == []
+    assert generated["plain_tokenizer_ids"] == generated["prompt_ids"]
+    assert generated["untrusted_model"] == "refused" and generated["asked_for_the_model"]
     for name in ("greedy", "beam", "sample"):
         assert generated[f"{name}-True"] == generated[f"{name}-False"], name
         assert all(len(row) == len(generated["greedy-True"][0]) for row in generated[f"{name}-True"])
