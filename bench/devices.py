@@ -215,12 +215,15 @@ def main() -> None:
     parser.add_argument("--lookup-table-source", action="store_true",
                         help="also transfer from cpu-1t's lookup table (profiled here: every block timed alone)")
     parser.add_argument("--cuda", action="store_true", help="add the GPU as a fourth device (`cuda`)")
+    parser.add_argument("--repeats", type=int, default=3, help="the meter's runs per arch (the median is kept)")
+    parser.add_argument("--rounds", default="2,4", help="the meter's rounds per run: MIN,MAX")
     args = parser.parse_args()
     global WITH_CUDA
     WITH_CUDA = args.cuda
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("onnxscript").setLevel(logging.WARNING)
-    settings = MeterSettings(warmup=2, repeats=3, min_rounds=2, max_rounds=4)
+    min_rounds, max_rounds = (int(x) for x in args.rounds.split(","))
+    settings = MeterSettings(warmup=2, repeats=args.repeats, min_rounds=min_rounds, max_rounds=max_rounds)
     began = time.perf_counter()
     results = [run_space(name, count=args.archs, chunk=args.chunk, meter_settings=settings,
                          lookup_table=args.lookup_table_source) for name in args.spaces.split(",")]
