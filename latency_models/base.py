@@ -77,7 +77,7 @@ class LatencyModel(ABC):
         """Fit this kind on every end-to-end sample of a profiling run."""
         model = cls(space=space, device=device)
         model.fit(list(data.samples))
-        return ProfileFit(model, len(data.samples), ("overhead_samples", "more_samples"))
+        return ProfileFit(model, len(data.samples), ("overhead_samples", "more_samples", "corners_again"))
 
     def __init__(self, *, space: SearchSpace, device: DeviceProfile) -> None:
         self.space = space

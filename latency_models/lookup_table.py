@@ -42,7 +42,7 @@ class LookupTableLatencyModel(LatencyModel):
                                "among the kinds")
         model = cls(space=space, device=device, block_ms=data.block_ms)
         model.fit(list(data.samples[:data.overhead_count]))
-        return ProfileFit(model, data.overhead_count, ("blocks", "overhead_samples"))
+        return ProfileFit(model, data.overhead_count, ("blocks", "overhead_samples", "corners_again"))
 
     def __init__(self, *, space: SearchSpace, device: DeviceProfile,
                  block_ms: Mapping[str, float] | None = None) -> None:

@@ -51,7 +51,7 @@ def profile_and_store(storage: Storage, runner: DeviceRunner, *, device: DeviceP
             raise LatencyError(f"transfer-from: no stored latency model for {space.name} on {transfer_from.name!r} "
                                f"with these space options; profile that device first")
         source = (rows[0].payload or b"", transfer_from.model_dump())
-        plan = plan.model_copy(update={"kinds": ("transfer",)})
+        plan = plan.model_copy(update={"kinds": ("transfer",), "corner_timings": 1})  # no timing past the samples
         logger.info("transferring %s model %s of %r to %r", rows[0].kind, rows[0].id, transfer_from.name, device.name)
     outcome = runner.profile(device, space.name, space.options.model_dump(mode="json"), plan, on_progress=on_progress,
                              source=source)
