@@ -10,8 +10,8 @@ Steps, with their wall time kept apart:
    unpruned network is the corner random samples rarely reach, and a learned model once predicted it 29% too
    fast), then random ones; the first `overhead_samples` of them fit the lookup table's overhead, all of
    them train the learned model; each corner is timed in `corner_timings` chunks and its middle timing kept
-   (one chunk's timing of the unpruned MiniLM read 48.0 ms where the job measured 41.9); each kind's standard deviations are calibrated on cross-fitted errors
-   (`latency_models.calibration`);
+   (one chunk's timing of the unpruned MiniLM read 48.0 ms where the job measured 41.9); each kind's
+   standard deviations are calibrated on cross-fitted errors (`latency_models.calibration`);
 3. `holdout` other random archs timed twice, independently (other chunks, other order): the first
    measurement judges the predictors, the second against the first gives the noise floor.
 `profiling_s` of a predictor counts only what it needed (1 and its share of 2, or 2), not the evaluation.
