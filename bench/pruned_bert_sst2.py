@@ -399,6 +399,8 @@ def markdown(r: dict[str, Any]) -> str:
         a = r["rank_agreement"]
         lines += ["", f"Rank agreement over {len(a['archs'])} random archs (inherited {a['metric']} against after "
                   f"{a['steps']} distillation steps): Kendall tau {a['kendall_tau']:.3f} (p {a['p_value']:.3g})."]
+        lines += [f"- on {name}: Kendall tau {t['kendall_tau']:.3f} (p {t['p_value']:.3g})"
+                  for name, t in a.get("by_metric", {}).items()]
     if "importance_vs_random" in r:
         c = r["importance_vs_random"]
         lines += ["", f"Slicing at one arch (trial {c['trial']}, {c['latency_ms']:.2f} ms: {arch(c['arch'])}):", "",
