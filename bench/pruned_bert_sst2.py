@@ -317,7 +317,7 @@ def rank_agreement(bench: Bench, *, archs: int, steps: int, seed: int) -> dict[s
                          "fine_tuned": task.evaluate_all(model)})
             logging.info("tau arch %d: %s", len(rows), rows[-1])
     tau = kendalltau([r["inherited"][metric] for r in rows], [r["fine_tuned"][metric] for r in rows])
-    by_metric = {}
+    by_metric: dict[str, dict[str, float]] = {}
     for name in rows[0]["inherited"] if rows else ():  # MRPC's F1 and accuracy rank differently: both reported
         t = kendalltau([r["inherited"][name] for r in rows], [r["fine_tuned"][name] for r in rows])
         by_metric[name] = {"kendall_tau": float(t.statistic), "p_value": float(t.pvalue)}
