@@ -67,6 +67,9 @@ def main() -> None:
     parser.add_argument("--supernet-steps", type=int, default=300)
     parser.add_argument("--candidates", type=int, default=60, help="one-shot: candidates per job (one per ratio)")
     parser.add_argument("--final-candidates", type=int, default=2)
+    parser.add_argument("--screen-candidates", type=int, default=0,
+                        help="one-shot: screen this many candidates for --screen-steps before final training")
+    parser.add_argument("--screen-steps", type=int, default=100)
     parser.add_argument("--ratios", default=",".join(str(r) for r in RATIOS),
                         help="one-shot: the latency ratios to run a job at (the table reports all three)")
     parser.add_argument("--agnostic-steps", type=int, default=300, help="the task-agnostic supernet's steps")
@@ -179,11 +182,17 @@ class Bench:
         shared = sum(phases.get(name, 0.0) for name in SHARED_PHASES)
         trials = self.storage.trials(job_id, states=("complete",))
         final = [t for t in trials if t.steps_done]  # standalone: every candidate; one-shot: the finalists
+        screened = []
+        if spec.search.mode == "one-shot":  # screened candidates that were not trained on hold fewer steps
+            full = spec.search.final_train_steps or spec.budget.train_steps
+            screened = [t for t in final if t.steps_done != full]
+            final = [t for t in final if t.steps_done == full]
         return {"job_id": job_id, "target_ms": spec.latency_target_ms, "wall_s": wall_s,
                 "wall_s_without_shared": wall_s - shared, "phases_s": phases, "message": summary["message"],
                 "candidates": len(trials), "trial_states": summary["trial_states"],
                 "baseline": summary["baseline"], "checkpoint": summary["checkpoint"],
-                "final_models": [final_row(self.storage, t) for t in final]}
+                "final_models": [final_row(self.storage, t) for t in final],
+                "screened_models": [final_row(self.storage, t) for t in screened]}
 
 
 SHARED_PHASES = ("prepare", "latency-model")  # the teacher and the device's predictor: once, for every mode
@@ -266,11 +275,13 @@ def one_shot(bench: Bench, args: argparse.Namespace, metric: str, *, supernet_st
         spec = bench.spec(ratio=ratio, strategy="evolution", space_options=space_options,
                           budget={"trials": args.candidates, "train_steps": args.train_steps},
                           search={"mode": "one-shot", "supernet_steps": supernet_steps,
-                                  "final_candidates": args.final_candidates, "final_train_steps": args.train_steps})
+                                  "final_candidates": args.final_candidates, "final_train_steps": args.train_steps,
+                                  "screen_candidates": args.screen_candidates, "screen_steps": args.screen_steps})
         jobs.append({"ratio": ratio, **bench.run_job(spec)})
     return mode_result(jobs, bench, metric, settings={
         "supernet_steps": supernet_steps, "candidates_per_job": args.candidates,
-        "final_candidates": args.final_candidates, "final_train_steps": args.train_steps})
+        "final_candidates": args.final_candidates, "final_train_steps": args.train_steps,
+        "screen_candidates": args.screen_candidates, "screen_steps": args.screen_steps})
 
 
 def mode_result(jobs: list[dict[str, Any]], bench: Bench, metric: str, *,
@@ -394,6 +405,20 @@ def markdown(r: dict[str, Any]) -> str:
     for mode, m in r["modes"].items():
         phases = ", ".join(f"{k} {v:.0f}" for k, v in m["phases_s"].items())
         lines.append(f"| {mode} | {m['wall_s'] / 60:.1f} min | {m['candidates']} | {m['final_models']} | {phases} |")
+    metric = r["metric"]
+    for mode, m in r["modes"].items():
+        for job in m["jobs"]:
+            if not job.get("screened_models"):
+                continue
+            lines += ["", f"{mode}, target {job['target_ms']:.2f} ms: screened candidates ({metric})", "",
+                      "| trial | inherited | screened | final | latency ms | arch |", "|---|---|---|---|---|---|"]
+            rows = sorted(job["final_models"] + job["screened_models"],
+                          key=lambda x: -x["metrics"].get(f"inherited_{metric}", 0.0))
+            for x in rows:
+                final = f"{x['metric']:.4f}" if x in job["final_models"] else "-"
+                lines.append(f"| {x['trial']} | {x['metrics'].get(f'inherited_{metric}', float('nan')):.4f} | "
+                             f"{x['metrics'].get(f'screened_{metric}', float('nan')):.4f} | {final} | "
+                             f"{x['latency_ms']:.2f} | {arch(x['arch'])} |")
     if "rank_agreement" in r:
         a = r["rank_agreement"]
         lines += ["", f"Rank agreement over {len(a['archs'])} random archs (inherited {a['metric']} against after "

@@ -66,6 +66,15 @@ class SearchMode(BaseModel):
                                                       "budget.train_steps)")
     final_from: Literal["inherited", "scratch"] = Field(
         default="inherited", description="one-shot: final training starts from the inherited weights or from scratch")
+    screen_candidates: int = Field(
+        default=0, ge=0, le=1000,
+        description="one-shot: before final training, this many of the best front members under the target (by "
+                    "inherited metric) train search.screen_steps each, and the best final_candidates of them by "
+                    "that metric are trained on (inherited scores rank candidates only loosely); 0: no screening, "
+                    "the finalists are the best by inherited metric")
+    screen_steps: int = Field(default=100, ge=1, le=10_000_000,
+                              description="one-shot: training steps of each screened candidate "
+                                          "(search.screen_candidates)")
     supernet_distill: bool = Field(default=False,
                                    description="one-shot: the smaller archs of each sandwich step also learn from the "
                                                "largest arch's predictions (in-place distillation; off by default: "
@@ -170,7 +179,25 @@ class JobSpec(BaseModel):
             if self.budget.min_train_steps is not None:
                 raise ValueError("budget.min_train_steps (early stopping) applies to standalone training; a one-shot "
                                  "search trains no candidate; leave it out, or use search.mode: standalone")
+            self._screening_fits()
+        elif self.search.screen_candidates:
+            raise ValueError(f"search.screen_candidates ({self.search.screen_candidates}) picks a one-shot search's "
+                             "finalists; a standalone search trains every candidate; leave it out, or use "
+                             "search.mode: one-shot")
         return self
+
+    def _screening_fits(self) -> None:
+        search = self.search
+        if not search.screen_candidates:
+            return
+        if search.screen_candidates <= search.final_candidates:
+            raise ValueError(f"search.screen_candidates ({search.screen_candidates}) must be above "
+                             f"search.final_candidates ({search.final_candidates}) to choose among them; raise it, "
+                             "or set it to 0 to train the best by inherited metric")
+        final_steps = search.final_train_steps if search.final_train_steps is not None else self.budget.train_steps
+        if search.screen_steps >= final_steps:
+            raise ValueError(f"search.screen_steps ({search.screen_steps}) must be below the final training's "
+                             f"{final_steps} steps (search.final_train_steps, else budget.train_steps); lower it")
 
     def to_json(self) -> str:
         return self.model_dump_json()

@@ -119,7 +119,8 @@ def test_a_one_shot_pruned_bert_search_ends_with_a_fine_tuned_export(sentiment_f
     settings = fast_settings(data_dir=tmp_path / "data", executor="in-process")
     controller = Controller(storage, settings, executor_factory=InProcessExecutor)
     spec = spec_for(sentiment_files, tiny_bert_dir, strategy="evolution", budget={"trials": 8, "train_steps": 15},
-                    search={"mode": "one-shot", "supernet_steps": 12, "final_candidates": 1})
+                    search={"mode": "one-shot", "supernet_steps": 12, "final_candidates": 1,
+                            "screen_candidates": 3, "screen_steps": 4})
     assert spec.search.mode == "one-shot"
     assert spec_for(sentiment_files, tiny_bert_dir).search.mode == "standalone"  # not the default yet
     job_id = submit_job(storage, spec)
@@ -127,9 +128,12 @@ def test_a_one_shot_pruned_bert_search_ends_with_a_fine_tuned_export(sentiment_f
     assert job.state == "completed", job.message
     trials = storage.trials(job_id, states=("complete",))
     inherited = [t for t in trials if not t.steps_done]
-    (finalist,) = [t for t in trials if t.steps_done]
+    (finalist,) = [t for t in trials if t.steps_done == 15]
+    screened = [t for t in trials if t.steps_done == 4]  # screened for 4 steps, not chosen
     assert inherited and all(t.weights_path is None for t in inherited)  # scored on the supernet's weights
     assert finalist.steps_done == 15 and "inherited_accuracy" in finalist.metrics
+    assert len(screened) == 2 and all("screened_accuracy" in t.metrics for t in [finalist, *screened])
+    assert finalist.metrics["screened_accuracy"] >= max(t.metrics["screened_accuracy"] for t in screened)
     (checkpoint,) = storage.checkpoints(job_id)
     assert Path(checkpoint.path).name == f"checkpoint-trial-{finalist.number}"
     texts = [line.rsplit("\t", 1)[0] for line in sentiment_files[1].read_text().splitlines()[1:]]

@@ -1,0 +1,108 @@
+"""The one-shot job's final training: which front members are trained on, with and without screening."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from nas.db.storage import open_storage
+from nas.errors import SpecError
+from nas.service import job_summary
+from tests.fakes import fake_metric, make_fake_evaluate
+from tests.nas.engine.test_controller import make_spec, run
+from search_spaces.arch import Arch
+from workers.types import CandidateTask, EvalResult
+
+SCREEN_STEPS, FINAL_STEPS = 3, 7
+
+
+def steps_aware_evaluate(calls: list[tuple[int, int]]) -> Callable[[CandidateTask], EvalResult]:
+    """Inherited scores (0 steps) rank archs one way; a few steps of training reverse that order (bits per
+    char: lower is better), as the README's rank agreement shows inherited scores can mislead."""
+    fake = make_fake_evaluate([])
+
+    def evaluate(candidate: CandidateTask) -> EvalResult:
+        calls.append((candidate.trial_number, candidate.train_steps))
+        result = fake(candidate)
+        inherited = fake_metric(Arch.from_dict(candidate.arch))
+        metric = inherited if candidate.train_steps == 0 else 4.0 - inherited - candidate.train_steps / 100
+        return dataclasses.replace(result, metric=metric, steps_done=candidate.train_steps)
+
+    return evaluate
+
+
+def one_shot_spec(corpus: Path, **search: int) -> object:
+    return make_spec(corpus, strategy="evolution", latency_target_ms=2.0, budget={"trials": 12, "train_steps": 2},
+                     search={"mode": "one-shot", "supernet_steps": 2, "final_candidates": 2,
+                             "final_train_steps": FINAL_STEPS, **search})
+
+
+def test_screening_trains_the_best_by_inherited_metric_briefly_then_the_best_of_them_fully(
+        tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    calls: list[tuple[int, int]] = []
+    job_id, job = run(storage, tmp_path, one_shot_spec(corpus_file, screen_candidates=5, screen_steps=SCREEN_STEPS),
+                      [], evaluate=steps_aware_evaluate(calls))
+    assert job.state == "completed", job.message
+    trials = {t.number: t for t in storage.trials(job_id)}
+    inherited = {n: t for n, t in trials.items() if t.steps_done == 0}
+    screened = sorted(n for n, steps in calls if steps == SCREEN_STEPS)
+    final = sorted(n for n, steps in calls if steps == FINAL_STEPS)
+    assert len(screened) == 5 and len(set(screened)) == 5 and len(final) == 2
+    # the screened are the best five by inherited metric under the target, front members or not, each
+    # measured on the device first
+    pool = [trials[n] for n in screened]
+    assert all(t.measured_latency_ms is not None and t.latency_ms <= 2.0 for t in pool)
+    under = [t for t in trials.values() if t.latency_ms <= 2.0]
+    assert len(under) > 5 and len(storage.front(job_id)) < 5  # the pool reaches beyond the front
+    best = sorted(under, key=lambda t: (t.metrics or {}).get("inherited_bits_per_char", t.metric))[:5]
+    assert screened == sorted(t.number for t in best)
+    assert all(t.metrics["inherited_bits_per_char"] == fake_metric(Arch.from_dict(t.arch)) for t in pool)
+    # the finalists are the best two by screened metric: here the *worst* two of the five by inherited metric
+    by_inherited = sorted(pool, key=lambda t: t.metrics["inherited_bits_per_char"])
+    assert final == sorted(t.number for t in by_inherited[-2:])
+    for number in final:
+        t = trials[number]
+        assert t.steps_done == FINAL_STEPS and "screened_bits_per_char" in t.metrics
+        assert t.metric == pytest.approx(4.0 - t.metrics["inherited_bits_per_char"] - FINAL_STEPS / 100)
+    for number in set(screened) - set(final):  # screened, not a finalist: its screened figures, said so
+        t = trials[number]
+        assert t.steps_done == SCREEN_STEPS and t.metric == t.metrics["screened_bits_per_char"]
+    assert inherited and all(n not in screened for n in inherited)
+    checkpoint = job_summary(storage, job_id).checkpoint
+    assert checkpoint is not None and checkpoint.trial in final  # exported from a fully trained finalist
+
+
+def test_without_screening_the_best_by_inherited_metric_are_trained(tmp_path: Path, corpus_file: Path,
+                                                                    sqlite_url: str) -> None:
+    storage = open_storage(sqlite_url)
+    calls: list[tuple[int, int]] = []
+    spec = one_shot_spec(corpus_file, final_candidates=1)
+    job_id, job = run(storage, tmp_path, spec, [], evaluate=steps_aware_evaluate(calls))
+    assert job.state == "completed", job.message
+    trials = {t.number: t for t in storage.trials(job_id)}
+    (final,) = [n for n, steps in calls if steps == FINAL_STEPS]
+    assert not [n for n, steps in calls if steps not in (0, FINAL_STEPS)]  # nothing screened
+    under = [t for t in trials.values() if t.measured_latency_ms is not None and t.latency_ms <= 2.0]
+    assert len(under) >= 2
+    best = min(under, key=lambda t: (t.metrics or {}).get("inherited_bits_per_char", t.metric))
+    assert final == best.number and trials[final].steps_done == FINAL_STEPS
+
+
+@pytest.mark.parametrize(("search", "words"), [
+    ({"screen_candidates": 2}, "must be above search.final_candidates (2)"),
+    ({"screen_candidates": 4, "screen_steps": FINAL_STEPS}, "must be below the final training's 7 steps"),
+])
+def test_screening_that_cannot_choose_is_refused_with_the_fix(corpus_file: Path, search: dict[str, int],
+                                                              words: str) -> None:
+    with pytest.raises(SpecError, match="search.screen") as refused:
+        one_shot_spec(corpus_file, **search)
+    assert words in str(refused.value)
+
+
+def test_screening_on_a_standalone_search_is_refused(corpus_file: Path) -> None:
+    with pytest.raises(SpecError, match="search.screen_candidates .* a standalone search trains every candidate"):
+        make_spec(corpus_file, search={"mode": "standalone", "screen_candidates": 4})
