@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
+from nas.db.models import JobRow
 from nas.db.storage import open_storage
+from nas.engine.controller import Controller
 from nas.errors import SpecError
 from nas.service import job_summary
-from tests.fakes import fake_metric, make_fake_evaluate
-from tests.nas.engine.test_controller import make_spec, run
+from nas.settings import Settings
 from search_spaces.arch import Arch
+from tests.fakes import FakeDeviceRunner, fake_metric, feature_sum_factory, make_fake_evaluate
+from tests.nas.engine.test_controller import make_spec, run
+from workers.executors.in_process import InProcessExecutor
 from workers.types import CandidateTask, EvalResult
 
 SCREEN_STEPS, FINAL_STEPS = 3, 7
@@ -106,3 +112,43 @@ def test_screening_that_cannot_choose_is_refused_with_the_fix(corpus_file: Path,
 def test_screening_on_a_standalone_search_is_refused(corpus_file: Path) -> None:
     with pytest.raises(SpecError, match="search.screen_candidates .* a standalone search trains every candidate"):
         make_spec(corpus_file, search={"mode": "standalone", "screen_candidates": 4})
+
+
+class Killed(BaseException):
+    """The controller's process dying mid-phase (not an error a job records)."""
+
+
+@pytest.mark.parametrize("killed_at", [(SCREEN_STEPS, 3), (FINAL_STEPS, 2)])
+def test_a_resumed_job_screens_and_trains_nothing_twice(tmp_path: Path, corpus_file: Path, sqlite_url: str,
+                                                         killed_at: tuple[int, int]) -> None:
+    """Killed at the third screening, or at the second final training: the resumed run trains only what the
+    first did not record, and ends with the finalists an uninterrupted run chooses."""
+    storage = open_storage(sqlite_url)
+    spec = one_shot_spec(corpus_file, screen_candidates=5, screen_steps=SCREEN_STEPS)
+    uninterrupted: list[tuple[int, int]] = []
+    run(storage, tmp_path / "whole", spec, [], evaluate=steps_aware_evaluate(uninterrupted))
+    calls: list[tuple[int, int]] = []
+    evaluate = steps_aware_evaluate(calls)
+    steps, nth = killed_at
+
+    def dies(candidate: CandidateTask) -> EvalResult:
+        if candidate.train_steps == steps and sum(1 for _, s in calls if s == steps) == nth - 1:
+            calls.append((candidate.trial_number, -1))
+            raise Killed
+        return evaluate(candidate)
+
+    with pytest.raises(Killed):
+        run(storage, tmp_path / "killed", spec, [], evaluate=dies)
+    job_id = max(j.id for j in storage.list_jobs())
+    with storage.session() as s:  # the dead controller's lease runs out
+        s.execute(update(JobRow).where(JobRow.id == job_id).values(lease_expires_at=time.time() - 1))
+    before = list(calls)
+    settings = Settings(data_dir=tmp_path / "killed" / "data", executor="in-process", lease_ttl_s=5)
+    job = Controller(storage, settings, executor_factory=lambda: InProcessExecutor(evaluate=evaluate),
+                     latency_model_factory=feature_sum_factory, device_runner=FakeDeviceRunner()).run_job(job_id)
+    assert job.state == "completed", job.message
+    resumed = calls[len(before):]
+    recorded = [c for c in before if c[1] in (SCREEN_STEPS, FINAL_STEPS)]
+    assert recorded and not set(recorded) & set(resumed)  # nothing recorded before the kill ran again
+    trained = [c for c in before + resumed if c[1] in (SCREEN_STEPS, FINAL_STEPS)]
+    assert sorted(trained) == sorted(c for c in uninterrupted if c[1] in (SCREEN_STEPS, FINAL_STEPS))
