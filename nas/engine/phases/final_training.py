@@ -46,8 +46,6 @@ class TrainFinalists(Phase):
         steps = search.final_train_steps if search.final_train_steps is not None else job.spec.budget.train_steps
         inherited_key, screened_key = f"inherited_{job.task.metric_name}", f"screened_{job.task.metric_name}"
         trials = {t.id: t for t in storage.trials(job.job_id, states=("complete",))}
-        under = [trials[p.key] for p in run.front if p.latency_ms <= job.latency_target_ms]
-        by_inherited = sorted(under, key=lambda t: self._order(run, _figure(t, inherited_key, t.metric)))
         # Resumed: what an interrupted run screened or trained stays chosen (the front may have moved since).
         if search.screen_candidates:
             pool = self._screening_pool(run, trials, inherited_key=inherited_key, screened_key=screened_key)
@@ -59,6 +57,8 @@ class TrainFinalists(Phase):
             ranked.sort(key=lambda t: self._order(run, _figure(t, screened_key)))
             chosen = ranked[:search.final_candidates]
         else:
+            under = [trials[p.key] for p in run.front if p.latency_ms <= job.latency_target_ms]
+            by_inherited = sorted(under, key=lambda t: self._order(run, _figure(t, inherited_key, t.metric)))
             trained = sorted((t for t in trials.values() if t.steps_done == steps), key=lambda t: t.number)
             chosen = (trained + [t for t in by_inherited if t.steps_done != steps])[:search.final_candidates]
         storage.record_progress(job.job_id, f"final training: {len(chosen)} finalists, {steps} steps each")
