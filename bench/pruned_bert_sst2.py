@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--screen-candidates", type=int, default=0,
                         help="one-shot: screen this many candidates for --screen-steps before final training")
     parser.add_argument("--screen-steps", type=int, default=100)
+    parser.add_argument("--train-longer", default=None, metavar="JOB:TRIAL:STEPS",
+                        help="train one finalist of a job in --out for STEPS final steps, as its job would")
     parser.add_argument("--screening-ablation", action="store_true",
                         help="after a run with screening (--out): train the finalists each job would have chosen "
                              "without it, as the job trains finalists, and add them to --out")
@@ -101,6 +103,9 @@ def main() -> None:
         results = earlier
     elif args.screening_ablation:
         results = {**earlier, "screening_ablation": screening_ablation(args, earlier)}
+        out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    elif args.train_longer:
+        results = {**earlier, "train_longer": [*earlier.get("train_longer", []), train_longer(args)]}
         out.write_text(json.dumps(results, indent=2), encoding="utf-8")
     else:
         results = run(args, data, earlier=earlier)
@@ -341,67 +346,96 @@ def rank_agreement(bench: Bench, *, archs: int, steps: int, seed: int) -> dict[s
             "wall_s": time.perf_counter() - began}
 
 
+class FinalistTrainer:
+    """Trains a stored trial from its inherited weights exactly as its job's final training does (the same
+    task, seed and supernet, through `evaluate_candidate`), outside the job: for ablations."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from nas.service import storage_for
+        from nas.settings import Settings
+
+        self.args = args
+        self.settings = Settings(data_dir=args.work_dir / args.dataset, executor="in-process", training_threads=2)
+        self.storage = storage_for(self.settings)
+
+    def train(self, job: Any, bound: Any, trial: Any, *, steps: int) -> dict[str, Any]:
+        from workers.evaluate import evaluate_candidate
+        from workers.supernet_training import SUPERNET_FILE, SupernetTask, supernet_folder
+        from workers.types import CandidateTask
+
+        spec, settings = job.job_spec, self.settings
+        path = supernet_folder(SupernetTask(space=spec.space, space_options=dict(bound.space_options),
+                                            task=spec.task.model_dump(), steps=spec.search.supernet_steps,
+                                            seed=spec.seed, cache_dir=str(settings.artifacts_dir / "cache"),
+                                            distill=spec.search.supernet_distill)) / SUPERNET_FILE
+        if not path.is_file():
+            raise SystemExit(f"job {job.id}'s supernet is not in the cache ({path}): run with its --work-dir")
+        began = time.perf_counter()
+        result = evaluate_candidate(CandidateTask(
+            job_id=job.id, trial_number=trial.number, space=spec.space, space_options=dict(bound.space_options),
+            arch=trial.arch, task=spec.task.model_dump(), train_steps=steps, seed=spec.seed,
+            threads=settings.training_threads,
+            artifact_dir=str(self.args.work_dir / "ablation" / f"job-{job.id}-trial-{trial.number}-{steps}"),
+            supernet_path=str(path), artifacts=settings.artifact_location().to_dict()))
+        if result.state != "complete":
+            raise SystemExit(f"trial {trial.number} failed: {result.error}")
+        return {"final": {**(result.extra.get("metrics") or {}), bound.task.metric_name: result.metric},
+                "train_s": time.perf_counter() - began}
+
+
 def screening_ablation(args: argparse.Namespace, results: dict[str, Any]) -> list[dict[str, Any]]:
     """Screening's counterfactual: per job that screened, the finalists it would have trained without
     screening (its best `final_candidates` front members under the target by inherited metric, on the
-    inherited front and the latencies measured), each trained from its inherited weights exactly as the job
-    trains its finalists (the same task, steps and seed through `evaluate_candidate`) unless the job did."""
+    inherited front and the latencies measured), each trained as the job trains its finalists unless the job
+    did."""
     from nas.engine.bound_job import bind_job
     from nas.engine.pareto import Point, pareto_front
-    from nas.service import storage_for
-    from nas.settings import Settings
-    from workers.evaluate import evaluate_candidate
-    from workers.supernet_training import SUPERNET_FILE, SupernetTask, supernet_folder
-    from workers.types import CandidateTask
 
-    settings = Settings(data_dir=args.work_dir / args.dataset, executor="in-process", training_threads=2)
-    storage = storage_for(settings)
+    trainer = FinalistTrainer(args)
     rows = []
     for mode in results["modes"].values():
         for job_row in mode["jobs"]:
-            job = storage.get_job(job_row["job_id"])
+            job = trainer.storage.get_job(job_row["job_id"])
             spec = job.job_spec
             if not spec.search.screen_candidates:
                 continue
-            bound = bind_job(storage, job)
+            bound = bind_job(trainer.storage, job)
             name = bound.task.metric_name
             steps = spec.search.final_train_steps or spec.budget.train_steps
-            trials = {t.id: t for t in storage.trials(job.id, states=("complete",))}
+            trials = {t.id: t for t in trainer.storage.trials(job.id, states=("complete",))}
             inherited = {i: float((t.metrics or {}).get(f"inherited_{name}", t.metric)) for i, t in trials.items()}
             front = pareto_front([Point(i, inherited[i], float(t.latency_ms or 0.0)) for i, t in trials.items()],
                                  maximize_metric=bound.maximize_metric)
             under = sorted((p for p in front if p.latency_ms <= bound.latency_target_ms),
                            key=lambda p: -p.metric if bound.maximize_metric else p.metric)
-            path = supernet_folder(SupernetTask(space=spec.space, space_options=dict(bound.space_options),
-                                                task=spec.task.model_dump(), steps=spec.search.supernet_steps,
-                                                seed=spec.seed, cache_dir=str(settings.artifacts_dir / "cache"),
-                                                distill=spec.search.supernet_distill)) / SUPERNET_FILE
-            if not path.is_file():
-                raise SystemExit(f"job {job.id}'s supernet is not in the cache ({path}): run with its --work-dir")
             chosen = []
             for point in under[:spec.search.final_candidates]:
                 trial = trials[point.key]
                 row = {"job_id": job.id, "trial": trial.number, "inherited": inherited[point.key],
                        "latency_ms": trial.latency_ms, "measured": trial.measured_latency_ms is not None,
                        "chosen_by_screening": trial.steps_done == steps}
-                if trial.steps_done == steps:
-                    row["final"] = trial.metrics
-                else:
-                    began = time.perf_counter()
-                    result = evaluate_candidate(CandidateTask(
-                        job_id=job.id, trial_number=trial.number, space=spec.space,
-                        space_options=dict(bound.space_options), arch=trial.arch, task=spec.task.model_dump(),
-                        train_steps=steps, seed=spec.seed, threads=settings.training_threads,
-                        artifact_dir=str(args.work_dir / "ablation" / f"job-{job.id}-trial-{trial.number}"),
-                        supernet_path=str(path), artifacts=settings.artifact_location().to_dict()))
-                    if result.state != "complete":
-                        raise SystemExit(f"trial {trial.number} failed: {result.error}")
-                    row["final"] = {**(result.extra.get("metrics") or {}), name: result.metric}
-                    row["train_s"] = time.perf_counter() - began
+                row.update({"final": trial.metrics} if trial.steps_done == steps
+                           else trainer.train(job, bound, trial, steps=steps))
                 logging.info("ablation: %s", row)
                 chosen.append(row)
             rows.append({"job_id": job.id, "target_ms": bound.latency_target_ms, "without_screening": chosen})
     return rows
+
+
+def train_longer(args: argparse.Namespace) -> dict[str, Any]:
+    """`--train-longer JOB:TRIAL:STEPS`: one finalist trained for another number of final steps."""
+    from nas.engine.bound_job import bind_job
+
+    job_id, number, steps = (int(x) for x in args.train_longer.split(":"))
+    trainer = FinalistTrainer(args)
+    job = trainer.storage.get_job(job_id)
+    bound = bind_job(trainer.storage, job)
+    trial = trainer.storage.trial(job_id, number)
+    row = {"job_id": job_id, "trial": number, "steps": steps, "latency_ms": trial.latency_ms,
+           "in_the_job": {"steps": trial.steps_done, "metrics": trial.metrics},
+           **trainer.train(job, bound, trial, steps=steps)}
+    logging.info("train longer: %s", row)
+    return row
 
 
 def teacher_scores(storage: Any, job_id: int) -> dict[str, float]:
@@ -488,6 +522,10 @@ def markdown(r: dict[str, Any]) -> str:
                 lines.append(f"| {x['trial']} | {x['metrics'].get(f'inherited_{metric}', float('nan')):.4f} | "
                              f"{x['metrics'].get(f'screened_{metric}', float('nan')):.4f} | {final} | "
                              f"{x['latency_ms']:.2f} | {arch(x['arch'])} |")
+    for x in r.get("train_longer", []):
+        lines += ["", f"Job {x['job_id']}, trial {x['trial']} trained {x['steps']} final steps: {metric} "
+                  f"{x['final'][metric]:.4f} (in the job, {x['in_the_job']['steps']} steps: "
+                  f"{x['in_the_job']['metrics'].get(metric, float('nan')):.4f})"]
     for job in r.get("screening_ablation", []):
         lines += ["", f"Without screening, target {job['target_ms']:.2f} ms: the finalists by inherited {metric}", "",
                   "| trial | inherited | final | latency ms | also a screened finalist |", "|---|---|---|---|---|"]
