@@ -68,10 +68,10 @@ class SearchMode(BaseModel):
         default="inherited", description="one-shot: final training starts from the inherited weights or from scratch")
     screen_candidates: int = Field(
         default=0, ge=0, le=1000,
-        description="one-shot: before final training, this many of the best front members under the target (by "
-                    "inherited metric) train search.screen_steps each, and the best final_candidates of them by "
-                    "that metric are trained on (inherited scores rank candidates only loosely); 0: no screening, "
-                    "the finalists are the best by inherited metric")
+        description="one-shot: before final training, this many of the best candidates under the target by "
+                    "inherited metric (front members or not) train search.screen_steps each, and the best "
+                    "final_candidates of them by that metric are trained on (inherited scores rank candidates only "
+                    "loosely); 0: no screening, the finalists are the best front members by inherited metric")
     screen_steps: int = Field(default=100, ge=1, le=10_000_000,
                               description="one-shot: training steps of each screened candidate "
                                           "(search.screen_candidates)")
