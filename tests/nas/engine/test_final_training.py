@@ -1,4 +1,4 @@
-"""The one-shot job's final training: which front members are trained on, with and without screening."""
+"""The one-shot job's final training: which candidates are trained on, with and without screening."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def one_shot_spec(corpus: Path, **search: int) -> object:
 
 
 def test_screening_trains_the_best_by_inherited_metric_briefly_then_the_best_of_them_fully(
-        tmp_path: Path, corpus_file: Path, sqlite_url: str) -> None:
-    storage = open_storage(sqlite_url)
+        tmp_path: Path, corpus_file: Path, database_url: str) -> None:
+    storage = open_storage(database_url)
     calls: list[tuple[int, int]] = []
     job_id, job = run(storage, tmp_path, one_shot_spec(corpus_file, screen_candidates=5, screen_steps=SCREEN_STEPS),
                       [], evaluate=steps_aware_evaluate(calls))
@@ -119,11 +119,11 @@ class Killed(BaseException):
 
 
 @pytest.mark.parametrize("killed_at", [(SCREEN_STEPS, 3), (FINAL_STEPS, 2)])
-def test_a_resumed_job_screens_and_trains_nothing_twice(tmp_path: Path, corpus_file: Path, sqlite_url: str,
+def test_a_resumed_job_screens_and_trains_nothing_twice(tmp_path: Path, corpus_file: Path, database_url: str,
                                                          killed_at: tuple[int, int]) -> None:
     """Killed at the third screening, or at the second final training: the resumed run trains only what the
     first did not record, and ends with the finalists an uninterrupted run chooses."""
-    storage = open_storage(sqlite_url)
+    storage = open_storage(database_url)
     spec = one_shot_spec(corpus_file, screen_candidates=5, screen_steps=SCREEN_STEPS)
     uninterrupted: list[tuple[int, int]] = []
     run(storage, tmp_path / "whole", spec, [], evaluate=steps_aware_evaluate(uninterrupted))
