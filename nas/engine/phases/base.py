@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 from latency_models.base import LatencyModel
 from latency_models.device import DeviceProfile
 from latency_models.meter import LatencySample
+from nas.db.records import TrialRecord
 from nas.db.storage import Storage
 from nas.engine.bound_job import BoundJob
 from nas.engine.pareto import Point
@@ -64,6 +65,19 @@ class JobRun:
         meter = self.settings.meter(seed=self.job.spec.seed)
         return self.device_runner.measure(self.job.device, self.job.space.name, dict(self.job.space_options),
                                           archs, meter)
+
+    def measure_trials(self, trials: Sequence[TrialRecord], *, purpose: str) -> list[TrialRecord]:
+        """Measure trials' archs on the device (interleaved), store each sample and measurement, and return
+        the trials with their measured latency."""
+        if not trials:
+            return []
+        archs = [Arch.from_dict(t.arch) for t in trials]
+        measured = []
+        for trial, arch, sample in zip(trials, archs, self.measure(archs)):
+            self.store_sample(trial.id, arch, sample, purpose=purpose)
+            self.storage.record_measurement(trial.id, measured_latency_ms=sample.median_ms)
+            measured.append(replace(trial, measured_latency_ms=sample.median_ms))
+        return measured
 
     def store_sample(self, trial_id: int, arch: Arch, sample: LatencySample, *, purpose: str) -> None:
         space = self.job.space

@@ -27,7 +27,6 @@ from dataclasses import replace
 from nas.db.records import TrainedResult, TrialRecord
 from nas.engine.pareto import Point
 from nas.engine.phases.base import JobRun, Phase
-from search_spaces.arch import Arch
 from workers.types import CandidateTask
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ class TrainFinalists(Phase):
             storage.record_progress(job.job_id, f"final training: screening {len(pool)} candidates, "
                                                 f"{search.screen_steps} steps each")
             self._train(run, [t for t in pool if _figure(t, screened_key) is None], trials,
-                        steps=search.screen_steps, label="screening")
+                        steps=search.screen_steps, screening=True)
             ranked = [trials[t.id] for t in pool if _figure(trials[t.id], screened_key) is not None]
             ranked.sort(key=lambda t: self._order(run, _figure(t, screened_key)))
             chosen = ranked[:search.final_candidates]
@@ -62,7 +61,7 @@ class TrainFinalists(Phase):
             trained = sorted((t for t in trials.values() if t.steps_done == steps), key=lambda t: t.number)
             chosen = (trained + [t for t in by_inherited if t.steps_done != steps])[:search.final_candidates]
         storage.record_progress(job.job_id, f"final training: {len(chosen)} finalists, {steps} steps each")
-        self._train(run, [t for t in chosen if t.steps_done != steps], trials, steps=steps, label="final training")
+        self._train(run, [t for t in chosen if t.steps_done != steps], trials, steps=steps, screening=False)
         finalists = [trials[t.id] for t in chosen if trials[t.id].steps_done == steps]
         run.front = run.recorder.update_front(run.search)
         run.finalists = [Point(t.id, float(t.metric), float(t.latency_ms or 0.0)) for t in finalists]
@@ -80,12 +79,7 @@ class TrainFinalists(Phase):
         while len(pool) < wanted and ranked:
             batch, ranked = ranked[:wanted - len(pool)], ranked[wanted - len(pool):]
             todo = [t for t in batch if t.measured_latency_ms is None]
-            if todo:
-                archs = [Arch.from_dict(t.arch) for t in todo]
-                for trial, arch, sample in zip(todo, archs, run.measure(archs)):
-                    run.store_sample(trial.id, arch, sample, purpose="screen-measure")
-                    run.storage.record_measurement(trial.id, measured_latency_ms=sample.median_ms)
-                    trials[trial.id] = replace(trial, measured_latency_ms=sample.median_ms)
+            trials.update((t.id, t) for t in run.measure_trials(todo, purpose="screen-measure"))
             pool += [trials[t.id] for t in batch if (trials[t.id].latency_ms or 0.0) <= target_ms]
         return pool
 
@@ -96,7 +90,7 @@ class TrainFinalists(Phase):
 
     @staticmethod
     def _train(run: JobRun, todo: Sequence[TrialRecord], trials: dict[int, TrialRecord], *, steps: int,
-               label: str) -> None:
+               screening: bool) -> None:
         """Train each of `todo` for `steps` from its inherited weights (or from scratch, `search.final_from`),
         record its figures and update `trials`; a failure is logged and leaves the trial as it was."""
         if not todo:
@@ -104,7 +98,7 @@ class TrainFinalists(Phase):
         job, storage = run.job, run.storage
         search = job.spec.search
         metric_name = job.task.metric_name
-        screening = label == "screening"
+        label = "screening" if screening else "final training"
         with run.executor_factory() as executor:
             for trial in todo:
                 executor.submit(CandidateTask(

@@ -6,10 +6,7 @@ of the final front carries a fresh measurement. Resumed: trials measured before 
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from nas.engine.phases.base import JobRun, Phase
-from search_spaces.arch import Arch
 
 
 class RemeasureFront(Phase):
@@ -24,10 +21,6 @@ class RemeasureFront(Phase):
             todo = [trials[p.key] for p in front if trials[p.key].measured_latency_ms is None]
             if not todo:
                 break
-            archs = [Arch.from_dict(t.arch) for t in todo]
-            for trial, arch, sample in zip(todo, archs, run.measure(archs)):
-                run.store_sample(trial.id, arch, sample, purpose="front-remeasure")
-                run.storage.record_measurement(trial.id, measured_latency_ms=sample.median_ms)
-                trials[trial.id] = replace(trial, measured_latency_ms=sample.median_ms)
+            trials.update((t.id, t) for t in run.measure_trials(todo, purpose="front-remeasure"))
             front = run.recorder.update_front(run.search)
         run.front = front
