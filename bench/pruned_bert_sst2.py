@@ -314,18 +314,15 @@ def rank_agreement(bench: Bench, *, archs: int, steps: int, seed: int) -> dict[s
 
     from latency_models.meter import pinned_threads
     from nas.engine.bound_job import bind_job
+    from nas.engine.worker_tasks import supernet_weights_path
     from search_spaces.base import random_archs
-    from workers.supernet_training import SUPERNET_FILE, SupernetTask, load_supernet, supernet_folder
+    from workers.supernet_training import load_supernet
 
     job = max((j for j in bench.storage.list_jobs(limit=10_000) if j.job_spec.search.mode == "one-shot"
                and j.job_spec.space_options.get("supernet", "task-specific") == "task-specific"), key=lambda j: j.id)
     bound = bind_job(bench.storage, job)
     task, space = bound.task, bound.space
-    spec = job.job_spec
-    path = supernet_folder(SupernetTask(space=spec.space, space_options=dict(bound.space_options),
-                                        task=spec.task.model_dump(), steps=spec.search.supernet_steps,
-                                        seed=spec.seed, cache_dir=str(bench.settings.artifacts_dir / "cache"),
-                                        distill=spec.search.supernet_distill)) / SUPERNET_FILE
+    path = supernet_weights_path(bound, bench.settings)
     metric = task.metric_name
     rows = []
     began = time.perf_counter()
@@ -359,24 +356,16 @@ class FinalistTrainer:
         self.storage = storage_for(self.settings)
 
     def train(self, job: Any, bound: Any, trial: Any, *, steps: int) -> dict[str, Any]:
+        from nas.engine.worker_tasks import candidate_task, supernet_weights_path
         from workers.evaluate import evaluate_candidate
-        from workers.supernet_training import SUPERNET_FILE, SupernetTask, supernet_folder
-        from workers.types import CandidateTask
 
-        spec, settings = job.job_spec, self.settings
-        path = supernet_folder(SupernetTask(space=spec.space, space_options=dict(bound.space_options),
-                                            task=spec.task.model_dump(), steps=spec.search.supernet_steps,
-                                            seed=spec.seed, cache_dir=str(settings.artifacts_dir / "cache"),
-                                            distill=spec.search.supernet_distill)) / SUPERNET_FILE
+        path = supernet_weights_path(bound, self.settings)
         if not path.is_file():
             raise SystemExit(f"job {job.id}'s supernet is not in the cache ({path}): run with its --work-dir")
         began = time.perf_counter()
-        result = evaluate_candidate(CandidateTask(
-            job_id=job.id, trial_number=trial.number, space=spec.space, space_options=dict(bound.space_options),
-            arch=trial.arch, task=spec.task.model_dump(), train_steps=steps, seed=spec.seed,
-            threads=settings.training_threads,
-            artifact_dir=str(self.args.work_dir / "ablation" / f"job-{job.id}-trial-{trial.number}-{steps}"),
-            supernet_path=str(path), artifacts=settings.artifact_location().to_dict()))
+        folder = self.args.work_dir / "ablation" / f"job-{job.id}-trial-{trial.number}-{steps}"
+        result = evaluate_candidate(candidate_task(bound, self.settings, trial, train_steps=steps,
+                                                   supernet_path=str(path), artifact_dir=folder))
         if result.state != "complete":
             raise SystemExit(f"trial {trial.number} failed: {result.error}")
         return {"final": {**(result.extra.get("metrics") or {}), bound.task.metric_name: result.metric},

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from nas.engine.controller import Controller
 from nas.db.storage import open_storage
+from nas.engine.bound_job import bind_job
+from nas.engine.controller import Controller
+from nas.engine.worker_tasks import candidate_task, supernet_weights_path
 from nas.service import front_members, job_summary, submit_job
-from tests.conftest import fast_settings
 from nas.spec import parse_spec
-from tests.conftest import tiny_pruned_bert_options
+from tests.conftest import fast_settings, tiny_pruned_bert_options
 from tests.nas.engine.test_checkpoint_export import CLEAN_LOAD
+from workers.evaluate import evaluate_candidate
 from workers.executors.in_process import InProcessExecutor
 
 CLEAN_CLASSIFY = CLEAN_LOAD.split("import torch\n", 1)[0] + r"""
@@ -146,6 +148,15 @@ def test_a_one_shot_pruned_bert_search_ends_with_a_fine_tuned_export(sentiment_f
     predictions = json.loads((tmp_path / "out.json").read_text())["predictions"]
     accuracy = sum(p == g for p, g in zip(predictions, labels)) / len(labels)
     assert accuracy == pytest.approx(finalist.metric)  # the export is the finalist the job scored
+
+    # Outside the job, the task rebuilt from the stored job (as the benchmark's ablations rebuild it) finds the
+    # job's supernet in the cache and trains the finalist to the figure the job recorded.
+    bound = bind_job(storage, storage.get_job(job_id))
+    supernet = supernet_weights_path(bound, settings)
+    assert supernet.is_file()
+    again = evaluate_candidate(candidate_task(bound, settings, finalist, train_steps=15, supernet_path=str(supernet),
+                                              artifact_dir=tmp_path / "again"))
+    assert again.state == "complete" and again.metric == pytest.approx(finalist.metric)
 
     # A second job on the same data with another latency target shares the teacher, its importance scores and
     # the supernet: it starts searching at once.

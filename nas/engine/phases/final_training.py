@@ -27,7 +27,7 @@ from dataclasses import replace
 from nas.db.records import TrainedResult, TrialRecord
 from nas.engine.pareto import Point
 from nas.engine.phases.base import JobRun, Phase
-from workers.types import CandidateTask
+from nas.engine.worker_tasks import candidate_task
 
 logger = logging.getLogger(__name__)
 
@@ -101,13 +101,9 @@ class TrainFinalists(Phase):
         label = "screening" if screening else "final training"
         with run.executor_factory() as executor:
             for trial in todo:
-                executor.submit(CandidateTask(
-                    job_id=job.job_id, trial_number=trial.number, space=job.space.name,
-                    space_options=dict(job.space_options), arch=trial.arch, task=job.spec.task.model_dump(),
-                    train_steps=steps, seed=job.spec.seed, threads=run.settings.training_threads,
-                    artifact_dir=str(run.settings.artifacts_dir / f"job-{job.job_id}" / f"trial-{trial.number}"),
-                    supernet_path=run.supernet_path if search.final_from == "inherited" else None,
-                    artifacts=run.settings.artifact_location().to_dict()))
+                executor.submit(candidate_task(
+                    job, run.settings, trial, train_steps=steps,
+                    supernet_path=run.supernet_path if search.final_from == "inherited" else None))
             by_number = {t.number: t for t in todo}
             while executor.in_flight:
                 for result in executor.wait(timeout_s=5.0):

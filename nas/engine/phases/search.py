@@ -24,11 +24,12 @@ from nas.engine.fidelity import rung_budgets
 from nas.engine.pareto import Point
 from nas.engine.phases.base import JobRun, Phase
 from nas.engine.search_state import SearchState
+from nas.engine.worker_tasks import candidate_task
 from nas.engine.strategies.base import StrategyConfig, make_strategy
 from search_spaces.arch import Arch
 from search_spaces.errors import ConflictError, DatabaseUnavailableError
 from workers.executors.base import Executor
-from workers.types import CandidateTask, EvalResult
+from workers.types import EvalResult
 
 logger = logging.getLogger(__name__)
 FAIR_SHARE_REFRESH_S = 2.0  # how often the jobs running on the cluster are counted
@@ -256,14 +257,9 @@ class _Loop:
         steps_before = trial.steps_done or 0
         steps = next(b for b in state.rungs if b > steps_before)
         state.dispatched[trial.number] = trial
-        artifact_dir = self.settings.artifacts_dir / f"job-{job.job_id}" / f"trial-{trial.number}"
         one_shot = job.spec.search.mode == "one-shot"  # inherited weights, evaluated as they are
-        executor.submit(CandidateTask(
-            job_id=job.job_id, trial_number=trial.number, space=job.space.name,
-            space_options=dict(job.space_options), arch=trial.arch, task=job.spec.task.model_dump(),
-            train_steps=0 if one_shot else steps, seed=job.spec.seed, artifact_dir=str(artifact_dir),
-            threads=self.settings.training_threads, attempt=trial.attempts,
+        executor.submit(candidate_task(
+            job, self.settings, trial, train_steps=0 if one_shot else steps, attempt=trial.attempts,
             resume_from=trial.weights_path if steps_before else None, steps_before=steps_before,
             schedule_steps=None if one_shot else job.spec.budget.train_steps,
-            supernet_path=self.job_run.supernet_path if one_shot else None,
-            artifacts=self.settings.artifact_location().to_dict()))
+            supernet_path=self.job_run.supernet_path if one_shot else None))

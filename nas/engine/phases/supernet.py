@@ -17,9 +17,9 @@ import time
 
 from latency_models.meter import pinned_threads
 from nas.engine.phases.base import JobRun, Phase
+from nas.engine.worker_tasks import supernet_task
 from search_spaces.errors import ConflictError
 from workers.supernet_runner import SupernetRunner
-from workers.supernet_training import SupernetTask
 
 logger = logging.getLogger(__name__)
 REPORT_EVERY_S = 2.0  # progress written to the job (and a cancel looked for) at most this often
@@ -34,12 +34,7 @@ class TrainSupernet(Phase):
     def run(self, run: JobRun) -> None:
         job, settings, storage = run.job, run.settings, run.storage
         steps = job.spec.search.supernet_steps
-        task = SupernetTask(space=job.space.name, space_options=dict(job.space_options),
-                            task=job.spec.task.model_dump(), steps=steps, seed=job.spec.seed,
-                            cache_dir=str(settings.artifacts_dir / "cache"), threads=settings.training_threads,
-                            checkpoint_every_s=settings.supernet_checkpoint_s,
-                            distill=job.spec.search.supernet_distill,
-                            artifacts=settings.artifact_location().to_dict())
+        task = supernet_task(job, settings)
         last_report = [0.0]
         stop = [False]
 
