@@ -44,7 +44,21 @@ def test_metrics_against_counts(sentiment_files: tuple[Path, Path], tiny_bert_di
     assert all_one["accuracy"] == pytest.approx(positives)
     assert all_one["f1"] == pytest.approx(2 * positives / (1 + positives))  # precision p, recall 1
     all_zero = task.evaluate_all(ConstantModel(0))
-    assert all_zero == {"accuracy": pytest.approx(1 - positives), "f1": 0.0}
+    assert all_zero == {"accuracy": pytest.approx(1 - positives), "f1": 0.0, "mcc": 0.0}
+    # Matthews correlation: one class for everything scores 0 whatever its F1 (MRPC's majority class: F1 0.81)
+    assert all_one["f1"] > 0.5 and all_one["mcc"] == 0.0
+
+
+@pytest.mark.slow
+def test_mcc_ranks_a_classifier_above_a_constant_one(sentiment_files: tuple[Path, Path],
+                                                     tiny_bert_dir: Path) -> None:
+    task, space = make(sentiment_files, tiny_bert_dir, metric="mcc")
+    assert task.metric_name == "mcc" and task.direction == "maximize" and task.worst_metric() == -1.0
+    model = space.build(space.full_arch(), seed=0)
+    task.train(model, steps=60, seed=0)
+    trained = task.evaluate_all(model)
+    assert task.evaluate(model) == trained["mcc"] > 0.5  # the sentiment files are learnable
+    assert task.evaluate(ConstantModel(1)) == 0.0
 
 
 def test_labels_space_options_and_names(tmp_path: Path, tiny_bert_dir: Path) -> None:

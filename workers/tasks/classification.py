@@ -51,7 +51,11 @@ class ClassificationSpec(TaskSpec):
     text_pair_column: str | None = None
     label_column: str = Field(default="label", min_length=1)
     label_names: tuple[str, ...] | None = Field(default=None, description="names for the labels, in sorted order")
-    metric: Literal["accuracy", "f1"] = "accuracy"
+    metric: Literal["accuracy", "f1", "mcc"] = Field(
+        default="accuracy",
+        description="what the search ranks by: accuracy; f1 (of label id 1, binary tasks); mcc (Matthews "
+                    "correlation, -1 to 1: a model that predicts one class for everything scores 0, where its "
+                    "f1 can look good on imbalanced data)")
     tokenizer: str | None = Field(default=None, description="tokenizer folder; default: the base model's")
     max_seq_len: int = Field(default=128, ge=8, le=4096)
     batch_size: int = Field(default=32, ge=1, le=4096)
@@ -169,7 +173,7 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
         return {"num_labels": len(self.labels), "labels": tuple(self.label_names)}
 
     def worst_metric(self) -> float:
-        return 0.0
+        return -1.0 if self.spec.metric == "mcc" else 0.0
 
     def use_tokenizer(self, directory: Path | None) -> None:
         if self.spec.tokenizer is None and directory is not None:
@@ -314,6 +318,9 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
             fp = sum(p == 1 and g == 0 for p, g in zip(predicted, gold))
             fn = sum(p == 0 and g == 1 for p, g in zip(predicted, gold))
             metrics["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+        from sklearn.metrics import matthews_corrcoef
+
+        metrics["mcc"] = float(matthews_corrcoef(gold, predicted)) if len(set(gold) | set(predicted)) > 1 else 0.0
         return metrics
 
     def evaluate(self, model: nn.Module) -> float:
