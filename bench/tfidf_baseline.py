@@ -39,7 +39,7 @@ def tfidf_baseline(data: Path, options: dict[str, Any], *, timed_examples: int =
     """Fit on `data/train.tsv`, score `data/dev.tsv` (see the module's docstring)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
     from sklearn.pipeline import FeatureUnion, make_pipeline
 
     train_texts, train_labels = _examples(data / "train.tsv", options)
@@ -61,6 +61,7 @@ def tfidf_baseline(data: Path, options: dict[str, Any], *, timed_examples: int =
         timings.append((time.perf_counter() - began) * 1000)
     return {"accuracy": float(accuracy_score(dev_labels, predicted)),
             "f1": float(f1_score(dev_labels, predicted, pos_label=positive)),
+            "mcc": float(matthews_corrcoef(dev_labels, predicted)),
             "latency_ms_per_example": statistics.median(timings), "fit_s": fit_s,
             "train_examples": len(train_texts), "dev_examples": len(dev_texts)}
 
