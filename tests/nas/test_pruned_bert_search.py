@@ -66,7 +66,7 @@ def test_search_export_and_clean_reload(sentiment_files: tuple[Path, Path], tiny
     assert Path(options["teacher_dir"], "teacher.safetensors").is_file()
     assert Path(options["importance_file"]).is_file()
     trials = storage.trials(job_id, states=("complete",))
-    assert trials and all(set(t.metrics) == {"accuracy", "f1"} for t in trials)
+    assert trials and all(set(t.metrics) == {"accuracy", "f1", "mcc"} for t in trials)
     assert all(m.arch_text.startswith("L") for m in front_members(storage, job_id))
 
     # A second job on the same base, data and teacher budget reuses the cached teacher.
