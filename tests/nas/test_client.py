@@ -145,7 +145,7 @@ def test_serve_binds_loopback_prints_a_first_admin_token_and_never_logs_it(tmp_p
         process.terminate()
         process.wait(timeout=30)
         output = process.stdout.read()  # the same buffered reader: what followed the banner
-    assert "127.0.0.1" in output and f'"GET /api/v1/jobs/5 HTTP/1.1" 404' in output  # the access log is on
+    assert "127.0.0.1" in output and '"GET /api/v1/jobs/5 HTTP/1.1" 404' in output  # the access log is on
     assert output.count(token) == 0, "after the banner, the token must never be printed again"
 
     listed = subprocess.run([sys.executable, "-m", "nas.cli", "token", "list", "--json"], env=env, cwd=REPO_ROOT,

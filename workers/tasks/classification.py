@@ -310,6 +310,8 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
         return predictions
 
     def evaluate_all(self, model: nn.Module) -> dict[str, float]:
+        from sklearn.metrics import matthews_corrcoef
+
         gold = self._validation[2].tolist()
         predicted = self.predict(model)
         metrics = {"accuracy": sum(p == g for p, g in zip(predicted, gold)) / len(gold)}
@@ -318,8 +320,7 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
             fp = sum(p == 1 and g == 0 for p, g in zip(predicted, gold))
             fn = sum(p == 0 and g == 1 for p, g in zip(predicted, gold))
             metrics["f1"] = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
-        from sklearn.metrics import matthews_corrcoef
-
+        # Matthews correlation (any number of classes); 0 where only one class occurs at all
         metrics["mcc"] = float(matthews_corrcoef(gold, predicted)) if len(set(gold) | set(predicted)) > 1 else 0.0
         return metrics
 

@@ -24,8 +24,8 @@ from nas.engine.fidelity import rung_budgets
 from nas.engine.pareto import Point
 from nas.engine.phases.base import JobRun, Phase
 from nas.engine.search_state import SearchState
-from nas.engine.worker_tasks import candidate_task
 from nas.engine.strategies.base import StrategyConfig, make_strategy
+from nas.engine.worker_tasks import candidate_task
 from search_spaces.arch import Arch
 from search_spaces.errors import ConflictError, DatabaseUnavailableError
 from workers.executors.base import Executor
