@@ -381,7 +381,7 @@ def screening_ablation(args: argparse.Namespace, results: dict[str, Any]) -> lis
     inherited front and the latencies measured), each trained as the job trains its finalists unless the job
     did."""
     from nas.engine.bound_job import bind_job
-    from nas.engine.pareto import Point, pareto_front
+    from nas.engine.phases.final_training import inherited_choice
 
     trainer = FinalistTrainer(args)
     rows = []
@@ -394,16 +394,12 @@ def screening_ablation(args: argparse.Namespace, results: dict[str, Any]) -> lis
             bound = bind_job(trainer.storage, job)
             name = bound.task.metric_name
             steps = spec.search.final_train_steps or spec.budget.train_steps
-            trials = {t.id: t for t in trainer.storage.trials(job.id, states=("complete",))}
-            inherited = {i: float((t.metrics or {}).get(f"inherited_{name}", t.metric)) for i, t in trials.items()}
-            front = pareto_front([Point(i, inherited[i], float(t.latency_ms or 0.0)) for i, t in trials.items()],
-                                 maximize_metric=bound.maximize_metric)
-            under = sorted((p for p in front if p.latency_ms <= bound.latency_target_ms),
-                           key=lambda p: -p.metric if bound.maximize_metric else p.metric)
+            under = inherited_choice(trainer.storage.trials(job.id, states=("complete",)), metric_name=name,
+                                     target_ms=bound.latency_target_ms, maximize_metric=bound.maximize_metric)
             chosen = []
-            for point in under[:spec.search.final_candidates]:
-                trial = trials[point.key]
-                row = {"job_id": job.id, "trial": trial.number, "inherited": inherited[point.key],
+            for trial in under[:spec.search.final_candidates]:
+                inherited = float((trial.metrics or {}).get(f"inherited_{name}", trial.metric))
+                row = {"job_id": job.id, "trial": trial.number, "inherited": inherited,
                        "latency_ms": trial.latency_ms, "measured": trial.measured_latency_ms is not None,
                        "chosen_by_screening": trial.steps_done == steps}
                 row.update({"final": trial.metrics} if trial.steps_done == steps

@@ -1,9 +1,10 @@
 """Phase `final-training` (one-shot jobs): train the best front members under the target on, and keep both
 figures.
 
-The search scored candidates on inherited weights. The best `search.final_candidates` front members under
-the latency target (already measured on the device by `finish`) are trained for `search.final_train_steps`
-(default `budget.train_steps`) from their inherited weights (or from scratch with `search.final_from`),
+The search scored candidates on inherited weights. The best `search.final_candidates` members under the
+latency target of the front of inherited figures (`inherited_choice`; front members were measured on the
+device by `finish`) are trained for `search.final_train_steps` (default `budget.train_steps`) from their
+inherited weights (or from scratch with `search.final_from`),
 through the job's executor, and evaluated on the validation data. Each keeps its final metric as its
 `metric` (the inherited one stays in `metrics` as `inherited_<metric>`, and `steps_done` says how far it
 trained); the front is recomputed; `export` then picks among the finalists.
@@ -21,11 +22,11 @@ candidates are ordered by their inherited metric, which training does not change
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 
 from nas.db.records import TrainedResult, TrialRecord
-from nas.engine.pareto import Point
+from nas.engine.pareto import Point, pareto_front
 from nas.engine.phases.base import JobRun, Phase
 from nas.engine.worker_tasks import candidate_task
 
@@ -56,8 +57,8 @@ class TrainFinalists(Phase):
             ranked.sort(key=lambda t: self._order(run, _figure(t, screened_key)))
             chosen = ranked[:search.final_candidates]
         else:
-            under = [trials[p.key] for p in run.front if p.latency_ms <= job.latency_target_ms]
-            by_inherited = sorted(under, key=lambda t: self._order(run, _figure(t, inherited_key, t.metric)))
+            by_inherited = inherited_choice(trials.values(), metric_name=job.task.metric_name,
+                                            target_ms=job.latency_target_ms, maximize_metric=job.maximize_metric)
             trained = sorted((t for t in trials.values() if t.steps_done == steps), key=lambda t: t.number)
             chosen = (trained + [t for t in by_inherited if t.steps_done != steps])[:search.final_candidates]
         storage.record_progress(job.job_id, f"final training: {len(chosen)} finalists, {steps} steps each")
@@ -121,6 +122,20 @@ class TrainFinalists(Phase):
                                             steps_done=steps)
                     storage.record_final_training(trial.id, trained)
                     trials[trial.id] = replace(trial, **trained.columns())
+
+
+def inherited_choice(trials: Iterable[TrialRecord], *, metric_name: str, target_ms: float,
+                     maximize_metric: bool) -> list[TrialRecord]:
+    """The complete trials on the front of inherited figures (each trial's `inherited_<metric>`, or its metric
+    where it was never trained on) and the latencies known (measured where measured), under `target_ms`, best
+    first: the finalists a job without screening trains. Shared with the benchmark's screening ablation, which
+    asks what a screened job would have trained without it."""
+    by_id = {t.id: t for t in trials if t.metric is not None}
+    key = f"inherited_{metric_name}"
+    points = [Point(i, float(_figure(t, key, t.metric)), float(t.latency_ms or 0.0)) for i, t in by_id.items()]
+    under = [p for p in pareto_front(points, maximize_metric=maximize_metric) if p.latency_ms <= target_ms]
+    under.sort(key=lambda p: (-p.metric if maximize_metric else p.metric, p.latency_ms, p.key))
+    return [by_id[p.key] for p in under]
 
 
 def _figure(trial: TrialRecord, key: str, default: float | None = None) -> float | None:

@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import update
 
 from nas.db.models import JobRow
+from nas.db.records import TrialRecord
 from nas.db.storage import open_storage
 from nas.engine.controller import Controller
+from nas.engine.phases.final_training import inherited_choice
 from nas.errors import SpecError
 from nas.service import job_summary
 from nas.settings import Settings
@@ -96,6 +98,34 @@ def test_without_screening_the_best_by_inherited_metric_are_trained(tmp_path: Pa
     assert len(under) >= 2
     best = min(under, key=lambda t: (t.metrics or {}).get("inherited_bits_per_char", t.metric))
     assert final == best.number and trials[final].steps_done == FINAL_STEPS
+    # after the job (the finalist's metric is now its final one) the choice is still the same: the benchmark's
+    # screening ablation asks it this way
+    chosen = inherited_choice(storage.trials(job_id, states=("complete",)), metric_name="bits_per_char",
+                              target_ms=2.0, maximize_metric=False)
+    assert chosen[0].number == final
+
+
+def trial(number: int, *, latency_ms: float, metric: float, inherited: float | None = None) -> TrialRecord:
+    return TrialRecord(id=100 + number, job_id=1, number=number, optuna_number=number, arch_hash=str(number),
+                       arch={}, state="complete", predicted_latency_ms=latency_ms, predicted_latency_std_ms=None,
+                       measured_latency_ms=None, metric=metric, params=None, train_loss=None,
+                       metrics=None if inherited is None else {"inherited_accuracy": inherited}, worker=None,
+                       attempts=1, weights_path=None, steps_done=None, rungs=None, error=None, created_at=None,
+                       started_at=None, finished_at=None)
+
+
+def test_the_unscreened_choice_ranks_the_front_of_inherited_figures_under_the_target() -> None:
+    trials = [
+        trial(0, latency_ms=5.0, metric=0.95, inherited=0.70),  # trained: its final figure does not count
+        trial(1, latency_ms=4.0, metric=0.80),                  # the best inherited under the target
+        trial(2, latency_ms=3.0, metric=0.75),                  # on the front, second
+        trial(3, latency_ms=4.5, metric=0.74),                  # dominated by 1
+        trial(4, latency_ms=9.0, metric=0.99),                  # over the target
+    ]
+    chosen = inherited_choice(trials, metric_name="accuracy", target_ms=6.0, maximize_metric=True)
+    assert [t.number for t in chosen] == [1, 2]
+    lower_is_better = inherited_choice(trials, metric_name="accuracy", target_ms=6.0, maximize_metric=False)
+    assert [t.number for t in lower_is_better] == [0, 3, 2]  # where lower is better the front is another one
 
 
 @pytest.mark.parametrize(("search", "words"), [
