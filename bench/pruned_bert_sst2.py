@@ -28,6 +28,7 @@ Results of earlier runs in `--out` are kept for the modes not run again. Needs .
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -74,6 +75,9 @@ def main() -> None:
     parser.add_argument("--screen-steps", type=int, default=100)
     parser.add_argument("--train-longer", default=None, metavar="JOB:TRIAL:STEPS",
                         help="train one finalist of a job in --out for STEPS final steps, as its job would")
+    parser.add_argument("--task-options", type=json.loads, default={},
+                        help="JSON merged into the jobs' task (e.g. '{\"augment_share\": 0.5}'); with "
+                             "--train-longer, the finalist trains with its job's task changed so")
     parser.add_argument("--screening-ablation", action="store_true",
                         help="after a run with screening (--out): train the finalists each job would have chosen "
                              "without it, as the job trains finalists, and add them to --out")
@@ -174,7 +178,7 @@ class Bench:
         a = self.args
         task = {"kind": "classification", "train": str(self.data / "train.tsv"),
                 "validation": str(self.data / "dev.tsv"), **DATASETS[a.dataset],
-                **({"metric": a.metric} if a.metric else {})}
+                **({"metric": a.metric} if a.metric else {}), **a.task_options}
         return JobSpec.model_validate({
             "name": f"bench-{a.dataset}-{search['mode']}-{ratio}", "space": "pruned-bert",
             "space_options": {"base_model": "minilm-l6", "teacher_steps": a.teacher_steps, "importance": "taylor",
@@ -366,9 +370,14 @@ class FinalistTrainer:
         if not path.is_file():
             raise SystemExit(f"job {job.id}'s supernet is not in the cache ({path}): run with its --work-dir")
         began = time.perf_counter()
-        folder = self.args.work_dir / "ablation" / f"job-{job.id}-trial-{trial.number}-{steps}"
-        result = evaluate_candidate(candidate_task(bound, self.settings, trial, train_steps=steps,
-                                                   supernet_path=str(path), artifact_dir=folder))
+        changed = "-".join(f"{k}={v}" for k, v in sorted(self.args.task_options.items()))
+        folder = self.args.work_dir / "ablation" / "-".join(
+            x for x in (f"job-{job.id}-trial-{trial.number}-{steps}", changed) if x)
+        task = candidate_task(bound, self.settings, trial, train_steps=steps, supernet_path=str(path),
+                              artifact_dir=folder)
+        if self.args.task_options:
+            task = dataclasses.replace(task, task={**task.task, **self.args.task_options})
+        result = evaluate_candidate(task)
         if result.state != "complete":
             raise SystemExit(f"trial {trial.number} failed: {result.error}")
         return {"final": {**(result.extra.get("metrics") or {}), bound.task.metric_name: result.metric},
@@ -420,6 +429,7 @@ def train_longer(args: argparse.Namespace) -> dict[str, Any]:
     bound = bind_job(trainer.storage, job)
     trial = trainer.storage.trial(job_id, number)
     row = {"job_id": job_id, "trial": number, "steps": steps, "latency_ms": trial.latency_ms,
+           "task_options": args.task_options,
            "in_the_job": {"steps": trial.steps_done, "metrics": trial.metrics},
            **trainer.train(job, bound, trial, steps=steps)}
     logging.info("train longer: %s", row)
@@ -511,8 +521,10 @@ def markdown(r: dict[str, Any]) -> str:
                              f"{x['metrics'].get(f'screened_{metric}', float('nan')):.4f} | {final} | "
                              f"{x['latency_ms']:.2f} | {arch(x['arch'])} |")
     for x in r.get("train_longer", []):
-        lines += ["", f"Job {x['job_id']}, trial {x['trial']} trained {x['steps']} final steps: {metric} "
-                  f"{x['final'][metric]:.4f} (in the job, {x['in_the_job']['steps']} steps: "
+        changed = f" with {x['task_options']}" if x.get("task_options") else ""
+        lines += ["", f"Job {x['job_id']}, trial {x['trial']} trained {x['steps']} final steps{changed}: {metric} "
+                  f"{x['final'][metric]:.4f}, accuracy {x['final'].get('accuracy', float('nan')):.4f} "
+                  f"(in the job, {x['in_the_job']['steps']} steps: "
                   f"{x['in_the_job']['metrics'].get(metric, float('nan')):.4f})"]
     for job in r.get("screening_ablation", []):
         lines += ["", f"Without screening, target {job['target_ms']:.2f} ms: the finalists by inherited {metric}", "",

@@ -238,7 +238,8 @@ def read_progress(folder: Path, store: ArtifactStore | None = None) -> tuple[int
 def supernet_key(space: SearchSpace, task: Task, *, steps: int, seed: int, distill: bool = False) -> str:
     """What a supernet depends on: the space and its options, the data (by content, not by path) and the
     task's training settings, the steps, the seed, distillation, and this recipe's version."""
-    spec = task.spec.model_dump(mode="json", exclude=set(type(task.spec).data_fields))
+    spec = task.spec.model_dump(mode="json", exclude=set(type(task.spec).data_fields)
+                                | set(type(task.spec).final_training_only))
     payload = {"space": space.name, "version": space.version, "options": space.options.model_dump(mode="json"),
                "task": spec, "data": task.describe_data(), "steps": steps, "seed": seed, "distill": distill,
                "format": FORMAT_VERSION}

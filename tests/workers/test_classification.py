@@ -137,17 +137,18 @@ def test_hidden_state_distillation_pulls_each_kept_layer_towards_the_teachers_sa
     assert gap(1.0) < 0.5 * gap(0.0)
 
 
+@pytest.mark.parametrize("augment_share", [0.0, 0.5])
 def test_training_continued_in_rungs_equals_training_in_one_go(sentiment_files: tuple[Path, Path],
-                                                               tiny_bert_dir: Path) -> None:
+                                                               tiny_bert_dir: Path, augment_share: float) -> None:
     """`TrainingRun` carries the schedule, the optimiser, the data order and dropout's generator from rung to
-    rung (with a teacher too): 4 + 8 steps give the weights of 12 steps at once."""
+    rung (with a teacher too, and its augmentation): 4 + 8 steps give the weights of 12 steps at once."""
     import copy
 
     import torch
 
     from workers.tasks.base import TrainingRun
 
-    task, space = make(sentiment_files, tiny_bert_dir, distill_alpha=0.5)
+    task, space = make(sentiment_files, tiny_bert_dir, distill_alpha=0.5, augment_share=augment_share)
     teacher = space.build(space.full_arch(), seed=0)
     arch = space.make_arch([{"source": 0, "heads": 2, "ffn": 32}])
     whole = space.build(arch, seed=0)

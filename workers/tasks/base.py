@@ -38,7 +38,8 @@ class TaskSpec(BaseModel):
     `data_fields` names the fields that hold data (a path, `builtin:NAME` or `dataset:...`) and whether a
     path there is a file or a folder; `dataset_formats` the uploaded dataset formats (`text`, `tsv`, ...)
     its file fields take; `remote_refused` names fields a spec sent to the server may not use,
-    with the reason and the fix.
+    with the reason and the fix; `final_training_only` names fields that a supernet's training never reads
+    (they stay out of its cache key, so a job that changes only them reuses the supernet).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -46,6 +47,7 @@ class TaskSpec(BaseModel):
     data_fields: ClassVar[dict[str, Literal["file", "folder"]]] = {}
     dataset_formats: ClassVar[tuple[str, ...]] = ()
     remote_refused: ClassVar[dict[str, str]] = {}
+    final_training_only: ClassVar[frozenset[str]] = frozenset()
 
     kind: str
 

@@ -24,6 +24,7 @@ from workers.tasks.base import (
     optimizer_step,
     register_task,
 )
+from workers.tasks.augmentation import NeighbourTable, augmentation_generator, neighbour_table
 from workers.tasks.table_files import Columns, Examples, FileFormat, read_file, read_hub_split
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ class ClassificationSpec(TaskSpec):
     data_fields: ClassVar[dict[str, Literal["file", "folder"]]] = {
         "train": "file", "validation": "file", "tokenizer": "folder"}
     dataset_formats: ClassVar[tuple[str, ...]] = ("tsv", "csv", "jsonl")
+    final_training_only: ClassVar[frozenset[str]] = frozenset(
+        {"augment_share", "augment_token_p", "augment_neighbours"})
     remote_refused: ClassVar[dict[str, str]] = {
         "dataset": "a Hugging Face dataset name is looked up on the server's disk; upload the splits as "
                    "datasets and name them in task.train and task.validation (dataset:NAME)"}
@@ -68,6 +71,15 @@ class ClassificationSpec(TaskSpec):
         default=0.0, ge=0.0, le=100.0,
         description="weight of hidden-state distillation (DynaBERT): the mean squared error of each kept layer's "
                     "output against the teacher's same layer; 0: logits only")
+    augment_share: float = Field(
+        default=0.0, ge=0.0, le=1.0,
+        description="with a teacher (a pruned model's distillation; the supernet and the teacher's own "
+                    "fine-tuning never augment): the share of each training batch perturbed, TinyBERT-style, each "
+                    "piece replaced with probability augment_token_p by one of its augment_neighbours nearest "
+                    "pieces in the teacher's input embeddings; a perturbed example learns from the teacher's soft "
+                    "labels only (its gold label may no longer hold). 0: no augmentation")
+    augment_token_p: float = Field(default=0.3, gt=0.0, le=1.0)
+    augment_neighbours: int = Field(default=8, ge=1, le=1000)
 
     @model_validator(mode="after")
     def _one_source(self) -> ClassificationSpec:
@@ -267,20 +279,27 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
         alpha, temperature = s.distill_alpha, s.distill_temperature
         if teacher is not None:
             teacher.eval()
+        neighbours = self._neighbours(teacher) if teacher is not None and s.augment_share > 0 else None
         model.train()
         recent: list[float] = []
         for step in range(steps):
             inputs = self._collate(self._train, torch.randint(0, n, (s.batch_size,), generator=generator).tolist())
             labels = inputs.pop("labels")
+            perturbed = None
+            if neighbours is not None:
+                draws = augmentation_generator(seed, first + step)
+                perturbed = torch.rand(len(labels), generator=draws) < s.augment_share  # type: ignore[call-overload]
+                inputs["input_ids"] = neighbours.replace(inputs["input_ids"], rows=perturbed,
+                                                         token_p=s.augment_token_p, generator=draws)
             hidden = teacher is not None and s.distill_hidden_weight > 0
             out = model(**inputs, output_hidden_states=True) if hidden else model(**inputs)
             logits = out.logits.float()
             loss = F.cross_entropy(logits, labels)
-            if teacher is not None and (alpha > 0 or hidden):
+            if teacher is not None and (alpha > 0 or hidden or perturbed is not None):
                 with torch.no_grad():
                     taught = teacher(**inputs, output_hidden_states=hidden)
                 loss = logit_distillation_loss(logits, labels, taught.logits.float(), alpha=alpha,
-                                               temperature=temperature)
+                                               temperature=temperature, gold=None if perturbed is None else ~perturbed)
                 if hidden:
                     loss = loss + s.distill_hidden_weight * hidden_state_loss(
                         out.hidden_states, taught.hidden_states,
@@ -291,6 +310,16 @@ class ClassificationTask(Task, TakesSpaceTokenizer):
         model.eval()
         end_run(run, steps=steps, optimizer=optimizer, generator=generator)
         return sum(recent) / len(recent) if recent else float("nan")
+
+    def _neighbours(self, teacher: nn.Module) -> NeighbourTable:
+        """The augmentation's neighbour table for this teacher's embeddings (built once per task and teacher)."""
+        cached = getattr(self, "_neighbour_cache", None)
+        if cached is not None and cached[0] is teacher:
+            return cached[1]
+        table = neighbour_table(teacher, token_ids=self._train[0], special_ids=self.tokenizer.all_special_ids,
+                                neighbours=self.spec.augment_neighbours)
+        self._neighbour_cache = (teacher, table)
+        return table
 
     def predict(self, model: nn.Module) -> list[int]:
         """Predicted label ids for the validation examples, in file order."""
