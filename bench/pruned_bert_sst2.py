@@ -78,6 +78,10 @@ def main() -> None:
     parser.add_argument("--task-options", type=json.loads, default={},
                         help="JSON merged into the jobs' task (e.g. '{\"augment_share\": 0.5}'); with "
                              "--train-longer, the finalist trains with its job's task changed so")
+    parser.add_argument("--remeasure", default=None, metavar="JOB:TRIAL,...",
+                        help="time the teacher and these trials again, interleaved (--remeasure-rounds rounds, the "
+                             "medians), and give each trial's latency as a share of the teacher's timed beside it")
+    parser.add_argument("--remeasure-rounds", type=int, default=5)
     parser.add_argument("--screening-ablation", action="store_true",
                         help="after a run with screening (--out): train the finalists each job would have chosen "
                              "without it, as the job trains finalists, and add them to --out")
@@ -110,6 +114,9 @@ def main() -> None:
     elif args.screening_ablation:
         results = {**earlier, "screening_ablation": screening_ablation(args, earlier)}
         out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    elif args.remeasure:
+        results = {**earlier, "remeasured": [*earlier.get("remeasured", []), remeasure(args)]}
+        out.write_text(json.dumps(results, indent=2), encoding="utf-8")
     elif args.train_longer:
         results = {**earlier, "train_longer": [*earlier.get("train_longer", []), train_longer(args)]}
         out.write_text(json.dumps(results, indent=2), encoding="utf-8")
@@ -117,6 +124,9 @@ def main() -> None:
         results = run(args, data, earlier=earlier)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2), encoding="utf-8")
+    if "modes" not in results:  # an ablation written to a file of its own: no run's table to draw
+        print(json.dumps(results, indent=2))
+        return
     plot(results, out.with_suffix(".png"))
     print(markdown(results))
     print(f"\nfigures written to {out}")
@@ -436,6 +446,31 @@ def train_longer(args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
+def remeasure(args: argparse.Namespace) -> dict[str, Any]:
+    """`--remeasure JOB:TRIAL,...`: the teacher and the trials timed again in interleaved rounds, so that each
+    ratio compares timings taken minutes apart, not an hour (this machine drifts by up to 30% in an hour)."""
+    from latency_models.measure import measure_archs
+    from latency_models.meter import make_meter
+    from search_spaces.arch import Arch
+    from search_spaces.base import get_space
+
+    trainer = FinalistTrainer(args)
+    space = get_space("pruned-bert", {"base_model": "minilm-l6"})
+    device = trainer.storage.device("cpu-1t-seq128")
+    meter = make_meter(device, trainer.settings.meter(seed=args.seed))
+    pairs = [tuple(int(x) for x in item.split(":")) for item in args.remeasure.split(",")]
+    trials = [trainer.storage.trial(job_id, number) for job_id, number in pairs]
+    archs = [space.full_arch(), *(Arch.from_dict(t.arch) for t in trials)]
+    measure_archs(space, archs, meter)  # untimed: a fresh process's first models
+    rounds = [[m.median_ms for m in measure_archs(space, archs, meter)] for _ in range(args.remeasure_rounds)]
+    medians = [statistics.median(r[i] for r in rounds) for i in range(len(archs))]
+    rows = [{"job_id": job_id, "trial": number, "latency_ms": ms, "x_teacher": ms / medians[0],
+             "in_the_job_ms": t.latency_ms, "rounds_ms": [r[i + 1] for r in rounds]}
+            for i, ((job_id, number), t, ms) in enumerate(zip(pairs, trials, medians[1:]))]
+    logging.info("remeasured: teacher %.2f ms; %s", medians[0], rows)
+    return {"teacher_ms": medians[0], "teacher_rounds_ms": [r[0] for r in rounds], "trials": rows}
+
+
 def teacher_scores(storage: Any, job_id: int) -> dict[str, float]:
     """Every metric of the cached teacher (the job stores only its objective)."""
     from nas.engine.bound_job import bind_job
@@ -520,6 +555,10 @@ def markdown(r: dict[str, Any]) -> str:
                 lines.append(f"| {x['trial']} | {x['metrics'].get(f'inherited_{metric}', float('nan')):.4f} | "
                              f"{x['metrics'].get(f'screened_{metric}', float('nan')):.4f} | {final} | "
                              f"{x['latency_ms']:.2f} | {arch(x['arch'])} |")
+    for x in r.get("remeasured", []):
+        lines += ["", f"Re-measured, interleaved: the teacher {x['teacher_ms']:.2f} ms; " + "; ".join(
+            f"job {t['job_id']} trial {t['trial']} {t['latency_ms']:.2f} ms = {t['x_teacher']:.2f}x (in the job "
+            f"{t['in_the_job_ms']:.2f} ms)" for t in x["trials"])]
     for x in r.get("train_longer", []):
         changed = f" with {x['task_options']}" if x.get("task_options") else ""
         lines += ["", f"Job {x['job_id']}, trial {x['trial']} trained {x['steps']} final steps{changed}: {metric} "
