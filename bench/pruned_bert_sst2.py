@@ -22,6 +22,8 @@ time. For each mode, the best final model under 0.75x, 0.5x and 0.33x of the tea
 - `--slicing`: the importance-ranked against random and magnitude slicing at one arch (standalone recovery).
 - `--task-options JSON`: merged into every job's task (e.g. augmentation); with `--train-longer`, one finalist
   trained again with its job's task so changed.
+- `--final-eval-every N`: finalists scored every N final steps, keeping their best weights (also with
+  `--train-longer`).
 - `--remeasure JOB:TRIAL,...`: the teacher and those trials timed again, interleaved, for ratios that do not
   span the machine's drift.
 
@@ -77,6 +79,9 @@ def main() -> None:
     parser.add_argument("--screen-candidates", type=int, default=0,
                         help="one-shot: screen this many candidates for --screen-steps before final training")
     parser.add_argument("--screen-steps", type=int, default=100)
+    parser.add_argument("--final-eval-every", type=int, default=0,
+                        help="one-shot (and --train-longer): score each finalist every this many final steps and "
+                             "keep its best weights (search.final_eval_every_steps); 0: the last step's")
     parser.add_argument("--train-longer", default=None, metavar="JOB:TRIAL:STEPS",
                         help="train one finalist of a job in --out for STEPS final steps, as its job would")
     parser.add_argument("--task-options", type=json.loads, default={},
@@ -308,12 +313,14 @@ def one_shot(bench: Bench, args: argparse.Namespace, metric: str, *, supernet_st
                           budget={"trials": args.candidates, "train_steps": args.train_steps},
                           search={"mode": "one-shot", "supernet_steps": supernet_steps,
                                   "final_candidates": args.final_candidates, "final_train_steps": args.train_steps,
-                                  "screen_candidates": args.screen_candidates, "screen_steps": args.screen_steps})
+                                  "screen_candidates": args.screen_candidates, "screen_steps": args.screen_steps,
+                                  "final_eval_every_steps": args.final_eval_every})
         jobs.append({"ratio": ratio, **bench.run_job(spec)})
     return mode_result(jobs, bench, metric, settings={
         "supernet_steps": supernet_steps, "candidates_per_job": args.candidates,
         "final_candidates": args.final_candidates, "final_train_steps": args.train_steps,
-        "screen_candidates": args.screen_candidates, "screen_steps": args.screen_steps})
+        "screen_candidates": args.screen_candidates, "screen_steps": args.screen_steps,
+        "final_eval_every_steps": args.final_eval_every})
 
 
 def mode_result(jobs: list[dict[str, Any]], bench: Bench, metric: str, *,
@@ -385,17 +392,19 @@ class FinalistTrainer:
             raise SystemExit(f"job {job.id}'s supernet is not in the cache ({path}): run with its --work-dir")
         began = time.perf_counter()
         changed = "-".join(f"{k}={v}" for k, v in sorted(self.args.task_options.items()))
+        every = self.args.final_eval_every
         folder = self.args.work_dir / "ablation" / "-".join(
-            x for x in (f"job-{job.id}-trial-{trial.number}-{steps}", changed) if x)
+            x for x in (f"job-{job.id}-trial-{trial.number}-{steps}", changed, f"best{every}" if every else "") if x)
         task = candidate_task(bound, self.settings, trial, train_steps=steps, supernet_path=str(path),
-                              artifact_dir=folder)
+                              artifact_dir=folder, keep_best_every_steps=every)
         if self.args.task_options:
             task = dataclasses.replace(task, task={**task.task, **self.args.task_options})
         result = evaluate_candidate(task)
         if result.state != "complete":
             raise SystemExit(f"trial {trial.number} failed: {result.error}")
+        kept = result.extra.get("kept_step")
         return {"final": {**(result.extra.get("metrics") or {}), bound.task.metric_name: result.metric},
-                "train_s": time.perf_counter() - began}
+                "train_s": time.perf_counter() - began, **({"kept_step": kept} if kept is not None else {})}
 
 
 def screening_ablation(args: argparse.Namespace, results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -66,6 +66,11 @@ class SearchMode(BaseModel):
                                                       "budget.train_steps)")
     final_from: Literal["inherited", "scratch"] = Field(
         default="inherited", description="one-shot: final training starts from the inherited weights or from scratch")
+    final_eval_every_steps: int = Field(
+        default=0, ge=0, le=10_000_000,
+        description="one-shot: score each finalist on the validation data before its final training and every "
+                    "this many steps of it, and keep the best weights (a small model on a small data set can "
+                    "over-train); 0: keep the weights of the last step")
     screen_candidates: int = Field(
         default=0, ge=0, le=1000,
         description="one-shot: before final training, this many of the best candidates under the target by "

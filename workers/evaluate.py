@@ -116,14 +116,20 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
         params = sum(p.numel() for p in model.parameters())
         # A promoted trial continues its run (schedule, optimiser, data order) from its rung; with no saved
         # state (saved by an older version) it trains on with a fresh optimiser and its own data order.
-        train_loss = None
+        train_loss, metrics, kept_step = None, None, None
         if candidate.train_steps > candidate.steps_before:
-            train_loss = task.train(model, steps=candidate.train_steps - candidate.steps_before,
-                                    seed=candidate.seed + (0 if run.state else candidate.steps_before),
-                                    teacher=teacher_of(space), run=run)
+            seed = candidate.seed + (0 if run.state else candidate.steps_before)
+            if candidate.keep_best_every_steps > 0:
+                train_loss, metrics, kept_step = _train_keeping_best(
+                    task, model, steps=candidate.train_steps - candidate.steps_before, seed=seed,
+                    teacher=teacher_of(space), run=run, every_steps=candidate.keep_best_every_steps)
+            else:
+                train_loss = task.train(model, steps=candidate.train_steps - candidate.steps_before, seed=seed,
+                                        teacher=teacher_of(space), run=run)
         train_s = time.perf_counter() - began
         began = time.perf_counter()
-        metrics = task.evaluate_all(model)
+        if metrics is None:
+            metrics = task.evaluate_all(model)
         metric = metrics[task.metric_name]
         eval_s = time.perf_counter() - began
     if not torch.isfinite(torch.tensor(metric)):
@@ -149,5 +155,31 @@ def _evaluate(candidate: CandidateTask) -> EvalResult:
     return EvalResult(job_id=candidate.job_id, trial_number=candidate.trial_number, state="complete",
                       metric=float(metric), params=int(params), train_loss=train_loss, train_s=train_s,
                       eval_s=eval_s, weights_path=str(weights_path), worker=worker_name(),
-                      extra={"metrics": metrics, "inherited": bool(candidate.supernet_path)},
+                      extra={"metrics": metrics, "inherited": bool(candidate.supernet_path),
+                             **({"kept_step": kept_step} if kept_step is not None else {})},
                       steps_done=candidate.train_steps)
+
+
+def _train_keeping_best(task: Task, model: Any, *, steps: int, seed: int, teacher: Any, run: TrainingRun,
+                        every_steps: int) -> tuple[float, dict[str, float], int]:
+    """Train `model` for `steps` in stretches of `every_steps` (one training run: the same weights as in one
+    go), scoring it before and after each; leave in it the best-scoring weights (the earliest of ties).
+    Returns the last stretch's training loss, the kept weights' metrics and the step they were kept at."""
+    maximize = task.objective_for(task.spec).maximize
+    best_metrics, kept_step = task.evaluate_all(model), run.start_step
+    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    loss, done = float("nan"), 0
+    while done < steps:
+        stretch = min(every_steps, steps - done)
+        loss = task.train(model, steps=stretch, seed=seed, teacher=teacher, run=run)
+        done += stretch
+        metrics = task.evaluate_all(model)
+        value, best = metrics[task.metric_name], best_metrics[task.metric_name]
+        if value > best if maximize else value < best:
+            best_metrics, kept_step = metrics, run.start_step
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if kept_step != run.start_step:
+        model.load_state_dict(best_state)
+    logger.info("kept the weights of step %d of %d (%s %.4f)", kept_step, run.start_step, task.metric_name,
+                best_metrics[task.metric_name])
+    return loss, best_metrics, kept_step

@@ -32,6 +32,9 @@ class CandidateTask:
     # Where the artifacts live (`workers.artifact_store.ArtifactLocation.to_dict()`): with an object store, the
     # worker pulls the files this task names and pushes the weights it saves. None: one shared folder.
     artifacts: dict[str, Any] | None = None
+    # Final training: score the model before training and every this many steps, and keep the best weights
+    # (by the task's metric and direction); 0: the last step's.
+    keep_best_every_steps: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

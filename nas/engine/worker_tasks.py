@@ -40,7 +40,7 @@ def trial_artifact_dir(job: BoundJob, settings: Settings, trial_number: int) -> 
 def candidate_task(job: BoundJob, settings: Settings, trial: TrialRecord, *, train_steps: int,
                    supernet_path: str | None, artifact_dir: Path | None = None, attempt: int = 1,
                    resume_from: str | None = None, steps_before: int = 0,
-                   schedule_steps: int | None = None) -> CandidateTask:
+                   schedule_steps: int | None = None, keep_best_every_steps: int = 0) -> CandidateTask:
     """One trial's evaluation: `train_steps` 0 with a supernet scores its inherited weights; more trains it
     (from the supernet's slices when `supernet_path` is given, else from scratch or from `resume_from`)."""
     folder = artifact_dir if artifact_dir is not None else trial_artifact_dir(job, settings, trial.number)
@@ -49,4 +49,4 @@ def candidate_task(job: BoundJob, settings: Settings, trial: TrialRecord, *, tra
         arch=trial.arch, task=job.spec.task.model_dump(), train_steps=train_steps, seed=job.spec.seed,
         artifact_dir=str(folder), threads=settings.training_threads, attempt=attempt, resume_from=resume_from,
         steps_before=steps_before, schedule_steps=schedule_steps, supernet_path=supernet_path,
-        artifacts=settings.artifact_location().to_dict())
+        artifacts=settings.artifact_location().to_dict(), keep_best_every_steps=keep_best_every_steps)

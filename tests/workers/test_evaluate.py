@@ -68,6 +68,43 @@ def test_a_trial_trained_in_rungs_equals_one_trained_in_one_go(tmp_path: Path, c
     assert fresh.state == "complete" and fresh.metric != whole.metric
 
 
+def test_final_training_that_over_trains_keeps_its_best_weights(tmp_path: Path) -> None:
+    """With `keep_best_every_steps` the model is scored before training and every that many steps, and the
+    best-scoring weights are kept: here a model that learns its training text's strict alternation ("abab")
+    first gets better, then worse, on a random mix of the same letters. The kept weights are those of that
+    step of the same run (one schedule of 40 steps), and its metric theirs."""
+    import random
+
+    from safetensors.torch import load_file
+
+    (tmp_path / "train.txt").write_text("ab" * 4000)
+    rng = random.Random(0)
+    (tmp_path / "validation.txt").write_text("".join(rng.choice("ab") for _ in range(2000)))
+    task = {"kind": "language-modeling", "train": str(tmp_path / "train.txt"), "seq_len": 16,
+            "validation": str(tmp_path / "validation.txt"), "learning_rate": 0.05}
+    space = get_space("sparse-transformer", TINY_SPACE_OPTIONS)
+    arch = space.make_arch(d_model=16, layers=[{"attn_heads": 2, "ffn": {"kind": "dense", "width": 32}}]).to_dict()
+    along = {steps: evaluate_candidate(candidate(tmp_path, tmp_path, arch, task=task, train_steps=steps,
+                                                 schedule_steps=40, artifact_dir=str(tmp_path / f"s{steps}")))
+             for steps in range(0, 41, 8)}
+    best_step = min(along, key=lambda steps: (along[steps].metric, steps))
+    assert 0 < best_step < 40  # it over-trains: neither the start nor the end is best
+    kept = evaluate_candidate(candidate(tmp_path, tmp_path, arch, task=task, train_steps=40, keep_best_every_steps=8,
+                                        artifact_dir=str(tmp_path / "kept")))
+    assert kept.state == "complete", kept.error
+    assert kept.extra["kept_step"] == best_step and kept.steps_done == 40
+    assert kept.metric == along[best_step].metric < along[40].metric
+    weights, reference = load_file(kept.weights_path or ""), load_file(along[best_step].weights_path or "")
+    assert all(torch_equal(weights[name], reference[name]) for name in reference)
+    # where the last step is best, the weights are those of training in one go
+    last = evaluate_candidate(candidate(tmp_path, tmp_path, arch, task=task, train_steps=8, keep_best_every_steps=3,
+                                        artifact_dir=str(tmp_path / "last")))
+    whole = evaluate_candidate(candidate(tmp_path, tmp_path, arch, task=task, train_steps=8,
+                                         artifact_dir=str(tmp_path / "whole")))
+    assert last.extra["kept_step"] == 8 and last.metric == whole.metric
+    assert "kept_step" not in whole.extra
+
+
 def torch_equal(a: object, b: object) -> bool:
     import torch
 

@@ -4,10 +4,11 @@ figures.
 The search scored candidates on inherited weights. The best `search.final_candidates` members under the
 latency target of the front of inherited figures (`inherited_choice`; front members were measured on the
 device by `finish`) are trained for `search.final_train_steps` (default `budget.train_steps`) from their
-inherited weights (or from scratch with `search.final_from`),
-through the job's executor, and evaluated on the validation data. Each keeps its final metric as its
-`metric` (the inherited one stays in `metrics` as `inherited_<metric>`, and `steps_done` says how far it
-trained); the front is recomputed; `export` then picks among the finalists.
+inherited weights (or from scratch with `search.final_from`), through the job's executor, and evaluated on
+the validation data (with `search.final_eval_every_steps`, also before training and every that many steps,
+keeping the best weights; `kept_step` in `metrics` says which). Each keeps its final metric as its `metric`
+(the inherited one stays in `metrics` as `inherited_<metric>`, and `steps_done` says how far it trained);
+the front is recomputed; `export` then picks among the finalists.
 
 Inherited scores rank candidates only loosely (README: rank agreement), so with `search.screen_candidates`
 the best that many under the target by inherited metric (front members or not; each measured on the device
@@ -104,7 +105,8 @@ class TrainFinalists(Phase):
             for trial in todo:
                 executor.submit(candidate_task(
                     job, run.settings, trial, train_steps=steps,
-                    supernet_path=run.supernet_path if search.final_from == "inherited" else None))
+                    supernet_path=run.supernet_path if search.final_from == "inherited" else None,
+                    keep_best_every_steps=0 if screening else search.final_eval_every_steps))
             by_number = {t.number: t for t in todo}
             while executor.in_flight:
                 for result in executor.wait(timeout_s=5.0):
@@ -115,8 +117,10 @@ class TrainFinalists(Phase):
                         continue
                     inherited = _figure(trial, f"inherited_{metric_name}", trial.metric)
                     screened = result.metric if screening else _figure(trial, f"screened_{metric_name}")
+                    kept = result.extra.get("kept_step")
                     metrics = {**(result.extra.get("metrics") or {}), f"inherited_{metric_name}": float(inherited),
-                               **({f"screened_{metric_name}": float(screened)} if screened is not None else {})}
+                               **({f"screened_{metric_name}": float(screened)} if screened is not None else {}),
+                               **({"kept_step": float(kept)} if kept is not None else {})}
                     trained = TrainedResult(metric=result.metric, params=result.params, train_loss=result.train_loss,
                                             worker=result.worker, metrics=metrics, weights_path=result.weights_path,
                                             steps_done=steps)

@@ -105,6 +105,32 @@ def test_without_screening_the_best_by_inherited_metric_are_trained(tmp_path: Pa
     assert chosen[0].number == final
 
 
+def test_finalists_keep_their_best_weights_when_asked_and_screening_does_not(tmp_path: Path, corpus_file: Path,
+                                                                            sqlite_url: str) -> None:
+    """`search.final_eval_every_steps` reaches the finalists' training (not the short screening), and the step
+    whose weights a finalist kept is stored with its figures."""
+    storage = open_storage(sqlite_url)
+    asked: dict[int, set[int]] = {}
+    calls: list[tuple[int, int]] = []
+    evaluate = steps_aware_evaluate(calls)
+
+    def keeping(candidate: CandidateTask) -> EvalResult:
+        asked.setdefault(candidate.train_steps, set()).add(candidate.keep_best_every_steps)
+        result = evaluate(candidate)
+        if candidate.keep_best_every_steps:
+            return dataclasses.replace(result, extra={**result.extra, "kept_step": 4})
+        return result
+
+    spec = one_shot_spec(corpus_file, screen_candidates=3, screen_steps=SCREEN_STEPS, final_candidates=1,
+                         final_eval_every_steps=2)
+    job_id, job = run(storage, tmp_path, spec, [], evaluate=keeping)
+    assert job.state == "completed", job.message
+    assert asked == {0: {0}, SCREEN_STEPS: {0}, FINAL_STEPS: {2}}
+    (final,) = [t for t in storage.trials(job_id) if t.steps_done == FINAL_STEPS]
+    assert final.metrics["kept_step"] == 4
+    assert all("kept_step" not in (t.metrics or {}) for t in storage.trials(job_id) if t.id != final.id)
+
+
 def trial(number: int, *, latency_ms: float, metric: float, inherited: float | None = None) -> TrialRecord:
     return TrialRecord(id=100 + number, job_id=1, number=number, optuna_number=number, arch_hash=str(number),
                        arch={}, state="complete", predicted_latency_ms=latency_ms, predicted_latency_std_ms=None,
