@@ -31,6 +31,7 @@ pruned space; wall times and latencies are of this machine (2 cores, noisy: 20 t
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import logging
 import platform
@@ -203,7 +204,9 @@ def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_
     result = {"space": name, "options": SPACES[name], "archs": len(archs), "kendall_tau": taus,
               "best_under_common_target": best, "transfer": transfer,
               "latencies_ms": latencies, "held_out_latencies_ms_second_timing": repeat, "params": params,
-              "measure_s": measure_s}
+              "measure_s": measure_s,
+              # cpu-1t's lookup table as `LatencyModel.save` writes it (base64), for analyses offline
+              "lookup_source_payload": base64.b64encode(lookup.save()).decode() if lookup is not None else None}
     if name == "sparse-transformer":
         result["decode"] = decode_figures(space, archs[:3], meter_settings)
     return result
