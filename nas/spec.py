@@ -189,6 +189,10 @@ class JobSpec(BaseModel):
             raise ValueError(f"search.screen_candidates ({self.search.screen_candidates}) picks a one-shot search's "
                              "finalists; a standalone search trains every candidate; leave it out, or use "
                              "search.mode: one-shot")
+        elif self.search.final_eval_every_steps:
+            raise ValueError(f"search.final_eval_every_steps ({self.search.final_eval_every_steps}) applies to a "
+                             "one-shot search's final training; a standalone search has none; leave it out, or "
+                             "use search.mode: one-shot")
         return self
 
     def _screening_fits(self) -> None:

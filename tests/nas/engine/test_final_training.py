@@ -168,6 +168,8 @@ def test_screening_that_cannot_choose_is_refused_with_the_fix(corpus_file: Path,
 def test_screening_on_a_standalone_search_is_refused(corpus_file: Path) -> None:
     with pytest.raises(SpecError, match="search.screen_candidates .* a standalone search trains every candidate"):
         make_spec(corpus_file, search={"mode": "standalone", "screen_candidates": 4})
+    with pytest.raises(SpecError, match="search.final_eval_every_steps \\(50\\) applies to a one-shot"):
+        make_spec(corpus_file, search={"mode": "standalone", "final_eval_every_steps": 50})
 
 
 class Killed(BaseException):
