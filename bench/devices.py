@@ -38,6 +38,7 @@ import platform
 import statistics
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,7 @@ SPACES: dict[str, dict[str, Any]] = {
     "pruned-bert": {"base_model": "minilm-l6"},
 }
 TRANSFER_SAMPLES = (5, 10, 20)
+DRAWS = 25  # random draws of each transfer's samples (the figures are their medians)
 WITH_CUDA = False  # --cuda: a fourth device, the GPU (torch, batch 1, 64 tokens)
 
 
@@ -94,18 +96,31 @@ def lookup_source(space: Any, meter_settings: Any) -> Any:
 
 
 def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[float]], *,
-                     lookup: Any = None, repeat: dict[str, list[float]] | None = None) -> dict[str, Any]:
+                     lookup: Any = None, repeat: dict[str, list[float]] | None = None,
+                     draws: int = DRAWS) -> dict[str, Any]:
     """Source `learned` on cpu-1t's first half (and `lookup`, cpu-1t's lookup table, when given); each other
     device: transfer with k samples from each source, and a learned model on the whole first half. `repeat`:
-    the held-out half timed again per device, for the noise floor and the judgement against both timings."""
+    the held-out half timed again per device, for the noise floor and the judgement against both timings.
+
+    A transfer's k samples are `draws` random draws from the first half, each with the space's corners (as
+    `hwnas profile` picks them), and each figure is the median over the draws (with the range of the share
+    within 10%). Draws spread the samples over the whole first pass: the first k archs alone were all timed
+    in its first minute, so a drift of the machine between that minute and the held-out half's (5 to 20%
+    within one run, measured) decided the figure more than the transfer did."""
+    import random
+
     from scipy.stats import kendalltau
 
     from latency_models.base import FitSample, ProfileData
     from latency_models.learned import LearnedLatencyModel
     from latency_models.transfer import TransferLatencyModel
+    from search_spaces.base import corner_archs
 
     half = len(archs) // 2
     train, test = archs[:half], archs[half:]
+    corner_hashes = {a.hash for a in corner_archs(space)}
+    corners = [i for i, a in enumerate(train) if a.hash in corner_hashes]
+    others = [i for i in range(half) if i not in corners]
     all_devices = devices()
     source = LearnedLatencyModel(space=space, device=all_devices["cpu-1t"])
     source.fit([FitSample(a, ms) for a, ms in zip(train, latencies["cpu-1t"][:half])])
@@ -122,20 +137,31 @@ def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[flo
             figures["within_10pct_vs_mean"] = agreement(predicted, both)["within_10pct"]
         return figures
 
+    def transfer(name: str, samples: list[Any], k: int, source_model: Any, truth: list[float],
+                 second: list[float] | None) -> dict[str, Any]:
+        runs, forms = [], Counter()
+        for draw in range(draws):
+            rng = random.Random(1000 * k + draw)
+            chosen = corners[:k] + rng.sample(others, k - min(k, len(corners)))
+            model = TransferLatencyModel.from_profile(space=space, device=all_devices[name], data=ProfileData(
+                samples=[samples[i] for i in chosen], overhead_count=k, source=source_model)).model
+            runs.append(judge(model, truth, second))
+            forms[model.mode] += 1
+        shares = [r["within_10pct"] for r in runs]
+        figures = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        return {**figures, "within_10pct_min": min(shares), "within_10pct_max": max(shares), "draws": draws,
+                "forms": dict(forms)}
+
     result: dict[str, Any] = {}
-    for name in [n for n in all_devices if n != "cpu-1t"]:
+    for name in [n for n in all_devices if n != "cpu-1t" and n in latencies]:
         truth = latencies[name][half:]
         second = repeat[name] if repeat is not None else None
         samples = [FitSample(a, ms) for a, ms in zip(train, latencies[name][:half])]
         row: dict[str, Any] = {}
         for k in TRANSFER_SAMPLES:
-            model = TransferLatencyModel.from_profile(space=space, device=all_devices[name], data=ProfileData(
-                samples=samples[:k], overhead_count=k, source=source)).model
-            row[f"transfer_{k}"] = judge(model, truth, second)
+            row[f"transfer_{k}"] = transfer(name, samples, k, source, truth, second)
             if lookup is not None:
-                model = TransferLatencyModel.from_profile(space=space, device=all_devices[name], data=ProfileData(
-                    samples=samples[:k], overhead_count=k, source=lookup)).model
-                row[f"transfer_{k}_from_lookup_table"] = {**judge(model, truth, second), "form": model.mode}
+                row[f"transfer_{k}_from_lookup_table"] = transfer(name, samples, k, lookup, truth, second)
         full = LearnedLatencyModel(space=space, device=all_devices[name])
         full.fit(samples)
         row[f"learned_{half}"] = judge(full, truth, second)
@@ -156,6 +182,32 @@ def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[flo
     return result
 
 
+def rejudge(stored: dict[str, Any], *, draws: int) -> dict[str, Any]:
+    """The transfer figures of a stored run, computed again from its timings and lookup table (no timing)."""
+    from latency_models.base import LatencyModel
+    from search_spaces.base import get_space
+
+    space = get_space(stored["space"], stored["options"])
+    archs = bench_archs(space, stored["archs"])
+    params = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in archs]
+    if params != stored["params"]:
+        raise SystemExit(f"{stored['space']}: the archs drawn again differ from the stored run's (parameters)")
+    payload = stored.get("lookup_source_payload")
+    lookup = (LatencyModel.load(base64.b64decode(payload), space=space, device=devices()["cpu-1t"])
+              if payload else None)
+    transfer = transfer_figures(space, archs, stored["latencies_ms"], lookup=lookup,
+                                repeat=stored.get("held_out_latencies_ms_second_timing"), draws=draws)
+    return {**stored, "transfer": transfer}
+
+
+def bench_archs(space: Any, count: int) -> list[Any]:
+    """The space's corners, then random archs (seed 0): the same archs in every run."""
+    from search_spaces.base import corner_archs, random_archs
+
+    corners = corner_archs(space)
+    return corners + random_archs(space, count=count - len(corners), seed=0, exclude=[a.hash for a in corners])
+
+
 def decode_figures(space: Any, archs: list[Any], meter_settings: Any) -> list[dict[str, Any]]:
     from latency_models.device import DeviceProfile
     from latency_models.measure import measure_archs
@@ -173,14 +225,13 @@ def decode_figures(space: Any, archs: list[Any], meter_settings: Any) -> list[di
 
 
 def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_table: bool = False,
-              repeat_held_out: bool = True) -> dict[str, Any]:
+              repeat_held_out: bool = True, draws: int = DRAWS) -> dict[str, Any]:
     from scipy.stats import kendalltau
 
-    from search_spaces.base import corner_archs, get_space, random_archs
+    from search_spaces.base import get_space
 
     space = get_space(name, SPACES[name])
-    corners = corner_archs(space)
-    archs = corners + random_archs(space, count=count - len(corners), seed=0, exclude=[a.hash for a in corners])
+    archs = bench_archs(space, count)
     began = time.perf_counter()
     latencies = measure_interleaved(space, archs, chunk=chunk, meter_settings=meter_settings)
     measure_s = time.perf_counter() - began
@@ -200,7 +251,7 @@ def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_
         chosen = max(under, key=lambda i: params[i])
         best[device] = {"target_ms": target, "arch": space.describe(archs[chosen].config), "params": params[chosen],
                         "latency_ms": values[chosen], "index": chosen}
-    transfer = transfer_figures(space, archs, latencies, lookup=lookup, repeat=repeat)
+    transfer = transfer_figures(space, archs, latencies, lookup=lookup, repeat=repeat, draws=draws)
     result = {"space": name, "options": SPACES[name], "archs": len(archs), "kendall_tau": taus,
               "best_under_common_target": best, "transfer": transfer,
               "latencies_ms": latencies, "held_out_latencies_ms_second_timing": repeat, "params": params,
@@ -225,8 +276,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines += ["", "| target device | model | within 10% | within 10% of two timings' mean | Kendall tau |",
                   "|---|---|---|---|---|"]
         for device, row in r["transfer"].items():
-            lines += [f"| {device} | {model}{' (' + f['form'] + ')' if 'form' in f else ''} | "
-                      f"{f['within_10pct']:.0f}% | "
+            lines += [f"| {device} | {model}{_forms(f)} | {f['within_10pct']:.0f}%"
+                      f"{_range(f)} | "
                       f"{format(f['within_10pct_vs_mean'], '.0f') + '%' if 'within_10pct_vs_mean' in f else '-'} | "
                       f"{f['kendall_tau']:.3f} |" for model, f in row.items()]
         for d in r.get("decode", []):
@@ -234,6 +285,18 @@ def markdown(results: list[dict[str, Any]]) -> str:
                          f"{d['per_token_ms_without_cache']:.3f} without ({d['ratio']:.1f}x)")
         lines.append("")
     return "\n".join(lines)
+
+
+def _forms(figures: dict[str, Any]) -> str:
+    if "forms" in figures:
+        return " (" + ", ".join(f"{form} {n}" for form, n in figures["forms"].items()) + ")"
+    return f" ({figures['form']})" if "form" in figures else ""
+
+
+def _range(figures: dict[str, Any]) -> str:
+    if "within_10pct_min" in figures:
+        return f" ({figures['within_10pct_min']:.0f} to {figures['within_10pct_max']:.0f})"
+    return ""
 
 
 def main() -> None:
@@ -251,6 +314,11 @@ def main() -> None:
     parser.add_argument("--rounds", default="2,4", help="the meter's rounds per run: MIN,MAX")
     parser.add_argument("--no-repeat", action="store_true",
                         help="skip timing the held-out half a second time (the noise floor)")
+    parser.add_argument("--draws", type=int, default=DRAWS,
+                        help="random draws of each transfer's samples from the first half (medians reported)")
+    parser.add_argument("--rejudge", type=Path, default=None, metavar="FILE",
+                        help="no timing: the transfer figures of FILE (a run of this benchmark) computed again "
+                             "from its stored timings and lookup table, written to --out")
     args = parser.parse_args()
     global WITH_CUDA
     WITH_CUDA = args.cuda
@@ -259,8 +327,16 @@ def main() -> None:
     min_rounds, max_rounds = (int(x) for x in args.rounds.split(","))
     settings = MeterSettings(warmup=2, repeats=args.repeats, min_rounds=min_rounds, max_rounds=max_rounds)
     began = time.perf_counter()
+    if args.rejudge is not None:
+        stored = json.loads(args.rejudge.read_text())
+        results = [rejudge(space, draws=args.draws) for space in stored["spaces"]]
+        args.out.write_text(json.dumps({**stored, "rejudged_from": args.rejudge.name, "draws": args.draws,
+                                        "spaces": results}, indent=1))
+        print(markdown(results))
+        return
     results = [run_space(name, count=args.archs, chunk=args.chunk, meter_settings=settings,
-                         lookup_table=args.lookup_table_source, repeat_held_out=not args.no_repeat)
+                         lookup_table=args.lookup_table_source, repeat_held_out=not args.no_repeat,
+                         draws=args.draws)
                for name in args.spaces.split(",")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
