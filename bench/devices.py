@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/devices.py                          # both spaces, 100 archs each (about an hour)
     .venv/bin/python bench/devices.py --spaces sparse-transformer --archs 40 --out /tmp/devices.json
+    .venv/bin/python bench/devices.py --rejudge RUN.json --out NEW.json  # a stored run's transfers, no timing
 
 For each space (the demo's sparse transformer; MiniLM-L6 pruned), the space's corners and random archs are
 timed on three devices of this machine: torch `cpu-1t`, torch `cpu-2t` and ONNX Runtime with 1 thread
@@ -13,9 +14,9 @@ drift spreads over all of them. Reported:
 - the largest arch (by parameters, the capacity proxy: no training here) under a common target (the median
   latency of the archs on `cpu-1t`, scaled to each device by the ratio of medians) on each device;
 - few-shot transfer from `cpu-1t` to each other device: a `learned` model fitted on half the archs of
-  `cpu-1t` is the source; `transfer` models fitted on 5, 10 and 20 of the target's first half, and a
-  `learned` model on the whole first half ("full profiling"), each judged on the second half: share within
-  10% and Kendall tau (goal: 90% and 0.9 from 20 samples);
+  `cpu-1t` is the source; `transfer` models fitted on 5, 10 and 20 of the target's first half (25 random
+  draws each, with the corners; medians), and a `learned` model on the whole first half ("full profiling"),
+  each judged on the second half: share within 10% and Kendall tau (goal: 90% and 0.9 from 20 samples);
 - the noise floor: the held-out half timed a second time on every device (interleaved again, after the first
   pass), and how often those two timings of the same arch agree within 10% (and their tau). A predictor
   judged against single timings cannot score above it; each model is also judged against the mean of the
@@ -320,6 +321,8 @@ def main() -> None:
                         help="no timing: the transfer figures of FILE (a run of this benchmark) computed again "
                              "from its stored timings and lookup table, written to --out")
     args = parser.parse_args()
+    if args.draws < 1:
+        parser.error(f"--draws must be at least 1 (got {args.draws}): each transfer is fitted on that many draws")
     global WITH_CUDA
     WITH_CUDA = args.cuda
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
