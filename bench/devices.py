@@ -330,6 +330,7 @@ def main() -> None:
     min_rounds, max_rounds = (int(x) for x in args.rounds.split(","))
     settings = MeterSettings(warmup=2, repeats=args.repeats, min_rounds=min_rounds, max_rounds=max_rounds)
     began = time.perf_counter()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.rejudge is not None:
         stored = json.loads(args.rejudge.read_text())
         results = [rejudge(space, draws=args.draws) for space in stored["spaces"]]
@@ -341,7 +342,6 @@ def main() -> None:
                          lookup_table=args.lookup_table_source, repeat_held_out=not args.no_repeat,
                          draws=args.draws)
                for name in args.spaces.split(",")]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
                                     "meter": settings.model_dump(), "wall_s": time.perf_counter() - began,
                                     "spaces": results}, indent=1))
