@@ -226,12 +226,14 @@ def decode_figures(space: Any, archs: list[Any], meter_settings: Any) -> list[di
 
 
 def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_table: bool = False,
-              repeat_held_out: bool = True, draws: int = DRAWS) -> dict[str, Any]:
+              repeat_held_out: bool = True, draws: int = DRAWS,
+              space_options: dict[str, Any] | None = None) -> dict[str, Any]:
     from scipy.stats import kendalltau
 
     from search_spaces.base import get_space
 
-    space = get_space(name, SPACES[name])
+    options = {**SPACES[name], **(space_options or {})}
+    space = get_space(name, options)
     archs = bench_archs(space, count)
     began = time.perf_counter()
     latencies = measure_interleaved(space, archs, chunk=chunk, meter_settings=meter_settings)
@@ -253,7 +255,7 @@ def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_
         best[device] = {"target_ms": target, "arch": space.describe(archs[chosen].config), "params": params[chosen],
                         "latency_ms": values[chosen], "index": chosen}
     transfer = transfer_figures(space, archs, latencies, lookup=lookup, repeat=repeat, draws=draws)
-    result = {"space": name, "options": SPACES[name], "archs": len(archs), "kendall_tau": taus,
+    result = {"space": name, "options": options, "archs": len(archs), "kendall_tau": taus,
               "best_under_common_target": best, "transfer": transfer,
               "latencies_ms": latencies, "held_out_latencies_ms_second_timing": repeat, "params": params,
               "measure_s": measure_s,
@@ -317,12 +319,28 @@ def main() -> None:
                         help="skip timing the held-out half a second time (the noise floor)")
     parser.add_argument("--draws", type=int, default=DRAWS,
                         help="random draws of each transfer's samples from the first half (medians reported)")
+    parser.add_argument("--space-options", type=json.loads, default=None, metavar="JSON",
+                        help="merged into each space's options (e.g. wider sparse-transformer blocks: archs whose "
+                             "latency is not mostly timing noise)")
     parser.add_argument("--rejudge", type=Path, default=None, metavar="FILE",
                         help="no timing: the transfer figures of FILE (a run of this benchmark) computed again "
                              "from its stored timings and lookup table, written to --out")
     args = parser.parse_args()
     if args.draws < 1:
         parser.error(f"--draws must be at least 1 (got {args.draws}): each transfer is fitted on that many draws")
+    if args.space_options is not None and not isinstance(args.space_options, dict):
+        parser.error(f"--space-options must be a JSON object of space options (got {args.space_options!r})")
+    if args.rejudge is None:
+        from search_spaces.base import get_space
+        from search_spaces.errors import SpecError
+
+        for name in args.spaces.split(","):
+            if name not in SPACES:
+                parser.error(f"--spaces: unknown space {name!r}; choose from {', '.join(SPACES)}")
+            try:
+                get_space(name, {**SPACES[name], **(args.space_options or {})})
+            except SpecError as error:
+                parser.error(f"--space-options for {name}: {error}")
     global WITH_CUDA
     WITH_CUDA = args.cuda
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -340,7 +358,7 @@ def main() -> None:
         return
     results = [run_space(name, count=args.archs, chunk=args.chunk, meter_settings=settings,
                          lookup_table=args.lookup_table_source, repeat_held_out=not args.no_repeat,
-                         draws=args.draws)
+                         draws=args.draws, space_options=args.space_options)
                for name in args.spaces.split(",")]
     args.out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
                                     "meter": settings.model_dump(), "wall_s": time.perf_counter() - began,
