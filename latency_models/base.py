@@ -117,9 +117,10 @@ class LatencyModel(ABC):
     def predict_raw_many(self, archs: Sequence[Arch]) -> list[LatencyPrediction]:
         return [self.predict_raw(arch) for arch in archs]
 
-    def kind_features(self, arch: Arch) -> dict[str, float] | None:
-        """The arch's predicted time split by block kind (ms per kind, as this model sees the device), for a
-        transfer to reweight; None where the model does not decompose an arch (the default)."""
+    def kind_features(self, arch: Arch, *, families: bool = False) -> dict[str, float] | None:
+        """The arch's predicted time split by block kind (ms per kind, as this model sees the device), or with
+        `families` by the space's finer `block_family`, for a transfer to reweight; None where the model does
+        not decompose an arch (the default)."""
         return None
 
     def predict(self, arch: Arch) -> LatencyPrediction:

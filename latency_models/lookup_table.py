@@ -63,9 +63,10 @@ class LookupTableLatencyModel(LatencyModel):
             total += ms
         return total, float(len(blocks))
 
-    def kind_features(self, arch: Arch) -> dict[str, float] | None:
-        """The blocks' isolated times summed by kind (attention, ffn, moe, embedding, ...), scaled as the fitted
-        overhead scales them, plus `blocks`: the per-block overhead times the block count."""
+    def kind_features(self, arch: Arch, *, families: bool = False) -> dict[str, float] | None:
+        """The blocks' isolated times summed by kind (attention, ffn, moe, embedding, ...; with `families`, by
+        the space's `block_family`), scaled as the fitted overhead scales them, plus `blocks`: the per-block
+        overhead times the block count."""
         scale, per_block, _ = self.coef
         sums: dict[str, float] = {}
         blocks = self.space.blocks(arch)
@@ -73,7 +74,8 @@ class LookupTableLatencyModel(LatencyModel):
             ms = self.block_ms.get(block.key)
             if ms is None:
                 return None
-            sums[block.kind] = sums.get(block.kind, 0.0) + scale * ms
+            name = self.space.block_family(block) if families else block.kind
+            sums[name] = sums.get(name, 0.0) + scale * ms
         sums["blocks"] = per_block * len(blocks)
         return sums
 

@@ -8,8 +8,10 @@ predicts left-out samples better. A rescale keeps the source's ranking, so it ca
 changes the relative cost of attention, dense and mixture-of-experts blocks (ONNX Runtime against torch,
 one thread against two). Where the source splits an arch's time by block kind (a lookup table:
 `LatencyModel.kind_features`), a third form reweights each kind: `ms here = sum_k w_k source_k + c`, fitted
-by non-negative least squares on relative errors. Of the three, the one with the smallest leave-one-out
-error on the samples is kept, and a relative spread is stated from its residuals (calibrated like any
+by non-negative least squares on relative errors. Where the space groups blocks more finely than by kind
+(`SearchSpace.block_family`: the sparse space's MoE blocks by expert count, whose dispatch ONNX Runtime runs
+as a subgraph per expert and torch as one grouped matmul), a fourth form weights each family the same way.
+Of these, the one with the smallest leave-one-out error on the samples is kept, and a relative spread is stated from its residuals (calibrated like any
 kind's, `latency_models.calibration`). It keeps the source predictor inside its payload, so it is stored,
 loaded, reported and chosen like any other kind. `hwnas profile --device NEW --transfer-from OLD` builds
 one; the profile's held-out archs (measured twice) give its report and noise floor.
@@ -58,7 +60,9 @@ class TransferLatencyModel(LatencyModel):
         super().__init__(space=space, device=device)
         self.source = source
         self.coef = (0.0, 1.0)  # a, b of log(ms) = a + b log(source ms)
-        self.mode = "rescale"  # or "line", or "kinds": ms = sum_k kind_weights[k] * source's ms of kind k + c
+        # or "line", or "kinds": ms = sum_k kind_weights[k] * source's ms of kind k + c, or "families": the same
+        # by the space's block families
+        self.mode = "rescale"
         self.kind_weights: dict[str, float] = {}
         self.relative_std = MIN_RELATIVE_STD
 
@@ -74,12 +78,17 @@ class TransferLatencyModel(LatencyModel):
         # Each form only where it predicts left-out samples better than the simpler ones: with a few noisy
         # samples a free slope, or a weight per block kind, can extrapolate wildly.
         errors = {"rescale": _loo_error(xs, ys, free_slope=False), "line": _loo_error(xs, ys, free_slope=True)}
-        kinds = self._kind_rows(samples)
-        if kinds is not None:
-            errors["kinds"] = _loo_kinds_error(kinds[1], kinds[2])
+        rows_by_form = {"kinds": self._kind_rows(samples, families=False)}
+        if rows_by_form["kinds"] is not None:
+            errors["kinds"] = _loo_kinds_error(rows_by_form["kinds"][1], rows_by_form["kinds"][2])
+            families = self._kind_rows(samples, families=True)
+            if families is not None and len(families[0]) > len(rows_by_form["kinds"][0]):  # finer than kinds
+                rows_by_form["families"] = families
+                errors["families"] = _loo_kinds_error(families[1], families[2])
         self.mode = min(errors, key=lambda name: (errors[name], list(errors).index(name)))
         self.coef = _fit(xs, ys, free_slope=self.mode == "line")
-        if self.mode == "kinds":
+        if self.mode in rows_by_form:
+            kinds = rows_by_form[self.mode]
             assert kinds is not None
             names, rows, targets = kinds
             weights = _fit_kinds(rows, targets)
@@ -94,11 +103,12 @@ class TransferLatencyModel(LatencyModel):
         self.relative_std = max(MIN_RELATIVE_STD, math.sqrt(sum(r * r for r in residuals) / dof))
         self.fitted = True
 
-    def _kind_rows(self, samples: Sequence[FitSample]) -> tuple[list[str], list[list[float]], list[float]] | None:
-        """Each sample's source time by block kind (and a constant), with its measured ms; None when the source
-        does not split archs by kind, or the samples are too few for a weight per kind."""
+    def _kind_rows(self, samples: Sequence[FitSample], *,
+                   families: bool) -> tuple[list[str], list[list[float]], list[float]] | None:
+        """Each sample's source time by block kind (or family) and a constant, with its measured ms; None when
+        the source does not split archs so, or the samples are too few for a weight per kind."""
         assert self.source is not None
-        features = [self.source.kind_features(s.arch) for s in samples]
+        features = [self.source.kind_features(s.arch, families=families) for s in samples]
         if any(f is None for f in features):
             return None
         names = sorted({name for f in features for name in f})  # type: ignore[union-attr]
@@ -109,9 +119,9 @@ class TransferLatencyModel(LatencyModel):
 
     def predict_raw(self, arch: Arch) -> LatencyPrediction:
         self.check_arch(arch)
-        if self.mode == "kinds":
+        if self.mode in ("kinds", "families"):
             assert self.source is not None
-            features = self.source.kind_features(arch)
+            features = self.source.kind_features(arch, families=self.mode == "families")
             # a kind none of the samples had has no weight: the rescale answers for such an arch
             if features is not None and all(name in self.kind_weights for name, ms in features.items() if ms):
                 mean = self.kind_weights.get("constant", 0.0) + sum(

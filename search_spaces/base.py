@@ -222,6 +222,12 @@ class SearchSpace(ABC):
         """
         return self.build(arch, seed=0)
 
+    def block_family(self, block: Block) -> str:
+        """A finer grouping than `block.kind` for blocks whose cost may scale differently on another backend
+        (a few-shot transfer may weight each family on its own: `latency_models.transfer`); the kind itself
+        unless a space knows better."""
+        return block.kind
+
     @abstractmethod
     def block_catalogue(self) -> list[Block]:
         """Every distinct block any arch of this space can contain (what a lookup table times)."""

@@ -228,6 +228,14 @@ class SparseTransformerSpace(SearchSpace, SupernetSpace, DecodeSpace):
         result.append(Block("lm_head", (("d_model", d), ("vocab_size", c["vocab_size"]))))
         return result
 
+    def block_family(self, block: Block) -> str:
+        """MoE blocks by their number of experts: how routing and dispatch cost grows with the experts is the
+        backend's own (torch's grouped matmul runs every expert in one call; the exported ONNX graph has a
+        gather, two matmuls and a scatter per expert), so each expert count may scale on its own."""
+        if block.kind == "moe":
+            return f"moe/experts={dict(block.params)['experts']}"
+        return block.kind
+
     def build(self, arch: Arch, *, seed: int = 0) -> nn.Module:
         import torch
 
