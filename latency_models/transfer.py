@@ -13,8 +13,9 @@ by non-negative least squares on relative errors. Where the space groups blocks 
 as a subgraph per expert and torch as one grouped matmul), a fourth form weights each family the same way.
 Of these, the one with the smallest leave-one-out error on the samples is kept, and a relative spread is
 stated from its residuals (calibrated like any kind's, `latency_models.calibration`). It keeps the source
-predictor inside its payload, so it is stored, loaded, reported and chosen like any other kind. `hwnas profile --device NEW --transfer-from OLD` builds
-one; the profile's held-out archs (measured twice) give its report and noise floor.
+predictor inside its payload, so it is stored, loaded, reported and chosen like any other kind. `hwnas
+profile --device NEW --transfer-from OLD` builds one; the profile's held-out archs (measured twice) give its
+report and noise floor.
 """
 
 from __future__ import annotations
