@@ -225,6 +225,11 @@ def decode_figures(space: Any, archs: list[Any], meter_settings: Any) -> list[di
     return rows
 
 
+def space_options_for(name: str, extra: dict[str, Any] | None) -> dict[str, Any]:
+    """The benchmark's options for space `name`, with `--space-options` merged over them."""
+    return {**SPACES[name], **(extra or {})}
+
+
 def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_table: bool = False,
               repeat_held_out: bool = True, draws: int = DRAWS,
               space_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -232,7 +237,7 @@ def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_
 
     from search_spaces.base import get_space
 
-    options = {**SPACES[name], **(space_options or {})}
+    options = space_options_for(name, space_options)
     space = get_space(name, options)
     archs = bench_archs(space, count)
     began = time.perf_counter()
@@ -338,7 +343,7 @@ def main() -> None:
             if name not in SPACES:
                 parser.error(f"--spaces: unknown space {name!r}; choose from {', '.join(SPACES)}")
             try:
-                get_space(name, {**SPACES[name], **(args.space_options or {})})
+                get_space(name, space_options_for(name, args.space_options))
             except SpecError as error:
                 parser.error(f"--space-options for {name}: {error}")
     global WITH_CUDA
