@@ -8,7 +8,10 @@ For each space (the demo's sparse transformer; MiniLM-L6 pruned), the space's co
 timed on three devices of this machine: torch `cpu-1t`, torch `cpu-2t` and ONNX Runtime with 1 thread
 (`ort-1t`), all batch 1 and 64 tokens, and with `--cuda` a fourth, the GPU (torch, `cuda`). The devices are
 interleaved chunk by chunk (every chunk of archs is measured on each device in turn), so that the machine's
-drift spreads over all of them. Reported:
+drift spreads over all of them, and each chunk also times one fixed reference arch per device, whose median
+scales the chunk's figures to one time base (the drift correction `hwnas profile` applies; a chunk's speed
+moved by up to 30% on a 2-core VM, measured; `--no-drift-correction` for runs comparable with those before
+2026-12-05). Reported:
 
 - Kendall tau between each pair of devices' latencies (does the device change the ranking?);
 - the largest arch (by parameters, the capacity proxy: no training here) under a common target (the median
@@ -68,19 +71,51 @@ def devices() -> dict[str, Any]:
     return found
 
 
-def measure_interleaved(space: Any, archs: list[Any], *, chunk: int, meter_settings: Any) -> dict[str, list[float]]:
-    """Every chunk of archs measured on each device in turn; medians in ms per device, in arch order."""
+def drift_references(space: Any, meter_settings: Any) -> dict[str, Any]:
+    """One `Reference` per device, all of the same fixed arch (the median by parameters of five random archs,
+    as `hwnas profile` picks its own): timed in every chunk, so that each chunk's figures are scaled to one
+    time base, as a profile's are (`latency_models.measure`)."""
+    from latency_models.measure import Reference
+    from latency_models.meter import make_meter
+    from search_spaces.base import random_archs
+
+    candidates = random_archs(space, count=5, seed=2)
+    sizes = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in candidates]
+    arch = sorted(zip(sizes, candidates), key=lambda x: x[0])[2][1]
+    return {name: Reference.for_arch(space, arch, make_meter(device, meter_settings))
+            for name, device in devices().items()}
+
+
+def measure_interleaved(space: Any, archs: list[Any], *, chunk: int, meter_settings: Any,
+                        references: dict[str, Any] | None = None) -> dict[str, list[Any]]:
+    """Every chunk of archs measured on each device in turn (with each device's drift reference, if given);
+    the samples per device, in arch order."""
     from latency_models.measure import measure_archs
     from latency_models.meter import make_meter
 
-    result: dict[str, list[float]] = {name: [] for name in devices()}
+    result: dict[str, list[Any]] = {name: [] for name in devices()}
     for start in range(0, len(archs), chunk):
         part = archs[start:start + chunk]
         for name, device in devices().items():
-            samples = measure_archs(space, part, make_meter(device, meter_settings), chunk_size=chunk)
-            result[name] += [s.median_ms for s in samples]
+            result[name] += measure_archs(space, part, make_meter(device, meter_settings), chunk_size=chunk,
+                                          reference=(references or {}).get(name))
         logging.info("%s: %d of %d archs measured on every device", space.name, start + len(part), len(archs))
     return result
+
+
+def rebased_ms(references: dict[str, Any] | None,
+               *passes: dict[str, list[Any]] | None) -> list[dict[str, list[float]] | None]:
+    """Each pass's medians in ms per device; with references, first moved to the reference's median over
+    every chunk of every pass (`latency_models.measure.rebase`), the machine's typical speed."""
+    from latency_models.measure import rebase
+
+    kept = [p for p in passes if p is not None]
+    if references:
+        for name, reference in references.items():
+            for samples, moved in zip(kept, rebase(reference, *(p[name] for p in kept))):
+                samples[name] = moved
+    ms = iter([{name: [s.median_ms for s in samples] for name, samples in p.items()} for p in kept])
+    return [next(ms) if p is not None else None for p in passes]
 
 
 def lookup_source(space: Any, meter_settings: Any) -> Any:
@@ -130,6 +165,15 @@ def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[flo
         within = sum(abs(p - t) / t <= 0.10 for p, t in zip(predicted, truth)) / len(truth)
         return {"within_10pct": 100.0 * within, "kendall_tau": float(kendalltau(predicted, truth).statistic)}
 
+    def noise_floors(second: list[float], truth: list[float]) -> dict[str, dict[str, float]]:
+        """Two timings of the same archs, as they are and with the second pass divided by its median ratio
+        to the first: a drift of the whole machine between the passes, which a fitted scale absorbs (and a
+        job's re-anchoring corrects), apart from each arch's own noise."""
+        drift = statistics.median(u / t for t, u in zip(truth, second))
+        return {"noise_floor_second_timing": agreement(second, truth),
+                "noise_floor_drift_corrected": {**agreement([u / drift for u in second], truth),
+                                                "second_over_first": drift}}
+
     def judge(model: Any, truth: list[float], second: list[float] | None = None) -> dict[str, float]:
         predicted = [model.predict(a).mean_ms for a in test]
         figures = agreement(predicted, truth)
@@ -170,14 +214,14 @@ def transfer_figures(space: Any, archs: list[Any], latencies: dict[str, list[flo
         if lookup is not None:
             row["lookup_table_unchanged"] = judge(lookup, truth, second)
         if second is not None:  # the same archs timed twice: what no predictor judged on one timing can beat
-            row["noise_floor_second_timing"] = agreement(second, truth)
+            row.update(noise_floors(second, truth))
         result[name] = row
     own: dict[str, Any] = {}
     if lookup is not None:  # the source itself, on its own device's held-out half
         own["lookup_table_on_its_own_device"] = judge(lookup, latencies["cpu-1t"][half:],
                                                       repeat["cpu-1t"] if repeat is not None else None)
     if repeat is not None:
-        own["noise_floor_second_timing"] = agreement(repeat["cpu-1t"], latencies["cpu-1t"][half:])
+        own.update(noise_floors(repeat["cpu-1t"], latencies["cpu-1t"][half:]))
     if own:
         result["cpu-1t"] = own
     return result
@@ -189,7 +233,7 @@ def rejudge(stored: dict[str, Any], *, draws: int) -> dict[str, Any]:
     from search_spaces.base import get_space
 
     space = get_space(stored["space"], stored["options"])
-    archs = bench_archs(space, stored["archs"])
+    archs = bench_archs(space, stored["archs"], seed=stored.get("arch_seed", 0))
     params = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in archs]
     if params != stored["params"]:
         raise SystemExit(f"{stored['space']}: the archs drawn again differ from the stored run's (parameters)")
@@ -201,12 +245,12 @@ def rejudge(stored: dict[str, Any], *, draws: int) -> dict[str, Any]:
     return {**stored, "transfer": transfer}
 
 
-def bench_archs(space: Any, count: int) -> list[Any]:
-    """The space's corners, then random archs (seed 0): the same archs in every run."""
+def bench_archs(space: Any, count: int, *, seed: int = 0) -> list[Any]:
+    """The space's corners, then random archs drawn with `seed`: the same archs in every run with that seed."""
     from search_spaces.base import corner_archs, random_archs
 
     corners = corner_archs(space)
-    return corners + random_archs(space, count=count - len(corners), seed=0, exclude=[a.hash for a in corners])
+    return corners + random_archs(space, count=count - len(corners), seed=seed, exclude=[a.hash for a in corners])
 
 
 def decode_figures(space: Any, archs: list[Any], meter_settings: Any) -> list[dict[str, Any]]:
@@ -232,20 +276,26 @@ def space_options_for(name: str, extra: dict[str, Any] | None) -> dict[str, Any]
 
 def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_table: bool = False,
               repeat_held_out: bool = True, draws: int = DRAWS,
-              space_options: dict[str, Any] | None = None) -> dict[str, Any]:
+              space_options: dict[str, Any] | None = None, arch_seed: int = 0,
+              drift_correction: bool = True) -> dict[str, Any]:
     from scipy.stats import kendalltau
 
     from search_spaces.base import get_space
 
     options = space_options_for(name, space_options)
     space = get_space(name, options)
-    archs = bench_archs(space, count)
+    archs = bench_archs(space, count, seed=arch_seed)
     began = time.perf_counter()
-    latencies = measure_interleaved(space, archs, chunk=chunk, meter_settings=meter_settings)
+    references = drift_references(space, meter_settings) if drift_correction else None
+    first = measure_interleaved(space, archs, chunk=chunk, meter_settings=meter_settings, references=references)
     measure_s = time.perf_counter() - began
-    repeat = None
+    second = None
     if repeat_held_out:  # the held-out half again, every device interleaved as before: the noise floor
-        repeat = measure_interleaved(space, archs[len(archs) // 2:], chunk=chunk, meter_settings=meter_settings)
+        second = measure_interleaved(space, archs[len(archs) // 2:], chunk=chunk, meter_settings=meter_settings,
+                                     references=references)
+    reference_ms = {name: list(r.observed_ms) for name, r in (references or {}).items()}
+    latencies, repeat = rebased_ms(references, first, second)
+    assert latencies is not None
     lookup = lookup_source(space, meter_settings) if lookup_table else None
     names = list(latencies)
     taus = {f"{a} vs {b}": float(kendalltau(latencies[a], latencies[b]).statistic)
@@ -260,10 +310,12 @@ def run_space(name: str, *, count: int, chunk: int, meter_settings: Any, lookup_
         best[device] = {"target_ms": target, "arch": space.describe(archs[chosen].config), "params": params[chosen],
                         "latency_ms": values[chosen], "index": chosen}
     transfer = transfer_figures(space, archs, latencies, lookup=lookup, repeat=repeat, draws=draws)
-    result = {"space": name, "options": options, "archs": len(archs), "kendall_tau": taus,
+    result = {"space": name, "options": options, "archs": len(archs), "arch_seed": arch_seed, "kendall_tau": taus,
               "best_under_common_target": best, "transfer": transfer,
               "latencies_ms": latencies, "held_out_latencies_ms_second_timing": repeat, "params": params,
-              "measure_s": measure_s,
+              "measure_s": measure_s, "drift_correction": drift_correction,
+              # the drift reference's median in each chunk per device, before the correction: the machine's drift
+              "reference_ms_by_chunk": reference_ms,
               # cpu-1t's lookup table as `LatencyModel.save` writes it (base64), for analyses offline
               "lookup_source_payload": base64.b64encode(lookup.save()).decode() if lookup is not None else None}
     if name == "sparse-transformer":
@@ -298,6 +350,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
 def _forms(figures: dict[str, Any]) -> str:
     if "forms" in figures:
         return " (" + ", ".join(f"{form} {n}" for form, n in figures["forms"].items()) + ")"
+    if "second_over_first" in figures:
+        return f" (second pass x{figures['second_over_first']:.3f})"
     return f" ({figures['form']})" if "form" in figures else ""
 
 
@@ -327,12 +381,19 @@ def main() -> None:
     parser.add_argument("--space-options", type=json.loads, default=None, metavar="JSON",
                         help="merged into each space's options (e.g. wider sparse-transformer blocks: archs whose "
                              "latency is not mostly timing noise)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the random archs' seed (the corners are always in): another seed, other archs")
+    parser.add_argument("--no-drift-correction", action="store_true",
+                        help="no drift reference in each chunk (runs before 2026-12-05 had none)")
     parser.add_argument("--rejudge", type=Path, default=None, metavar="FILE",
                         help="no timing: the transfer figures of FILE (a run of this benchmark) computed again "
                              "from its stored timings and lookup table, written to --out")
     args = parser.parse_args()
     if args.draws < 1:
         parser.error(f"--draws must be at least 1 (got {args.draws}): each transfer is fitted on that many draws")
+    if args.rejudge is None and args.archs < 2 * max(TRANSFER_SAMPLES):
+        parser.error(f"--archs must be at least {2 * max(TRANSFER_SAMPLES)} (got {args.archs}): the first half "
+                     f"gives the transfer's {max(TRANSFER_SAMPLES)} samples, the second half judges it")
     if args.space_options is not None and not isinstance(args.space_options, dict):
         parser.error(f"--space-options must be a JSON object of space options (got {args.space_options!r})")
     if args.rejudge is None:
@@ -363,7 +424,8 @@ def main() -> None:
         return
     results = [run_space(name, count=args.archs, chunk=args.chunk, meter_settings=settings,
                          lookup_table=args.lookup_table_source, repeat_held_out=not args.no_repeat,
-                         draws=args.draws, space_options=args.space_options)
+                         draws=args.draws, space_options=args.space_options, arch_seed=args.seed,
+                         drift_correction=not args.no_drift_correction)
                for name in args.spaces.split(",")]
     args.out.write_text(json.dumps({"machine": platform.platform(), "processor": platform.processor(),
                                     "meter": settings.model_dump(), "wall_s": time.perf_counter() - began,
