@@ -9,9 +9,9 @@ timed on three devices of this machine: torch `cpu-1t`, torch `cpu-2t` and ONNX 
 (`ort-1t`), all batch 1 and 64 tokens, and with `--cuda` a fourth, the GPU (torch, `cuda`). The devices are
 interleaved chunk by chunk (every chunk of archs is measured on each device in turn), so that the machine's
 drift spreads over all of them, and each chunk also times one fixed reference arch per device, whose median
-scales the chunk's figures to one time base (the drift correction `hwnas profile` applies; a chunk's speed
-moved by up to 30% on a 2-core VM, measured; `--no-drift-correction` for runs comparable with those before
-2026-12-05). Reported:
+scales the chunk's figures to one time base (the drift correction `hwnas profile` applies; within one run on
+a 2-core VM the reference's median moved by a third from chunk to chunk on one thread and by half on two,
+measured; `--no-drift-correction` for runs comparable with those before 2026-12-05). Reported:
 
 - Kendall tau between each pair of devices' latencies (does the device change the ranking?);
 - the largest arch (by parameters, the capacity proxy: no training here) under a common target (the median
