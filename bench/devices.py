@@ -75,13 +75,10 @@ def drift_references(space: Any, meter_settings: Any) -> dict[str, Any]:
     """One `Reference` per device, all of the same fixed arch (the median by parameters of five random archs,
     as `hwnas profile` picks its own): timed in every chunk, so that each chunk's figures are scaled to one
     time base, as a profile's are (`latency_models.measure`)."""
-    from latency_models.measure import Reference
+    from latency_models.measure import Reference, drift_reference_arch
     from latency_models.meter import make_meter
-    from search_spaces.base import random_archs
 
-    candidates = random_archs(space, count=5, seed=2)
-    sizes = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in candidates]
-    arch = sorted(zip(sizes, candidates), key=lambda x: x[0])[2][1]
+    arch = drift_reference_arch(space, seed=2)
     return {name: Reference.for_arch(space, arch, make_meter(device, meter_settings))
             for name, device in devices().items()}
 
@@ -114,8 +111,8 @@ def rebased_ms(references: dict[str, Any] | None,
         for name, reference in references.items():
             for samples, moved in zip(kept, rebase(reference, *(p[name] for p in kept))):
                 samples[name] = moved
-    ms = iter([{name: [s.median_ms for s in samples] for name, samples in p.items()} for p in kept])
-    return [next(ms) if p is not None else None for p in passes]
+    return [None if p is None else {name: [s.median_ms for s in samples] for name, samples in p.items()}
+            for p in passes]
 
 
 def lookup_source(space: Any, meter_settings: Any) -> Any:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from latency_models.device import DeviceProfile
 from latency_models.meter import LatencyMeter, LatencySample
 from search_spaces.arch import Arch
-from search_spaces.base import Block, DecodeSpace, SearchSpace
+from search_spaces.base import Block, DecodeSpace, SearchSpace, random_archs
 from search_spaces.errors import LatencyError
 
 if TYPE_CHECKING:
@@ -52,6 +52,14 @@ class Reference:
     @classmethod
     def for_arch(cls, space: SearchSpace, arch: Arch, meter: LatencyMeter) -> Reference:
         return cls(*_timing_pair(space, arch, meter), per_call_tokens=tokens_per_call(meter.device))
+
+
+def drift_reference_arch(space: SearchSpace, *, seed: int) -> Arch:
+    """The arch a measurement times in every chunk for drift correction: the median by parameters of five
+    random archs (`seed`), neither the cheapest nor the costliest to time."""
+    candidates = random_archs(space, count=5, seed=seed)
+    sizes = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in candidates]
+    return sorted(zip(sizes, candidates), key=lambda x: x[0])[2][1]
 
 
 def tokens_per_call(device: DeviceProfile) -> int:

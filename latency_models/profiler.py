@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from latency_models.base import FitSample, LatencyModel, ProfileData, get_latency_model_class, latency_model_names
 from latency_models.calibration import std_scale
 from latency_models.device import DeviceProfile
-from latency_models.measure import Reference, measure_archs, measure_blocks, rebase
+from latency_models.measure import Reference, drift_reference_arch, measure_archs, measure_blocks, rebase
 from latency_models.meter import LatencySample, MeterSettings, make_meter
 from latency_models.report import accuracy_report
 from search_spaces.arch import Arch
@@ -114,9 +114,7 @@ def profile(space: SearchSpace, device: DeviceProfile, plan: ProfilePlan, *,
     # One fixed arch (the median by parameters of five) timed in every chunk: drift correction (see `measure`).
     reference = reference_arch = None
     if plan.drift_correction:
-        candidates = random_archs(space, count=5, seed=plan.seed + 2)
-        sizes = [sum(p.numel() for p in space.build_for_timing(a).parameters()) for a in candidates]
-        reference_arch = sorted(zip(sizes, candidates), key=lambda x: x[0])[2][1]
+        reference_arch = drift_reference_arch(space, seed=plan.seed + 2)
         reference = Reference.for_arch(space, reference_arch, meter)
     total = len(blocks) + len(train) + 2 * len(holdout)
     done = 0
